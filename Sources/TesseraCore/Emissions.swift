@@ -1,0 +1,32 @@
+/// Changes of entities' feature rows, in stream-time order: the output of the core that the
+/// sinks consume (Redis keeps the last row per entity, the offline log keeps every row).
+///
+/// Row `i` is entity `entityIds[i]` (keys in `keys`, one column per join key) with the feature
+/// values `features[f][i]` in view order, current from `eventTimes[i]` (the partition's stream
+/// time when the value became current) until the entity's next row.
+public struct EmissionBatch: Sendable {
+    public var eventTimes: [Micros] = []
+    public var entityIds: [UInt32] = []
+    public var keys: [Column]
+    public var features: [Column]
+
+    public init(keyTypes: [ValueType], featureTypes: [ValueType]) {
+        keys = keyTypes.map(Column.init(type:))
+        features = featureTypes.map(Column.init(type:))
+    }
+
+    public var count: Int { eventTimes.count }
+    public var isEmpty: Bool { eventTimes.isEmpty }
+
+    public mutating func removeAll() {
+        eventTimes.removeAll(keepingCapacity: true)
+        entityIds.removeAll(keepingCapacity: true)
+        for i in keys.indices { keys[i].removeAll() }
+        for i in features.indices { features[i].removeAll() }
+    }
+
+    /// Row `i` as values (nil for null), for tests and tools.
+    public func row(_ i: Int) -> (time: Micros, key: [Value], features: [Value?]) {
+        (eventTimes[i], keys.map { $0.value(at: i)! }, features.map { $0.value(at: i) })
+    }
+}

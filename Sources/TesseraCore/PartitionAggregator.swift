@@ -1,0 +1,141 @@
+/// The aggregation state of one partition of one source: its stream time, its watermark, and
+/// the views computed from the source. Serialisable as a unit (a checkpoint is one partition).
+///
+///     batch ─▶ stream time & lateness ─▶ each view: entities ─▶ tiles ─▶ windows ─▶ emissions
+public struct PartitionAggregator: Sendable {
+    /// How far behind stream time an event may be and still be aggregated.
+    public let allowedLateness: Micros
+    /// The largest event time accepted so far; `.min` before the first event.
+    public private(set) var streamTime: Micros = .min
+    public private(set) var views: [ViewAggregator]
+
+    /// Events before this are late.
+    public var watermark: Micros {
+        streamTime == .min ? .min : streamTime - allowedLateness
+    }
+
+    /// Event times the core accepts: years 0001 to 9999, so that window arithmetic never overflows.
+    public static let validTimes: ClosedRange<Micros> = -62_135_596_800_000_000 ... 253_402_300_799_999_999
+
+    public init(views: [ViewSpec], allowedLateness: Micros) {
+        precondition(allowedLateness >= 0)
+        self.allowedLateness = allowedLateness
+        self.views = views.map(ViewAggregator.init(spec:))
+    }
+
+    /// Why a row was not aggregated. Nothing is dropped silently: every rejected row is reported.
+    public enum Rejection: Sendable, Equatable, CustomStringConvertible {
+        /// Older than the watermark when it arrived.
+        case late(eventTime: Micros, watermark: Micros)
+        /// Outside `validTimes`.
+        case timeOutOfRange(eventTime: Micros)
+        /// A join key of the named view is null.
+        case missingKey(view: String)
+
+        public var description: String {
+            switch self {
+            case .late(let t, let w): return "late: event time \(t) is older than the watermark \(w)"
+            case .timeOutOfRange(let t): return "timestamp out of range: \(t)"
+            case .missingKey(let v): return "missing join key for view \(v)"
+            }
+        }
+    }
+
+    /// Scratch reused across batches.
+    private var accepted: [Bool] = []
+    private var streamTimes: [Micros] = []
+
+    /// Aggregates a batch; each view's `emissions` then holds the rows that changed. Returns the
+    /// rejected rows (late, out of range, missing key) with their reason.
+    @discardableResult
+    public mutating func ingest(_ batch: ColumnBatch) -> [(row: Int, reason: Rejection)] {
+        var rejected: [(row: Int, reason: Rejection)] = []
+        accepted.removeAll(keepingCapacity: true)
+        streamTimes.removeAll(keepingCapacity: true)
+        var now = streamTime
+        for (i, t) in batch.eventTimes.enumerated() {
+            if !PartitionAggregator.validTimes.contains(t) {
+                rejected.append((i, .timeOutOfRange(eventTime: t)))
+                accepted.append(false)
+            } else if now != .min && t < now - allowedLateness {
+                rejected.append((i, .late(eventTime: t, watermark: now - allowedLateness)))
+                accepted.append(false)
+            } else {
+                accepted.append(true)
+                if t > now { now = t }
+            }
+            streamTimes.append(now)
+        }
+        for v in views.indices {
+            let missing = views[v].ingest(batch, accepted: accepted, streamTimes: streamTimes)
+            for row in missing { rejected.append((row, .missingKey(view: views[v].spec.name))) }
+            views[v].advance(to: now)
+            views[v].flushPending()
+        }
+        streamTime = now
+        if rejected.count > 1 { rejected.sort { $0.row < $1.row } }
+        return rejected
+    }
+
+    /// Moves stream time forward without events (the idle-partition hook): values decay as tiles
+    /// leave their windows, and the expiry emissions appear in `emissions`.
+    public mutating func advance(to time: Micros) {
+        guard time > streamTime, PartitionAggregator.validTimes.contains(time) else { return }
+        streamTime = time
+        for v in views.indices {
+            views[v].advance(to: time)
+            views[v].flushPending()
+        }
+    }
+
+    public mutating func removeAllEmissions() {
+        for v in views.indices { views[v].removeAllEmissions() }
+    }
+
+    // MARK: - Checkpoints
+
+    static let formatVersion: UInt32 = 1
+
+    /// The whole partition state as bytes. Emissions not yet taken are not part of it.
+    public func serialized() -> [UInt8] {
+        var w = ByteWriter()
+        w.write("tessera-partition")
+        w.write(PartitionAggregator.formatVersion)
+        w.write(allowedLateness)
+        w.write(streamTime)
+        w.write(UInt64(views.count))
+        for v in views { v.serialize(into: &w) }
+        // A checksum of everything before it: a torn or garbled checkpoint is refused, not half-read.
+        let checksum = w.bytes.withUnsafeBufferPointer { StableHash.hash(bytes: $0) }
+        w.write(checksum)
+        return w.bytes
+    }
+
+    /// Restores a partition saved by `serialized()`. Throws `StateMismatchError` when a view was
+    /// saved under another definition, and `StateFormatError` when the bytes are not a state.
+    public init(views specs: [ViewSpec], allowedLateness: Micros, restoring bytes: [UInt8]) throws {
+        guard bytes.count >= 8 else { throw StateFormatError(description: "state is truncated (\(bytes.count) bytes)") }
+        let payload = bytes.count - 8
+        let expected = bytes.withUnsafeBufferPointer { StableHash.hash(bytes: UnsafeBufferPointer(rebasing: $0[..<payload])) }
+        var trailer = ByteReader(Array(bytes[payload...]))
+        guard try trailer.read(UInt64.self) == expected else {
+            throw StateFormatError(description: "state checksum does not match: the checkpoint is torn or corrupt")
+        }
+        var r = ByteReader(Array(bytes[..<payload]))
+        try r.expect("tessera-partition")
+        let version = try r.read(UInt32.self)
+        guard version == PartitionAggregator.formatVersion else {
+            throw StateFormatError(description: "state format \(version) is not supported (this build reads \(PartitionAggregator.formatVersion))")
+        }
+        self.allowedLateness = allowedLateness
+        _ = try r.read(Micros.self)
+        streamTime = try r.read()
+        let n = try r.count(limit: 4096)
+        guard n == specs.count else {
+            throw StateFormatError(description: "the state holds \(n) views, the topology \(specs.count)")
+        }
+        views = []
+        for spec in specs { views.append(try ViewAggregator(spec: spec, from: &r)) }
+        guard r.isAtEnd else { throw StateFormatError(description: "state has trailing bytes") }
+    }
+}

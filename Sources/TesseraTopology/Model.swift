@@ -1,0 +1,97 @@
+import TesseraCore
+
+/// A team's topology file, validated: sources, entities and feature views.
+public struct Topology: Sendable {
+    public var file: String
+    public var team: String
+    public var owner: String?
+    public var sources: [Source]
+    public var entities: [Entity]
+    public var views: [FeatureView]
+
+    public func source(named name: String) -> Source? { sources.first { $0.name == name } }
+    public func entity(named name: String) -> Entity? { entities.first { $0.name == name } }
+}
+
+/// How a source's payload is encoded. JSON first; the enum leaves room for Avro and Protobuf.
+public enum SourceFormat: String, Sendable, CaseIterable {
+    case json
+}
+
+/// How an event-time field is written in the payload.
+public enum TimeUnit: String, Sendable, CaseIterable {
+    case seconds = "s"
+    case milliseconds = "ms"
+    case microseconds = "us"
+    case rfc3339
+}
+
+public struct TimeField: Sendable, Hashable {
+    public var field: String
+    public var unit: TimeUnit
+}
+
+/// A Kafka topic and how to read its events.
+public struct Source: Sendable {
+    public var name: String
+    public var topic: String
+    public var format: SourceFormat
+    public var timestamp: TimeField
+    /// Optional second timestamp (when the event was written), carried for tie-breaking and audits.
+    public var createdTimestamp: TimeField?
+    /// How far behind the partition's stream time an event may arrive and still count.
+    public var allowedLateness: Micros
+    /// The payload fields features and keys read, in declaration order (the column order).
+    public var schema: Schema
+}
+
+/// A business key: one or more join keys with their types.
+public struct Entity: Sendable {
+    public var name: String
+    public var joinKeys: [(name: String, type: ValueType)]
+}
+
+public struct Feature: Sendable {
+    public var name: String
+    public var aggregate: Aggregate
+    public var field: String?
+    public var window: Window
+    /// The `where` text as written, for display.
+    public var filterText: String?
+    public var percentile: Double?
+}
+
+/// A named set of features over one source, keyed by its entities.
+public struct FeatureView: Sendable {
+    public var name: String
+    public var source: String
+    public var entities: [String]
+    /// Join keys in order (entity by entity), with their types.
+    public var joinKeys: [(name: String, type: ValueType)]
+    /// How long a value stays valid for serving and point-in-time joins; 0 means no limit.
+    public var ttl: Micros
+    public var online: Bool
+    public var offline: Bool
+    public var owner: String?
+    public var description: String?
+    public var tags: [(key: String, value: String)]
+    public var features: [Feature]
+    /// The view as the aggregation core runs it.
+    public var spec: ViewSpec
+}
+
+/// One problem in a topology file, located by line and column (1-based).
+public struct TopologyError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public var message: String
+
+    public var description: String { "\(file):\(line):\(column): \(message)" }
+}
+
+/// Every problem found in one or more topology files.
+public struct TopologyErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [TopologyError]
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}

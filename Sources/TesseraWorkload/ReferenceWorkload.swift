@@ -1,0 +1,134 @@
+import Foundation
+import TesseraCore
+
+/// The reference event stream of WORKLOAD.md: orders of users drawn from a Zipf distribution,
+/// evenly spread over an event-time span, optionally disordered. Seeded and deterministic:
+/// the same parameters give the same events on every machine.
+public struct ReferenceWorkload: Sendable {
+    public struct Parameters: Sendable, Hashable {
+        public var events: Int
+        public var users: Int
+        public var skew: Double
+        public var span: Micros
+        /// Each event's time moves back by up to this much (0: in order).
+        public var disorder: Micros
+        public var seed: UInt64
+        /// Event time of the first event: 2026-01-01T00:00:00Z.
+        public var start: Micros = 1_767_225_600 * Time.second
+
+        public init(events: Int, users: Int, skew: Double, span: Micros, disorder: Micros, seed: UInt64 = 1) {
+            self.events = events
+            self.users = users
+            self.skew = skew
+            self.span = span
+            self.disorder = disorder
+            self.seed = seed
+        }
+
+        /// The scales of WORKLOAD.md.
+        public static let quick = Parameters(events: 200_000, users: 20_000, skew: 1.1, span: 2 * Time.day, disorder: 0)
+        public static let standard = Parameters(events: 10_000_000, users: 1_000_000, skew: 1.1, span: 7 * Time.day, disorder: 2 * Time.second)
+        public static let hot = Parameters(events: 10_000_000, users: 1_000, skew: 1.3, span: Time.day, disorder: 0)
+
+        public static func named(_ name: String) -> Parameters? {
+            switch name {
+            case "quick": return .quick
+            case "standard": return .standard
+            case "hot": return .hot
+            default: return nil
+            }
+        }
+    }
+
+    public struct Order: Sendable, Equatable {
+        public var orderID: Int64
+        public var userID: Int64
+        public var productID: Int64
+        /// Cents; the JSON carries `amount` with two decimals.
+        public var amountCents: Int64
+        public var status: Status
+        public var eventTimeMillis: Int64
+
+        public var amount: Double { Double(amountCents) / 100 }
+    }
+
+    public enum Status: String, Sendable, CaseIterable {
+        case paid, refunded, cancelled
+    }
+
+    public static let products: Int64 = 50_000
+    /// The source schema of the reference topology, in its declared order.
+    public static let schema = Schema([
+        ("order_id", .int64), ("user_id", .int64), ("product_id", .int64), ("amount", .float64), ("status", .string),
+    ])
+
+    public let parameters: Parameters
+    private let cdf: [Double]
+
+    public init(_ parameters: Parameters) {
+        precondition(parameters.events > 0 && parameters.users > 0)
+        self.parameters = parameters
+        // Cumulative Zipf weights of ranks 1…users; rank r is user_id r.
+        var cdf = [Double](repeating: 0, count: parameters.users)
+        var total = 0.0
+        for r in 0..<parameters.users {
+            total += 1 / pow(Double(r + 1), parameters.skew)
+            cdf[r] = total
+        }
+        for r in cdf.indices { cdf[r] /= total }
+        self.cdf = cdf
+    }
+
+    /// Event `i` (0-based) of the stream.
+    public func order(_ i: Int) -> Order {
+        var g = Mixer(seed: parameters.seed, index: UInt64(i))
+        let u = g.unit()
+        var lo = 0, hi = cdf.count - 1
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if cdf[mid] < u { lo = mid + 1 } else { hi = mid }
+        }
+        let product = Int64(g.next() % UInt64(ReferenceWorkload.products)) + 1
+        let x = g.unit()
+        let cents = 100 + Int64(x * x * 24_900)  // 1.00 … 250.00, most orders small
+        let s = g.next() % 100
+        let status: Status = s < 85 ? .paid : (s < 95 ? .refunded : .cancelled)
+        let base = parameters.start + Int64((Double(i) / Double(parameters.events)) * Double(parameters.span))
+        let jitter = parameters.disorder > 0 ? Int64(g.next() % UInt64(parameters.disorder + 1)) : 0
+        let micros = base - jitter
+        return Order(orderID: Int64(i) + 1, userID: Int64(lo + 1), productID: product, amountCents: cents,
+                     status: status, eventTimeMillis: Time.floorDiv(micros, Time.millisecond))
+    }
+
+    /// The JSON payload of an order, as the load generator produces it.
+    public static func json(_ o: Order, into out: inout [UInt8]) {
+        func append(_ s: String) { out.append(contentsOf: s.utf8) }
+        let cents = o.amountCents % 100
+        append("{\"order_id\":\(o.orderID),\"user_id\":\(o.userID),\"product_id\":\(o.productID),\"amount\":\(o.amountCents / 100).\(cents < 10 ? "0" : "")\(cents),\"status\":\"\(o.status.rawValue)\",\"event_timestamp\":\(o.eventTimeMillis)}")
+    }
+
+    /// Appends an order to a batch with `schema`'s columns.
+    public static func append(_ o: Order, to batch: inout ColumnBatch) {
+        batch.eventTimes.append(o.eventTimeMillis * Time.millisecond)
+        batch.columns[0].append(int: o.orderID)
+        batch.columns[1].append(int: o.userID)
+        batch.columns[2].append(int: o.productID)
+        batch.columns[3].append(double: o.amount)
+        batch.columns[4].append(string: o.status.rawValue)
+    }
+}
+
+/// A counter-based generator: event `i` draws from its own stream, so any event can be produced
+/// without producing the ones before it (workers can generate disjoint ranges in parallel).
+struct Mixer {
+    var state: UInt64
+    init(seed: UInt64, index: UInt64) {
+        state = StableHash.mix(seed &* 0x9e37_79b9_7f4a_7c15 ^ StableHash.mix(index &+ 0x632b_e59b_d9b4_e019))
+    }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        return StableHash.mix(state)
+    }
+    /// Uniform in [0, 1).
+    mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
+}

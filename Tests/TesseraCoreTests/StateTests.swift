@@ -1,0 +1,90 @@
+import Testing
+import TesseraCore
+
+@Suite("Partition state: checkpoint, restore, refuse")
+struct StateTests {
+    static func stream(seed: UInt64) throws -> (ViewSpec, [ColumnBatch]) {
+        var g = SeededGenerator(seed: seed)
+        let spec = try WindowPropertyTests.randomSpec(&g, multiKey: seed % 2 == 0)
+        var batches: [ColumnBatch] = []
+        var now: Micros = 0
+        for _ in 0..<30 {
+            var batch = ColumnBatch(schema: WindowPropertyTests.schema.types)
+            for _ in 0..<Int.random(in: 1...40, using: &g) {
+                now += Micros.random(in: 0...700, using: &g)
+                let t = Bool.random(using: &g) ? now : now - Micros.random(in: 0...2_000, using: &g)
+                batch.append(time: t, WindowPropertyTests.randomRow(&g, users: 5))
+            }
+            batches.append(batch)
+        }
+        return (spec, batches)
+    }
+
+    static func flatten(_ e: EmissionBatch) -> [String] {
+        (0..<e.count).map { i in
+            let r = e.row(i)
+            // Bit-exact: doubles by their bit pattern.
+            let values = r.features.map { v -> String in
+                if case .double(let d) = v { return String(d.bitPattern, radix: 16) }
+                return String(describing: v)
+            }
+            return "\(r.time) \(r.key) \(values)"
+        }
+    }
+
+    @Test("a run restored after every batch emits exactly what an uninterrupted run emits", arguments: 0..<12)
+    func restoreIsInvisible(seed: Int) throws {
+        let (spec, batches) = try Self.stream(seed: UInt64(seed))
+        var straight = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        var restored = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        var a: [String] = [], b: [String] = []
+        for batch in batches {
+            straight.ingest(batch)
+            a += Self.flatten(straight.views[0].emissions)
+            straight.removeAllEmissions()
+            restored = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: restored.serialized())
+            restored.ingest(batch)
+            b += Self.flatten(restored.views[0].emissions)
+            restored.removeAllEmissions()
+        }
+        #expect(!a.isEmpty)
+        #expect(a == b)
+        let sameState = straight.serialized() == restored.serialized()
+        #expect(sameState)
+    }
+
+    @Test("state saved under another view definition is refused with a way out")
+    func definitionChanged() throws {
+        let (spec, batches) = try Self.stream(seed: 3)
+        var core = PartitionAggregator(views: [spec], allowedLateness: 0)
+        core.ingest(batches[0])
+        var changed = spec
+        changed.features[0].window = .sliding(length: 9_000, hop: 3_000)
+        #expect(throws: StateMismatchError.self) {
+            try PartitionAggregator(views: [changed], allowedLateness: 0, restoring: core.serialized())
+        }
+        do {
+            _ = try PartitionAggregator(views: [changed], allowedLateness: 0, restoring: core.serialized())
+        } catch let error as StateMismatchError {
+            #expect(error.description.contains("rebuild"))
+        }
+    }
+
+    @Test("truncated or garbled state is an error, never a crash", arguments: 0..<40)
+    func corrupt(seed: Int) throws {
+        let (spec, batches) = try Self.stream(seed: 5)
+        var core = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        for batch in batches.prefix(10) { core.ingest(batch) }
+        var bytes = core.serialized()
+        var g = SeededGenerator(seed: UInt64(seed))
+        if seed % 2 == 0 {
+            bytes = Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &g)))
+        } else {
+            let i = Int.random(in: 0..<bytes.count, using: &g)
+            bytes[i] ^= UInt8.random(in: 1...255, using: &g)
+        }
+        #expect(throws: StateFormatError.self) {
+            _ = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: bytes)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import TesseraCore
+
+/// SplitMix64: a tiny seeded generator so every random test replays exactly.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}
+
+/// The emissions of one view, collected across batches, with as-of lookup.
+struct EmissionLog {
+    var rows: [[Value]: [(time: Micros, features: [Value?])]] = [:]
+    var count = 0
+
+    mutating func collect(_ batch: EmissionBatch) {
+        for i in 0..<batch.count {
+            let r = batch.row(i)
+            rows[r.key, default: []].append((r.time, r.features))
+            count += 1
+        }
+    }
+
+    /// The latest row with time ≤ q (the last one written among equal times).
+    func asOf(_ key: [Value], _ q: Micros) -> [Value?]? {
+        guard let list = rows[key] else { return nil }
+        var lo = 0, hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid].time <= q { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == 0 ? nil : list[lo - 1].features
+    }
+}
+
+/// Whether two feature values agree, within floating-point and sketch tolerances.
+func agree(_ a: Value?, _ b: Value?, aggregate: Aggregate) -> Bool {
+    switch (a, b) {
+    case (nil, nil): return true
+    case (.double(let x), .double(let y)):
+        let scale = max(1, abs(x), abs(y))
+        let tolerance = (aggregate == .variance || aggregate == .stddev) ? 1e-7 : 1e-9
+        return abs(x - y) <= tolerance * scale
+    case (.int(let x), .int(let y)) where aggregate == .approxCountDistinct:
+        return abs(Double(x - y)) <= max(1, 3 * HLL.relativeStandardError * Double(y))
+    default:
+        return a == b
+    }
+}
+
+/// The empty row of a view: counts and sums 0, everything else null.
+func emptyRow(_ spec: ViewSpec) -> [Value?] {
+    spec.features.map { f in
+        switch f.aggregate {
+        case .count, .approxCountDistinct: return .int(0)
+        case .sum: return .double(0)
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+import TesseraCore
+@testable import TesseraTopology
+
+/// A valid file; each bad case below changes one line of it (or appends lines).
+let baseTopology = """
+team: growth
+sources:
+  - name: orders
+    topic: orders
+    format: json
+    timestamp: {field: ts, unit: ms}
+    fields:
+      user_id: int64
+      amount: float64
+      status: string
+entities:
+  - name: user
+    join_keys: {user_id: int64}
+feature_views:
+  - name: stats
+    entities: [user]
+    source: orders
+    features:
+      - {name: n, aggregate: count, window: 1h}
+"""
+
+struct BadCase: Sendable, CustomStringConvertible {
+    var name: String
+    /// 1-based line of `baseTopology` to replace, and its replacement (may hold several lines).
+    var line: Int
+    var text: String
+    var at: (line: Int, column: Int)
+    var message: String
+    var description: String { name }
+
+    func yaml() -> String {
+        var lines = baseTopology.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines[line - 1] = text
+        return lines.joined(separator: "\n")
+    }
+}
+
+let badCases: [BadCase] = [
+    BadCase(name: "YAML syntax", line: 9, text: "      amount: [float64", at: (10, 13), message: "YAML: did not find expected"),
+    BadCase(name: "duplicate YAML key", line: 4, text: "    topic: orders\n    topic: other", at: (4, 5), message: "duplicate key 'topic'"),
+    BadCase(name: "unknown top-level key", line: 1, text: "team: growth\nversion: 2", at: (2, 1), message: "unknown key 'version' in the topology"),
+    BadCase(name: "unknown source key", line: 4, text: "    topik: orders", at: (4, 5), message: "unknown key 'topik' in a source"),
+    BadCase(name: "missing topic", line: 4, text: "    # no topic", at: (3, 5), message: "a source is missing 'topic'"),
+    BadCase(name: "unsupported format", line: 5, text: "    format: avro", at: (5, 13), message: "format 'avro' is not supported"),
+    BadCase(name: "unknown time unit", line: 6, text: "    timestamp: {field: ts, unit: ns}", at: (6, 34), message: "unit 'ns' is not one of: s, ms, us, rfc3339"),
+    BadCase(name: "bad lateness", line: 5, text: "    format: json\n    allowed_lateness: 5 parsecs", at: (6, 23), message: "allowed_lateness '5 parsecs' is not a duration"),
+    BadCase(name: "unknown field type", line: 9, text: "      amount: decimal", at: (9, 15), message: "type of 'amount' 'decimal' is not a type"),
+    BadCase(name: "float join key", line: 13, text: "    join_keys: {user_id: float64}", at: (13, 17), message: "join key 'user_id' must be int64 or string"),
+    BadCase(name: "duplicate entity", line: 13, text: "    join_keys: {user_id: int64}\n  - name: user\n    join_keys: {user_id: int64}", at: (14, 11), message: "entity 'user' is defined twice"),
+    BadCase(name: "unknown source in view", line: 17, text: "    source: payments", at: (17, 13), message: "unknown source 'payments'"),
+    BadCase(name: "unknown entity in view", line: 16, text: "    entities: [customer]", at: (16, 16), message: "unknown entity 'customer'"),
+    BadCase(name: "source cannot key the view", line: 13, text: "    join_keys: {customer_id: int64}", at: (16, 15), message: "source 'orders' cannot key this view: it has no field 'customer_id'"),
+    BadCase(name: "join key type differs from the field", line: 13, text: "    join_keys: {user_id: string}", at: (16, 15), message: "field 'user_id' is int64, the join key is string"),
+    BadCase(name: "duplicate feature", line: 19, text: "      - {name: n, aggregate: count, window: 1h}\n      - {name: n, aggregate: sum, field: amount, window: 1h}", at: (20, 16), message: "feature 'n' is defined twice"),
+    BadCase(name: "unknown aggregate", line: 19, text: "      - {name: n, aggregate: median, field: amount, window: 1h}", at: (19, 30), message: "unknown aggregate 'median'"),
+    BadCase(name: "aggregate needs a field", line: 19, text: "      - {name: n, aggregate: sum, window: 1h}", at: (19, 30), message: "sum needs a field"),
+    BadCase(name: "unknown field", line: 19, text: "      - {name: n, aggregate: sum, field: price, window: 1h}", at: (19, 42), message: "unknown field 'price'"),
+    BadCase(name: "non-numeric field", line: 19, text: "      - {name: n, aggregate: mean, field: status, window: 1h}", at: (19, 43), message: "mean needs a numeric field; 'status' is string"),
+    BadCase(name: "window shorter than hop", line: 19, text: "      - {name: n, aggregate: count, window: 10m, hop: 1h}", at: (19, 55), message: "window 10m is shorter than its hop 1h"),
+    BadCase(name: "hop does not divide window", line: 19, text: "      - {name: n, aggregate: count, window: 1h, hop: 7m}", at: (19, 54), message: "hop 7m does not divide window 1h"),
+    BadCase(name: "hop on lifetime", line: 19, text: "      - {name: n, aggregate: count, window: lifetime, hop: 1h}", at: (19, 55), message: "a lifetime window has no hop"),
+    BadCase(name: "bad window", line: 19, text: "      - {name: n, aggregate: count, window: forever}", at: (19, 45), message: "window 'forever' is not a duration"),
+    BadCase(name: "unknown field in where", line: 19, text: "      - {name: n, aggregate: count, window: 1h, where: state == \"paid\"}", at: (19, 56), message: "unknown field 'state' in where"),
+    BadCase(name: "where field inside the expression", line: 19, text: "      - {name: n, aggregate: count, window: 1h, where: 'amount > 3 and stat == \"x\"'}", at: (19, 72), message: "unknown field 'stat' in where"),
+    BadCase(name: "where type mismatch", line: 19, text: "      - {name: n, aggregate: count, window: 1h, where: amount == \"big\"}", at: (19, 66), message: "'amount' is float64 and cannot be compared with a string"),
+    BadCase(name: "where syntax", line: 19, text: "      - {name: n, aggregate: count, window: 1h, where: status = \"paid\"}", at: (19, 63), message: "'=' is not an operator"),
+    BadCase(name: "percentile missing", line: 19, text: "      - {name: n, aggregate: approx_percentile, field: amount, window: 1h}", at: (19, 9), message: "approx_percentile needs a percentile"),
+    BadCase(name: "percentile out of range", line: 19, text: "      - {name: n, aggregate: approx_percentile, field: amount, window: 1h, percentile: 95}", at: (19, 88), message: "percentile must be a number between 0 and 1"),
+    BadCase(name: "online not a boolean", line: 17, text: "    source: orders\n    online: yes please", at: (18, 13), message: "online must be true or false"),
+    BadCase(name: "feature name taken by a join key", line: 19, text: "      - {name: user_id, aggregate: count, window: 1h}", at: (19, 16), message: "feature name 'user_id' is taken"),
+    BadCase(name: "bad view name", line: 15, text: "  - name: user-stats", at: (15, 11), message: "feature view name 'user-stats' must be a name"),
+    BadCase(name: "unknown feature key", line: 19, text: "      - {name: n, aggregate: count, window: 1h, windw: 2h}", at: (19, 49), message: "unknown key 'windw' in a feature"),
+    BadCase(name: "feature without window", line: 19, text: "      - {name: n, aggregate: count}", at: (19, 9), message: "a feature is missing 'window'"),
+]
+
+@Suite("Topology files")
+struct TopologyErrorTests {
+    @Test("the base file is valid")
+    func baseIsValid() throws {
+        let t = try TopologyLoader.parse(yaml: baseTopology, file: "t.yaml").get()
+        #expect(t.views[0].spec.features.count == 1)
+    }
+
+    @Test("each bad file is reported at its line and column", arguments: badCases)
+    func bad(_ c: BadCase) {
+        switch TopologyLoader.parse(yaml: c.yaml(), file: "bad.yaml") {
+        case .success:
+            Issue.record("\(c.name): accepted")
+        case .failure(let e):
+            let hit = e.errors.first { $0.message.contains(c.message) }
+            #expect(hit != nil, "\(c.name): expected “\(c.message)”, got \(e.errors.map(\.description))")
+            if let hit {
+                #expect(hit.line == c.at.line && hit.column == c.at.column, "\(c.name): at \(hit.line):\(hit.column), expected \(c.at.line):\(c.at.column): \(hit.message)")
+                #expect(hit.description.hasPrefix("bad.yaml:\(hit.line):\(hit.column): "))
+            }
+        }
+    }
+
+    @Test("every error of a file is reported, not just the first")
+    func allErrors() {
+        var yaml = baseTopology.replacingOccurrences(of: "format: json", with: "format: avro")
+        yaml = yaml.replacingOccurrences(of: "aggregate: count", with: "aggregate: median")
+        guard case .failure(let e) = TopologyLoader.parse(yaml: yaml, file: "x.yaml") else { Issue.record("accepted"); return }
+        #expect(e.errors.count >= 2)
+    }
+
+    @Test("view names are unique across files")
+    func crossFile() throws {
+        let a = try TopologyLoader.parse(yaml: baseTopology, file: "a.yaml").get()
+        var b = a
+        b.file = "b.yaml"
+        let errors = TopologyLoader.crossCheck([a, b])
+        #expect(errors.map(\.description) == ["b.yaml:1:1: feature view 'stats' is also defined in a.yaml; view names are global"])
+    }
+}
