@@ -25,7 +25,9 @@ let package = Package(
     ],
     targets: [
         // Pure aggregation core: columns, kernels, tiles, windows, emissions. No I/O.
-        .target(name: "TesseraCore", swiftSettings: strict),
+        .target(name: "TesseraCore", dependencies: ["CPrefetch"], swiftSettings: strict),
+        // One compiler builtin the core's hot loops use: a cache prefetch hint.
+        .target(name: "CPrefetch"),
         // Topology files: YAML → validated model → core specs, errors with file:line:column.
         .target(
             name: "TesseraTopology",

@@ -13,6 +13,15 @@ let package = Package(
     ],
     targets: [
         .executableTarget(
+            name: "core-profile",
+            dependencies: [
+                .product(name: "TesseraCore", package: "tessera"),
+                .product(name: "TesseraTopology", package: "tessera"),
+                .product(name: "TesseraWorkload", package: "tessera"),
+            ],
+            path: "Sources/CoreProfile"
+        ),
+        .executableTarget(
             name: "CoreUpdate",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),

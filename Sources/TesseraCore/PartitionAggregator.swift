@@ -67,10 +67,8 @@ public struct PartitionAggregator: Sendable {
             streamTimes.append(now)
         }
         for v in views.indices {
-            let missing = views[v].ingest(batch, accepted: accepted, streamTimes: streamTimes)
+            let missing = views[v].apply(batch, accepted: accepted, streamTimes: streamTimes, end: now)
             for row in missing { rejected.append((row, .missingKey(view: views[v].spec.name))) }
-            views[v].advance(to: now)
-            views[v].flushPending()
         }
         streamTime = now
         if rejected.count > 1 { rejected.sort { $0.row < $1.row } }
@@ -83,8 +81,7 @@ public struct PartitionAggregator: Sendable {
         guard time > streamTime, PartitionAggregator.validTimes.contains(time) else { return }
         streamTime = time
         for v in views.indices {
-            views[v].advance(to: time)
-            views[v].flushPending()
+            _ = views[v].apply(nil, accepted: [], streamTimes: [], end: time)
         }
     }
 

@@ -1,10 +1,12 @@
 /// The windowed aggregation of one feature view over one partition.
 ///
-/// Per row: resolve the entity, find (or create) its tile on every ring, update the tile partials
-/// and the running window partials of every kernel, mark the entity dirty. When stream time moves
-/// on, dirty entities are emitted at the old time, then every tile boundary crossed is processed
-/// in time order: entities whose non-empty tile leaves a window get that window rebuilt from their
-/// remaining tiles and are emitted at the boundary (expiry emissions).
+/// A batch is applied in two phases (see `Plan`). Phase 1 walks the rows in arrival order:
+/// resolves each row's entity and its tile on every ring, crosses the tile boundaries that stream
+/// time passes (in time order), and numbers the emissions — one per entity and stream time, an
+/// accepted row always emitting its entity's row and a tile leaving a window emitting at that
+/// boundary. Phase 2 runs kernel by kernel over the rows: update tile and window partials, rebuild
+/// a window from the entity's remaining tiles when a tile leaves it, and finalise each emitted
+/// value where its emission's last writer stands.
 public struct ViewAggregator: Sendable {
     public let spec: ViewSpec
     var entities: EntityIndex
@@ -14,20 +16,30 @@ public struct ViewAggregator: Sendable {
     /// The stream time this view has processed up to; `.min` before the first event.
     public internal(set) var clock: Micros = .min
 
-    var dirtyEpoch: [UInt32] = []
-    var epoch: UInt32 = 1
-    var dirty: [UInt32] = []
+    /// Per entity: the time and serial number of its latest emission (to coalesce equal times
+    /// within a batch). Serial numbers count every emission this view ever made.
+    var emitted: [LastEmission] = []
+    struct LastEmission: BitwiseCopyable, Sendable {
+        var time: Micros
+        var serial: Int64
+        static let never = LastEmission(time: .min, serial: -1)
+    }
+    var firstSerial: Int64 = 0
 
     /// Emissions produced since the caller last cleared them.
     public internal(set) var emissions: EmissionBatch
 
     // Scratch, kept to avoid allocating per batch.
+    var plan = Plan()
     var ids: [UInt32] = []
     var filterResults: [[Bool]] = []
-    var rowSlot: [UInt32]
-    var rowFirstWindow: [Int]
-    var slotScratch: [UInt32] = []
+    var predicateScratch: [[UInt8]] = []
     var boundaries: [Boundary] = []
+    /// Per new emission: its last writer, a row (≥ 0) or an emit-group entry (−1 − index).
+    var lastWriter: [Int] = []
+    var values: [UInt64] = []
+    var valid: [Bool] = []
+    var firstNew = 0
 
     struct Boundary {
         var time: Micros
@@ -51,8 +63,6 @@ public struct ViewAggregator: Sendable {
             }
         }
         rings = hops.map { TileRing(hop: $0, windows: lengths[$0]!.sorted()) }
-        rowSlot = Array(repeating: TileRing.none, count: rings.count)
-        rowFirstWindow = Array(repeating: 0, count: rings.count)
 
         // Kernels: one per (family, ring, field, filter); features that agree share it.
         var predicates: [Predicate] = []
@@ -135,79 +145,109 @@ public struct ViewAggregator: Sendable {
     /// The join-key values of an entity id that appears in `emissions`.
     public func key(of entity: UInt32) -> [Value] { entities.key(of: entity) }
 
-    // MARK: - Ingest
+    // MARK: - Applying a batch
 
-    /// Aggregates the rows of `batch` for which `accepted[i]`; `streamTimes[i]` is the partition's
-    /// stream time after row `i`. Returns the rows that have no entity key (null join key).
-    mutating func ingest(_ batch: ColumnBatch, accepted: [Bool], streamTimes: [Micros]) -> [Int] {
-        let n = batch.count
-        let added = entities.resolve(batch, keyFields: spec.keyFields, use: accepted, into: &ids)
-        if added > 0 { addEntities() }
+    /// Aggregates the rows of `batch` for which `accepted[i]` (`streamTimes[i]` is the partition's
+    /// stream time after row `i`), then moves the clock to `end`, crossing the boundaries on the
+    /// way. New emissions are appended to `emissions`. Returns the rows without an entity key.
+    mutating func apply(_ batch: ColumnBatch?, accepted: [Bool], streamTimes: [Micros], end: Micros) -> [Int] {
+        let n = batch?.count ?? 0
         var missingKey: [Int] = []
-        for i in 0..<n where accepted[i] && ids[i] == EntityIndex.noEntity { missingKey.append(i) }
-
-        filterResults.removeAll(keepingCapacity: true)
-        for p in predicates {
-            var selected: [Bool] = []
-            p.evaluate(on: batch, into: &selected)
-            filterResults.append(selected)
+        plan.reset(rows: n, rings: rings.count)
+        firstNew = emissions.count
+        defer { firstSerial += Int64(emissions.count - firstNew) }
+        lastWriter.removeAll(keepingCapacity: true)
+        if let batch {
+            let added = entities.resolve(batch, keyFields: spec.keyFields, use: accepted, into: &ids)
+            if added > 0 { addEntities() }
+            for i in 0..<n where accepted[i] && ids[i] == EntityIndex.noEntity { missingKey.append(i) }
+            planRows(batch, streamTimes: streamTimes)
         }
-        var prepare = PrepareVisitor(batch: batch, entities: ids, filters: filterResults)
-        kernels.forEach(&prepare)
-
-        for i in 0..<n {
-            let e = ids[i]
-            if e == EntityIndex.noEntity { continue }
-            let now = streamTimes[i]
-            if now > clock { advance(to: now) }
-            let t = batch.eventTimes[i]
-            for r in rings.indices {
-                let k = Time.floorDiv(t, rings[r].hop)
-                let first = rings[r].firstWindowContaining(tile: k, at: now)
-                rowFirstWindow[r] = first
-                if first < rings[r].windows.count {
-                    let (slot, created) = rings[r].slot(entity: e, tile: k)
-                    if created {
-                        var v = InitTileVisitor(ring: r, slot: slot)
-                        kernels.forEach(&v)
-                    }
-                    rowSlot[r] = slot
-                } else {
-                    rowSlot[r] = TileRing.none
-                }
+        if end > clock { planBoundaries(through: end, beforeRow: n) }
+        lastWriter.withUnsafeBufferPointer { lastWriter in
+            for i in 0..<n {
+                let e = plan.emission[i]
+                plan.finalRow[i] = e >= 0 && lastWriter[Int(e)] == i
             }
-            var apply = ApplyVisitor(row: i, entity: Int(e), time: t, slots: rowSlot, firstWindows: rowFirstWindow)
-            kernels.forEach(&apply)
-            markDirty(e)
+        }
+        for g in plan.emits.indices { plan.emits[g].isFinal = lastWriter[Int(plan.emits[g].emission)] == -1 - g }
+
+        let count = emissions.count - firstNew
+        if let batch, n > 0 { prepareKernels(batch) }
+        if count > 0 || !plan.steps.isEmpty { execute(count: count) }
+        for r in rings.indices {
+            for s in plan.retired[r] { rings[r].remove(slot: s) }
         }
         return missingKey
     }
 
-    /// Moves this view's clock to `time`: emits what is dirty at the old time, then processes
-    /// every tile boundary in `(clock, time]`. Entities changed at exactly `time` stay dirty.
-    mutating func advance(to time: Micros) {
-        guard time > clock else { return }
-        flush(at: clock)
-        if clock != .min { expire(through: time) }
-        clock = time
+    // MARK: Phase 1
+
+    private mutating func planRows(_ batch: ColumnBatch, streamTimes: [Micros]) {
+        let n = batch.count
+        let entity = plan.entity.buffer, time = plan.time.buffer, emission = plan.emission.buffer
+        let slots = plan.slot.buffer, firsts = plan.firstWindow.buffer
+        for i in 0..<n {
+            let e = ids[i]
+            let t = batch.eventTimes[i]
+            entity[i] = e
+            time[i] = t
+            guard e != EntityIndex.noEntity else {
+                emission[i] = -1
+                for r in rings.indices { slots[r &* n &+ i] = TileRing.none; firsts[r &* n &+ i] = 0 }
+                continue
+            }
+            let now = streamTimes[i]
+            if now > clock { planBoundaries(through: now, beforeRow: i) }
+            for r in rings.indices {
+                let k = Time.floorDiv(t, rings[r].hop)
+                let first = rings[r].firstWindowContaining(tile: k, at: now)
+                firsts[r &* n &+ i] = UInt8(truncatingIfNeeded: first)
+                if first < rings[r].windows.count {
+                    let (slot, created) = rings[r].slot(entity: e, tile: k)
+                    if created { plan.created[r].append(slot) }
+                    slots[r &* n &+ i] = slot
+                } else {
+                    slots[r &* n &+ i] = TileRing.none
+                }
+            }
+            let (index, _) = self.emission(of: e, at: now)
+            lastWriter[Int(index)] = i
+            emission[i] = index
+        }
     }
 
-    /// Emits whatever is still dirty (the end of a batch, or before a checkpoint).
-    mutating func flushPending() { flush(at: clock) }
+    /// The emission (relative to this batch) of `e` at `time`: shared with an earlier change of
+    /// the same entity at the same time in this batch, or new.
+    private mutating func emission(of e: UInt32, at time: Micros) -> (index: Int32, isNew: Bool) {
+        let last = emitted[Int(e)]
+        if last.time == time && last.serial >= firstSerial {
+            return (Int32(last.serial - firstSerial), false)
+        }
+        let index = Int32(emissions.count - firstNew)
+        emissions.eventTimes.append(time)
+        emissions.entityIds.append(e)
+        emitted[Int(e)] = LastEmission(time: time, serial: firstSerial + Int64(index))
+        lastWriter.append(0)
+        return (index, true)
+    }
 
-    private mutating func expire(through time: Micros) {
+    /// Crosses every tile boundary in `(clock, time]`, in time order, as steps before `row`.
+    private mutating func planBoundaries(through time: Micros, beforeRow row: Int) {
+        defer { clock = time }
+        guard clock != .min else { return }
         boundaries.removeAll(keepingCapacity: true)
         for r in rings.indices {
-            let ring = rings[r]
-            let live = ring.roster.range
+            let live = rings[r].roster.range
             guard !live.isEmpty else { continue }
-            for (w, length) in ring.windows.enumerated() {
+            let hop = rings[r].hop
+            for (w, length) in rings[r].windows.enumerated() {
                 // Tile k leaves window w at (k + 1)·hop + length.
-                let lo = max(Time.floorDiv(clock - length, ring.hop), live.lowerBound)
-                let hi = min(Time.floorDiv(time - length, ring.hop) - 1, live.upperBound - 1)
+                let lo = max(Time.floorDiv(clock - length, hop), live.lowerBound)
+                let hi = min(Time.floorDiv(time - length, hop) - 1, live.upperBound - 1)
                 guard lo <= hi else { continue }
-                for k in lo...hi where ring.roster.bucket(k) != nil {
-                    boundaries.append(Boundary(time: (k + 1) * ring.hop + length, ring: r, window: w, tile: k))
+                for k in lo...hi where rings[r].roster.bucket(k) != nil {
+                    boundaries.append(Boundary(time: (k + 1) * hop + length, ring: r, window: w, tile: k))
                 }
             }
         }
@@ -216,66 +256,77 @@ public struct ViewAggregator: Sendable {
         var i = 0
         while i < boundaries.count {
             let at = boundaries[i].time
+            let groupStart = plan.emits.count
             while i < boundaries.count && boundaries[i].time == at {
-                expire(boundaries[i])
+                planExpiry(boundaries[i], beforeRow: row)
                 i += 1
             }
-            if at < time { flush(at: at) }
+            plan.steps.append(Plan.Step(kind: .emit, beforeRow: row, ring: 0, window: 0, from: groupStart, to: plan.emits.count))
         }
     }
 
-    /// Tile `b.tile` leaves window `b.window` of ring `b.ring`: rebuild the window of each entity
-    /// holding that tile from its later tiles; free the tiles once they leave the longest window.
-    private mutating func expire(_ b: Boundary) {
+    /// Tile `b.tile` leaves window `b.window`: every entity holding it changes at `b.time`.
+    private mutating func planExpiry(_ b: Boundary, beforeRow row: Int) {
         guard let bucket = rings[b.ring].roster.bucket(b.tile) else { return }
+        let from = plan.expiries.count
         for s in bucket {
-            let e = rings[b.ring].slotEntity[Int(s)]
-            rings[b.ring].slots(of: e, fromTile: b.tile + 1, into: &slotScratch)
-            var v = RecomputeVisitor(ring: b.ring, window: b.window, entity: Int(e), slots: slotScratch)
-            kernels.forEach(&v)
-            markDirty(e)
-        }
-        if b.window == rings[b.ring].windows.count - 1 {
-            for s in bucket {
-                var v = ReleaseTileVisitor(ring: b.ring, slot: s)
-                kernels.forEach(&v)
-                rings[b.ring].remove(slot: s)
+            let e = rings[b.ring].links[Int(s)].entity
+            let start = plan.remaining.count
+            var t = rings[b.ring].ends[Int(e)].newest
+            while t != TileRing.none && rings[b.ring].links[Int(t)].tile > b.tile {
+                plan.remaining.append(t)
+                t = rings[b.ring].links[Int(t)].prev
             }
+            plan.expiries.append(Plan.Expiry(entity: e, slot: s, from: Int32(start), to: Int32(plan.remaining.count)))
+            // Only this boundary's group can have emitted `e` at this time already (rows at
+            // this time come after it), and then `e` is listed in the group.
+            let (index, isNew) = emission(of: e, at: b.time)
+            if isNew {
+                lastWriter[Int(index)] = -1 - plan.emits.count
+                plan.emits.append(Plan.GroupEmission(entity: e, emission: index, isFinal: false))
+            }
+        }
+        plan.steps.append(Plan.Step(kind: .expire, beforeRow: row, ring: b.ring, window: b.window, from: from, to: plan.expiries.count))
+        if b.window == rings[b.ring].windows.count - 1 {
+            plan.retired[b.ring].append(contentsOf: bucket)
             rings[b.ring].roster.drop(below: b.tile + 1)
         }
     }
 
-    @inline(__always)
-    private mutating func markDirty(_ e: UInt32) {
-        if dirtyEpoch[Int(e)] != epoch {
-            dirtyEpoch[Int(e)] = epoch
-            dirty.append(e)
+    // MARK: Phase 2
+
+    private mutating func prepareKernels(_ batch: ColumnBatch) {
+        while filterResults.count < predicates.count { filterResults.append([]) }
+        for (i, p) in predicates.enumerated() {
+            p.evaluate(on: batch, into: &filterResults[i], scratch: &predicateScratch)
         }
+        var prepare = PrepareVisitor(batch: batch, entities: ids, filters: filterResults)
+        kernels.forEach(&prepare)
     }
 
-    private mutating func flush(at time: Micros) {
-        guard !dirty.isEmpty else { return }
-        for e in dirty {
-            emissions.eventTimes.append(time)
-            emissions.entityIds.append(e)
-            entities.appendKey(e, to: &emissions.keys)
-        }
-        var v = FinalizeVisitor(entities: dirty, features: emissions.features)
-        emissions.features = []
+    private mutating func execute(count: Int) {
+        let features = spec.features.count
+        values.removeAll(keepingCapacity: true)
+        values.append(contentsOf: repeatElement(0, count: features * count))
+        valid.removeAll(keepingCapacity: true)
+        valid.append(contentsOf: repeatElement(false, count: features * count))
+        var v = ExecuteVisitor(plan: plan, longest: rings.map { $0.windows.count - 1 }, count: count, values: [], valid: [])
+        swap(&v.values, &values)
+        swap(&v.valid, &valid)
         kernels.forEach(&v)
-        emissions.features = v.features
-        dirty.removeAll(keepingCapacity: true)
-        epoch &+= 1
-        if epoch == 0 {
-            for i in dirtyEpoch.indices { dirtyEpoch[i] = 0 }
-            epoch = 1
-        }
+        entities.appendKeys(emissions.entityIds[firstNew...], to: &emissions.keys)
+        var m = MaterializeVisitor(count: count, values: v.values, valid: v.valid, features: emissions.features)
+        emissions.features = []
+        kernels.forEach(&m)
+        emissions.features = m.features
+        swap(&v.values, &values)
+        swap(&v.valid, &valid)
     }
 
     private mutating func addEntities() {
         let n = entities.count
         for r in rings.indices { rings[r].addEntities(upTo: n) }
-        dirtyEpoch.append(contentsOf: repeatElement(0, count: n - dirtyEpoch.count))
+        emitted.append(contentsOf: repeatElement(.never, count: n - emitted.count))
         var v = GrowVisitor(count: n)
         kernels.forEach(&v)
     }
@@ -294,7 +345,7 @@ public struct ViewAggregator: Sendable {
     }
 
     public var footprint: Footprint {
-        var bytes = entities.memory + dirtyEpoch.capacity * 4
+        var bytes = entities.memory + emitted.capacity * MemoryLayout<LastEmission>.stride
         var tiles = 0
         for r in rings {
             tiles += r.liveSlots
@@ -337,7 +388,7 @@ public struct ViewAggregator: Sendable {
         kernels.forEach(&v)
         if let error = v.error { throw error }
         r = v.reader
-        dirtyEpoch = Array(repeating: 0, count: entities.count)
+        emitted = Array(repeating: .never, count: entities.count)
     }
 }
 
@@ -358,22 +409,6 @@ private struct GrowVisitor: KernelVisitor {
     mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) { c.addEntities(upTo: count) }
 }
 
-private struct InitTileVisitor: KernelVisitor {
-    let ring: Int
-    let slot: UInt32
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        if c.placement.ring == ring { c.initTile(slot) }
-    }
-}
-
-private struct ReleaseTileVisitor: KernelVisitor {
-    let ring: Int
-    let slot: UInt32
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        if c.placement.ring == ring { c.releaseTile(slot) }
-    }
-}
-
 private struct PrepareVisitor: KernelVisitor {
     let batch: ColumnBatch
     let entities: [UInt32]
@@ -383,37 +418,33 @@ private struct PrepareVisitor: KernelVisitor {
     }
 }
 
-private struct ApplyVisitor: KernelVisitor {
-    let row: Int
-    let entity: Int
-    let time: Micros
-    let slots: [UInt32]
-    let firstWindows: [Int]
-    @inline(__always)
+private struct ExecuteVisitor: KernelVisitor {
+    let plan: Plan
+    let longest: [Int]
+    let count: Int
+    var values: [UInt64]
+    var valid: [Bool]
     mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        if let r = c.placement.ring {
-            c.apply(row: row, entity: entity, time: time, slot: slots[r], firstWindow: firstWindows[r])
-        } else {
-            c.apply(row: row, entity: entity, time: time, slot: TileRing.none, firstWindow: 0)
+        let longestWindow = c.placement.ring.map { longest[$0] } ?? -1
+        values.withUnsafeMutableBufferPointer { values in
+            valid.withUnsafeMutableBufferPointer { valid in
+                c.execute(plan, longestWindow: longestWindow, emissions: count, values: values.baseAddress!, valid: valid.baseAddress!)
+            }
         }
     }
 }
 
-private struct RecomputeVisitor: KernelVisitor {
-    let ring: Int
-    let window: Int
-    let entity: Int
-    let slots: [UInt32]
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        if c.placement.ring == ring { c.recompute(window: window, entity: entity, slots: slots) }
-    }
-}
-
-private struct FinalizeVisitor: KernelVisitor {
-    let entities: [UInt32]
+private struct MaterializeVisitor: KernelVisitor {
+    let count: Int
+    let values: [UInt64]
+    let valid: [Bool]
     var features: [Column]
     mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        c.finalize(entities: entities, into: &features)
+        values.withUnsafeBufferPointer { values in
+            valid.withUnsafeBufferPointer { valid in
+                c.materialize(count: count, values: values.baseAddress!, valid: valid.baseAddress!, into: &features)
+            }
+        }
     }
 }
 
@@ -421,9 +452,7 @@ private struct MemoryVisitor: KernelVisitor {
     var bytes = 0
     mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
         let stride = MemoryLayout<K.Partial>.stride
-        bytes += c.tiles.capacity * stride
-        for w in c.windows { bytes += w.capacity * stride }
-        bytes += c.kernel.storageBytes
+        bytes += (c.tiles.capacity + c.windows.capacity) * stride + c.kernel.storageBytes
     }
 }
 

@@ -22,8 +22,13 @@ public protocol AggregateKernel: Sendable {
     /// Gives back storage the partial owns; the partial must not be used afterwards.
     mutating func release(_ p: Partial)
 
-    /// Appends the value of output `mode` (e.g. variance or stddev, a percentile's index).
-    mutating func finalize(_ p: Partial, mode: Int, into column: inout Column)
+    /// The value of output `mode` (e.g. variance or stddev, a percentile's index) as the bit
+    /// pattern of its output type — Int64, Double, Bool as 0/1, a string as its dictionary code —
+    /// or nil for null.
+    mutating func finalize(_ p: Partial, mode: Int) -> UInt64?
+
+    /// Appends the string whose code `finalize` returned (string outputs only).
+    func appendString(code: UInt64, to column: inout Column)
 
     func serialize(into w: inout ByteWriter)
     mutating func restore(from r: inout ByteReader) throws
@@ -37,6 +42,7 @@ extension AggregateKernel {
     public func serialize(into w: inout ByteWriter) {}
     public mutating func restore(from r: inout ByteReader) throws {}
     public var storageBytes: Int { 0 }
+    public func appendString(code: UInt64, to column: inout Column) { column.appendNull() }
 }
 
 /// Numeric fields arrive as Double, whether the source declares int64 or float64.
@@ -65,7 +71,7 @@ public struct CountKernel: AggregateKernel {
     }
     public mutating func update(_ p: inout Int64, _ x: UInt8, time: Micros) { p &+= 1 }
     public mutating func merge(_ into: inout Int64, _ from: Int64) { into &+= from }
-    public func finalize(_ p: Int64, mode: Int, into column: inout Column) { column.append(int: p) }
+    public func finalize(_ p: Int64, mode: Int) -> UInt64? { UInt64(bitPattern: p) }
 }
 
 // MARK: - sum
@@ -79,7 +85,7 @@ public struct SumKernel: AggregateKernel {
     }
     public mutating func update(_ p: inout Double, _ x: Double, time: Micros) { p += x }
     public mutating func merge(_ into: inout Double, _ from: Double) { into += from }
-    public func finalize(_ p: Double, mode: Int, into column: inout Column) { column.append(double: p) }
+    public func finalize(_ p: Double, mode: Int) -> UInt64? { p.bitPattern }
 }
 
 // MARK: - mean
@@ -104,8 +110,8 @@ public struct MeanKernel: AggregateKernel {
         into.count &+= from.count
         into.sum += from.sum
     }
-    public func finalize(_ p: MeanPartial, mode: Int, into column: inout Column) {
-        if p.count == 0 { column.appendNull() } else { column.append(double: p.sum / Double(p.count)) }
+    public func finalize(_ p: MeanPartial, mode: Int) -> UInt64? {
+        p.count == 0 ? nil : (p.sum / Double(p.count)).bitPattern
     }
 }
 
@@ -126,8 +132,8 @@ public struct ExtremumKernel: AggregateKernel {
     public mutating func merge(_ into: inout Double, _ from: Double) {
         if isMax ? from > into : from < into { into = from }
     }
-    public func finalize(_ p: Double, mode: Int, into column: inout Column) {
-        if p.isInfinite { column.appendNull() } else { column.append(double: p) }
+    public func finalize(_ p: Double, mode: Int) -> UInt64? {
+        p.isInfinite ? nil : p.bitPattern
     }
 }
 
@@ -164,10 +170,10 @@ public struct MomentsKernel: AggregateKernel {
         into.m2 += from.m2 + delta * delta * na * nb / nn
         into.count = n
     }
-    public func finalize(_ p: MomentsPartial, mode: Int, into column: inout Column) {
-        guard p.count >= 2 else { return column.appendNull() }
+    public func finalize(_ p: MomentsPartial, mode: Int) -> UInt64? {
+        guard p.count >= 2 else { return nil }
         let variance = max(0, p.m2 / Double(p.count - 1))
-        column.append(double: mode == 1 ? variance.squareRoot() : variance)
+        return (mode == 1 ? variance.squareRoot() : variance).bitPattern
     }
 }
 
@@ -222,14 +228,12 @@ public struct PickKernel: AggregateKernel {
         if into.time == .min || (isLast ? from.time >= into.time : from.time < into.time) { into = from }
     }
 
-    public func finalize(_ p: TimedValue, mode: Int, into column: inout Column) {
-        guard p.time != .min else { return column.appendNull() }
-        switch type {
-        case .int64: column.append(int: Int64(bitPattern: p.bits))
-        case .float64: column.append(double: Double(bitPattern: p.bits))
-        case .bool: column.append(bool: p.bits != 0)
-        case .string: dictionary.withBytes(of: UInt32(p.bits)) { column.append(utf8: $0) }
-        }
+    public func finalize(_ p: TimedValue, mode: Int) -> UInt64? {
+        p.time == .min ? nil : p.bits
+    }
+
+    public func appendString(code: UInt64, to column: inout Column) {
+        dictionary.withBytes(of: UInt32(code)) { column.append(utf8: $0) }
     }
 
     public func serialize(into w: inout ByteWriter) { dictionary.serialize(into: &w) }

@@ -3,8 +3,8 @@
 ///
 /// - Dense: 2^12 registers → relative standard error 1.04/√4096 ≈ 1.6 %.
 /// - Sparse: sorted 25-bit indices with their rank, estimated by linear counting over 2^25
-///   buckets — exact in practice below ~1 000 distinct values. A sparse sketch turns dense once
-///   it would take more memory than the registers (1 024 entries).
+///   buckets — exact in practice for small sets. A sparse sketch turns dense past 256 entries,
+///   where inserting into the sorted run starts to cost more than a register update.
 ///
 /// Sketches live in arenas owned by `HLLStore`; a partial is an 8-byte reference, so tiles of
 /// entities with few distinct values cost a few words, not 4 KiB.
@@ -14,7 +14,7 @@ public enum HLL {
     /// Largest register value: 64 − p hash bits after the index, plus one.
     public static let maxRank = 64 - precision + 1
     static let sparsePrecision = 25
-    static let sparseLimit = 1024
+    static let sparseLimit = 256
     /// The stated accuracy: relative standard error of an estimate.
     public static let relativeStandardError = 1.04 / Double(registers).squareRoot()
 
@@ -199,35 +199,45 @@ public struct HLLStore: Sendable {
         if p.isEmpty {
             p = HLLRef(offset: allocateSparse(class: 0), count: 0, kind: 0)
         }
-        let base = Int(p.offset), n = Int(p.count)
+        let n = Int(p.count), offset = Int(p.offset)
+        let capacity = HLLStore.capacity(ofClass: p.kind)
         let key = entry >> 6
-        var lo = 0, hi = n
-        while lo < hi {
-            let mid = (lo + hi) >> 1
-            if sparse[base + mid] >> 6 < key { lo = mid + 1 } else { hi = mid }
+        // Find the entry's position in the sorted run and insert in place when there is room.
+        enum Outcome { case present, inserted, full }
+        let outcome = sparse.withUnsafeMutableBufferPointer { all -> Outcome in
+            let run = all.baseAddress! + offset
+            var lo = 0, hi = n
+            if n <= 16 {
+                while lo < n && run[lo] >> 6 < key { lo += 1 }
+            } else {
+                while lo < hi {
+                    let mid = (lo + hi) >> 1
+                    if run[mid] >> 6 < key { lo = mid + 1 } else { hi = mid }
+                }
+            }
+            if lo < n && run[lo] >> 6 == key {
+                if entry & 63 > run[lo] & 63 { run[lo] = entry }
+                return .present
+            }
+            guard n < capacity else { return .full }
+            (run + lo + 1).update(from: run + lo, count: n - lo)
+            run[lo] = entry
+            return .inserted
         }
-        if lo < n, sparse[base + lo] >> 6 == key {
-            if entry & 63 > sparse[base + lo] & 63 { sparse[base + lo] = entry }
-            return
-        }
-        if n == HLL.sparseLimit {
-            toDense(&p)
-            return insert(&p, entry: entry)
-        }
-        if n == HLLStore.capacity(ofClass: p.kind) {
+        switch outcome {
+        case .present: return
+        case .inserted: p.count += 1
+        case .full:
+            if n == HLL.sparseLimit {
+                toDense(&p)
+                return insert(&p, entry: entry)
+            }
             let bigger = allocateSparse(class: p.kind + 1)
-            for i in 0..<n { sparse[Int(bigger) + i] = sparse[base + i] }
+            for i in 0..<n { sparse[Int(bigger) + i] = sparse[offset + i] }
             sparseFree[Int(p.kind)].append(p.offset)
             p = HLLRef(offset: bigger, count: p.count, kind: p.kind + 1)
+            insert(&p, entry: entry)
         }
-        let b = Int(p.offset)
-        var i = n
-        while i > lo {
-            sparse[b + i] = sparse[b + i - 1]
-            i -= 1
-        }
-        sparse[b + lo] = entry
-        p.count += 1
     }
 
     mutating func toDense(_ p: inout HLLRef) {
@@ -349,9 +359,9 @@ public struct DistinctKernel: AggregateKernel {
     public mutating func merge(_ into: inout HLLRef, _ from: HLLRef) { store.merge(&into, from) }
     public mutating func release(_ p: HLLRef) { store.release(p) }
 
-    public mutating func finalize(_ p: HLLRef, mode: Int, into column: inout Column) {
+    public mutating func finalize(_ p: HLLRef, mode: Int) -> UInt64? {
         store.refreshEstimate(p)
-        column.append(int: Int64(store.estimate(p).rounded()))
+        return UInt64(bitPattern: Int64(store.estimate(p).rounded()))
     }
 
     public func serialize(into w: inout ByteWriter) { store.serialize(into: &w) }

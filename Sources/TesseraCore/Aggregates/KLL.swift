@@ -193,11 +193,9 @@ public struct PercentileKernel: AggregateKernel {
 
     public mutating func release(_ p: UInt32) { store.release(p) }
 
-    public mutating func finalize(_ p: UInt32, mode: Int, into column: inout Column) {
-        guard p != KLLStore.none, let v = store.sketches[Int(p)].quantile(percentiles[mode]) else {
-            return column.appendNull()
-        }
-        column.append(double: v)
+    public mutating func finalize(_ p: UInt32, mode: Int) -> UInt64? {
+        guard p != KLLStore.none else { return nil }
+        return store.sketches[Int(p)].quantile(percentiles[mode])?.bitPattern
     }
 
     public func serialize(into w: inout ByteWriter) { store.serialize(into: &w) }

@@ -32,6 +32,52 @@ public struct Bitmap: Sendable, Equatable {
         count += 1
     }
 
+    /// Appends one bit per flag, 64 at a time where the bitmap is word-aligned.
+    public mutating func append(contentsOf flags: UnsafeBufferPointer<Bool>) {
+        var i = 0
+        let n = flags.count
+        while i < n && count & 63 != 0 {
+            append(flags[i])
+            i += 1
+        }
+        words.reserveCapacity(words.count + (n - i + 63) / 64)
+        while i + 64 <= n {
+            var word: UInt64 = 0
+            var unset = 0
+            for b in 0..<64 {
+                let bit: UInt64 = flags[i + b] ? 1 : 0
+                word |= bit << UInt64(b)
+                unset &+= Int(1 &- bit)
+            }
+            words.append(word)
+            count += 64
+            unsetCount += unset
+            i += 64
+        }
+        while i < n {
+            append(flags[i])
+            i += 1
+        }
+    }
+
+    /// Appends `n` set bits.
+    public mutating func appendSet(count n: Int) {
+        var left = n
+        while left > 0 && count & 63 != 0 {
+            append(true)
+            left -= 1
+        }
+        while left >= 64 {
+            words.append(~0)
+            count += 64
+            left -= 64
+        }
+        while left > 0 {
+            append(true)
+            left -= 1
+        }
+    }
+
     public mutating func set(_ i: Int, _ value: Bool) {
         let was = self[i]
         guard was != value else { return }

@@ -56,55 +56,67 @@ public indirect enum Predicate: Sendable, Hashable {
     }
 
     /// Evaluates the predicate on every row; `selected[i]` is true only where it is *true*.
-    public func evaluate(on batch: ColumnBatch, into selected: inout [Bool]) {
-        var truth = [Truth]()
-        evaluate(batch, &truth)
+    /// `scratch` holds intermediate results between calls (one buffer per nesting level).
+    public func evaluate(on batch: ColumnBatch, into selected: inout [Bool], scratch: inout [[UInt8]]) {
+        evaluate(batch, depth: 0, &scratch)
         selected.removeAll(keepingCapacity: true)
-        selected.reserveCapacity(truth.count)
-        for t in truth { selected.append(t == .yes) }
+        selected.append(contentsOf: scratch[0].lazy.map { $0 == Truth.yes.rawValue })
+    }
+
+    public func evaluate(on batch: ColumnBatch, into selected: inout [Bool]) {
+        var scratch: [[UInt8]] = []
+        evaluate(on: batch, into: &selected, scratch: &scratch)
     }
 
     enum Truth: UInt8 { case no = 0, yes = 1, unknown = 2 }
 
-    private func evaluate(_ batch: ColumnBatch, _ out: inout [Truth]) {
+    /// Writes the truth of every row into `scratch[depth]`.
+    private func evaluate(_ batch: ColumnBatch, depth: Int, _ scratch: inout [[UInt8]]) {
         let n = batch.count
+        while scratch.count <= depth + 1 { scratch.append([]) }
+        scratch[depth].removeAll(keepingCapacity: true)
+        scratch[depth].append(contentsOf: repeatElement(Truth.unknown.rawValue, count: n))
+        let no = Truth.no.rawValue, yes = Truth.yes.rawValue, unknown = Truth.unknown.rawValue
         switch self {
         case .compare(let f, let op, let lit):
             let c = batch.columns[f]
-            out = (0..<n).map { i in c.validity[i] ? (Predicate.compare(c, i, op, lit) ? .yes : .no) : .unknown }
-        case .isNull(let f):
+            scratch[depth].withUnsafeMutableBufferPointer { out in
+                Predicate.compare(c, op, lit, into: out)
+            }
+        case .isNull(let f), .isNotNull(let f):
             let c = batch.columns[f]
-            out = (0..<n).map { c.validity[$0] ? .no : .yes }
-        case .isNotNull(let f):
-            let c = batch.columns[f]
-            out = (0..<n).map { c.validity[$0] ? .yes : .no }
+            let wantNull: Bool
+            if case .isNull = self { wantNull = true } else { wantNull = false }
+            for i in 0..<n { scratch[depth][i] = (c.validity[i] != wantNull) ? yes : no }
         case .isIn(let f, let list):
             let c = batch.columns[f]
-            out = (0..<n).map { i in
-                guard c.validity[i] else { return .unknown }
-                return list.contains { Predicate.compare(c, i, .eq, $0) } ? .yes : .no
+            scratch[depth].withUnsafeMutableBufferPointer { out in
+                for i in 0..<n { out[i] = c.validity[i] ? no : unknown }
             }
-        case .and(let a, let b):
-            var right = [Truth]()
-            a.evaluate(batch, &out)
-            b.evaluate(batch, &right)
-            for i in 0..<n {
-                if out[i] == .no || right[i] == .no { out[i] = .no }
-                else if out[i] == .unknown || right[i] == .unknown { out[i] = .unknown }
-                else { out[i] = .yes }
+            var one = [UInt8](repeating: 0, count: n)
+            for lit in list {
+                one.withUnsafeMutableBufferPointer { Predicate.compare(c, .eq, lit, into: $0) }
+                for i in 0..<n where one[i] == yes { scratch[depth][i] = yes }
             }
-        case .or(let a, let b):
-            var right = [Truth]()
-            a.evaluate(batch, &out)
-            b.evaluate(batch, &right)
-            for i in 0..<n {
-                if out[i] == .yes || right[i] == .yes { out[i] = .yes }
-                else if out[i] == .unknown || right[i] == .unknown { out[i] = .unknown }
-                else { out[i] = .no }
+        case .and(let a, let b), .or(let a, let b):
+            a.evaluate(batch, depth: depth + 1, &scratch)
+            scratch.swapAt(depth, depth + 1)
+            b.evaluate(batch, depth: depth + 1, &scratch)
+            let isAnd: Bool
+            if case .and = self { isAnd = true } else { isAnd = false }
+            let dominant = isAnd ? no : yes, other = isAnd ? yes : no
+            let right = scratch[depth + 1]
+            scratch[depth].withUnsafeMutableBufferPointer { out in
+                for i in 0..<n {
+                    let l = out[i], r = right[i]
+                    out[i] = (l == dominant || r == dominant) ? dominant : ((l == unknown || r == unknown) ? unknown : other)
+                }
             }
         case .not(let a):
-            a.evaluate(batch, &out)
-            for i in 0..<n where out[i] != .unknown { out[i] = out[i] == .yes ? .no : .yes }
+            a.evaluate(batch, depth: depth, &scratch)
+            scratch[depth].withUnsafeMutableBufferPointer { out in
+                for i in 0..<n where out[i] != unknown { out[i] = out[i] == yes ? no : yes }
+            }
         }
     }
 
@@ -120,25 +132,54 @@ public indirect enum Predicate: Sendable, Hashable {
         }
     }
 
-    /// Compares row `i` of a non-null cell with a literal. Types were checked when the topology
-    /// was compiled; a mismatch that slips through compares as false.
-    private static func compare(_ c: Column, _ i: Int, _ op: CompareOp, _ lit: Literal) -> Bool {
+    /// Compares every non-null row of `c` with a literal: yes or no; nulls stay unknown. Types were
+    /// checked when the topology was compiled; a mismatch that slips through compares as false.
+    private static func compare(_ c: Column, _ op: CompareOp, _ lit: Literal, into out: UnsafeMutableBufferPointer<UInt8>) {
+        let n = out.count
+        let no = Truth.no.rawValue, yes = Truth.yes.rawValue, unknown = Truth.unknown.rawValue
+        func each(_ test: (Int) -> Bool) {
+            for i in 0..<n { out[i] = c.validity[i] ? (test(i) ? yes : no) : unknown }
+        }
         switch (c.type, lit) {
-        case (.int64, .int(let v)): return holds(c.ints[i], op, v)
-        case (.int64, .double(let v)): return holds(Double(c.ints[i]), op, v)
-        case (.float64, .int(let v)): return holds(c.doubles[i], op, Double(v))
-        case (.float64, .double(let v)): return holds(c.doubles[i], op, v)
-        case (.bool, .bool(let v)): return holds(c.ints[i] != 0 ? 1 : 0, op, v ? 1 : 0)
+        case (.int64, .int(let v)): c.ints.withUnsafeBufferPointer { x in each { holds(x[$0], op, v) } }
+        case (.int64, .double(let v)): c.ints.withUnsafeBufferPointer { x in each { holds(Double(x[$0]), op, v) } }
+        case (.float64, .int(let v)): c.doubles.withUnsafeBufferPointer { x in each { holds(x[$0], op, Double(v)) } }
+        case (.float64, .double(let v)): c.doubles.withUnsafeBufferPointer { x in each { holds(x[$0], op, v) } }
+        case (.bool, .bool(let v)): c.ints.withUnsafeBufferPointer { x in each { holds(x[$0] != 0 ? 1 : 0, op, v ? 1 : 0) } }
         case (.string, .string(let v)):
-            return c.withUTF8(at: i) { cell in
-                var lit = v
-                return lit.withUTF8 { litBytes in
-                    holds(ByteString(cell), op, ByteString(litBytes))
+            let literal = Array(v.utf8)
+            c.bytes.withUnsafeBufferPointer { bytes in
+                c.offsets.withUnsafeBufferPointer { offsets in
+                    literal.withUnsafeBufferPointer { lit in
+                        each { i in
+                            let cell = UnsafeBufferPointer(rebasing: bytes[Int(offsets[i])..<Int(offsets[i + 1])])
+                            if op == .eq || op == .ne {
+                                let equal = cell.count == lit.count && (cell.isEmpty || memoryEqual(cell, lit))
+                                return equal == (op == .eq)
+                            }
+                            return holds(ByteString(cell), op, ByteString(lit))
+                        }
+                    }
                 }
             }
-        default: return false
+        default: each { _ in false }
         }
     }
+}
+
+@inline(__always)
+private func memoryEqual(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+    var i = 0
+    let n = a.count
+    while i + 8 <= n {
+        if UnsafeRawPointer(a.baseAddress! + i).loadUnaligned(as: UInt64.self) != UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self) { return false }
+        i += 8
+    }
+    while i < n {
+        if a[i] != b[i] { return false }
+        i += 1
+    }
+    return true
 }
 
 /// Bytes ordered lexicographically, for string comparisons without building Strings.

@@ -122,6 +122,19 @@ struct EntityIndex: Sendable {
         }
     }
 
+    /// Appends the join-key values of every id to one column per join key.
+    func appendKeys(_ ids: ArraySlice<UInt32>, to columns: inout [Column]) {
+        guard singleInt else {
+            for id in ids { appendKey(id, to: &columns) }
+            return
+        }
+        columns[0].ints.reserveCapacity(columns[0].ints.count + ids.count)
+        intKeys.withUnsafeBufferPointer { keys in
+            for id in ids { columns[0].ints.append(keys[Int(id)]) }
+        }
+        columns[0].validity.appendSet(count: ids.count)
+    }
+
     /// Appends the join-key values of `id` to one column per join key.
     func appendKey(_ id: UInt32, to columns: inout [Column]) {
         if singleInt { return columns[0].append(int: intKeys[Int(id)]) }

@@ -10,16 +10,25 @@ struct TileRing: Sendable {
     let windows: [Micros]
     var longest: Micros { windows[windows.count - 1] }
 
-    // Slab, by slot.
-    var slotEntity: [UInt32] = []
-    var slotTile: [Int64] = []
-    var slotPrev: [UInt32] = []
-    var slotNext: [UInt32] = []
-    var free: [UInt32] = []
+    /// A slot's tile and its place in its entity's list. Kept together (one cache line holds a
+    /// slot's links) because tiles are found by walking these lists.
+    struct Link: BitwiseCopyable, Sendable {
+        var tile: Int64
+        var entity: UInt32
+        var prev: UInt32
+        var next: UInt32
+        var reserved: UInt32 = 0
+    }
 
-    // Per entity: oldest and newest slot.
-    var oldest: [UInt32] = []
-    var newest: [UInt32] = []
+    /// An entity's oldest and newest slot.
+    struct Ends: BitwiseCopyable, Sendable {
+        var oldest: UInt32
+        var newest: UInt32
+    }
+
+    var links: [Link] = []
+    var free: [UInt32] = []
+    var ends: [Ends] = []
 
     var roster = Roster()
 
@@ -30,18 +39,14 @@ struct TileRing: Sendable {
         self.windows = windows
     }
 
-    var liveSlots: Int { slotEntity.count - free.count }
+    var liveSlots: Int { links.count - free.count }
 
     var memory: Int {
-        slotEntity.capacity * 4 + slotTile.capacity * 8 + slotPrev.capacity * 4 + slotNext.capacity * 4
-            + free.capacity * 4 + oldest.capacity * 4 + newest.capacity * 4 + roster.memory
+        links.capacity * MemoryLayout<Link>.stride + free.capacity * 4 + ends.capacity * MemoryLayout<Ends>.stride + roster.memory
     }
 
     mutating func addEntities(upTo n: Int) {
-        while oldest.count < n {
-            oldest.append(TileRing.none)
-            newest.append(TileRing.none)
-        }
+        if ends.count < n { ends.append(contentsOf: repeatElement(Ends(oldest: TileRing.none, newest: TileRing.none), count: n - ends.count)) }
     }
 
     /// The first window (index into `windows`) that still contains tile `k` at stream time `t`,
@@ -58,15 +63,15 @@ struct TileRing: Sendable {
     /// be initialised by the caller).
     @inline(__always)
     mutating func slot(entity e: UInt32, tile k: Int64) -> (slot: UInt32, created: Bool) {
-        let last = newest[Int(e)]
+        let last = ends[Int(e)].newest
         if last != TileRing.none {
-            let lastTile = slotTile[Int(last)]
+            let lastTile = links[Int(last)].tile
             if lastTile == k { return (last, false) }
             if lastTile < k { return (insert(entity: e, tile: k, after: last), true) }
             // A late event: walk back to the tile or to where it belongs.
-            var p = slotPrev[Int(last)]
-            while p != TileRing.none && slotTile[Int(p)] > k { p = slotPrev[Int(p)] }
-            if p != TileRing.none && slotTile[Int(p)] == k { return (p, false) }
+            var p = links[Int(last)].prev
+            while p != TileRing.none && links[Int(p)].tile > k { p = links[Int(p)].prev }
+            if p != TileRing.none && links[Int(p)].tile == k { return (p, false) }
             return (insert(entity: e, tile: k, after: p), true)
         }
         return (insert(entity: e, tile: k, after: TileRing.none), true)
@@ -74,70 +79,47 @@ struct TileRing: Sendable {
 
     /// Links a new slot after `prev` (or first when `prev` is none).
     private mutating func insert(entity e: UInt32, tile k: Int64, after prev: UInt32) -> UInt32 {
+        let next = prev == TileRing.none ? ends[Int(e)].oldest : links[Int(prev)].next
+        let link = Link(tile: k, entity: e, prev: prev, next: next)
         let s: UInt32
-        let next = prev == TileRing.none ? oldest[Int(e)] : slotNext[Int(prev)]
         if let reused = free.popLast() {
             s = reused
-            slotEntity[Int(s)] = e
-            slotTile[Int(s)] = k
-            slotPrev[Int(s)] = prev
-            slotNext[Int(s)] = next
+            links[Int(s)] = link
         } else {
-            s = UInt32(slotEntity.count)
-            slotEntity.append(e)
-            slotTile.append(k)
-            slotPrev.append(prev)
-            slotNext.append(next)
+            s = UInt32(links.count)
+            links.append(link)
         }
-        if prev == TileRing.none { oldest[Int(e)] = s } else { slotNext[Int(prev)] = s }
-        if next == TileRing.none { newest[Int(e)] = s } else { slotPrev[Int(next)] = s }
+        if prev == TileRing.none { ends[Int(e)].oldest = s } else { links[Int(prev)].next = s }
+        if next == TileRing.none { ends[Int(e)].newest = s } else { links[Int(next)].prev = s }
         roster.append(slot: s, tile: k)
         return s
     }
 
     /// Unlinks an expired slot (always its entity's oldest) and makes it reusable.
     mutating func remove(slot s: UInt32) {
-        let e = Int(slotEntity[Int(s)])
-        let prev = slotPrev[Int(s)], next = slotNext[Int(s)]
-        if prev == TileRing.none { oldest[e] = next } else { slotNext[Int(prev)] = next }
-        if next == TileRing.none { newest[e] = prev } else { slotPrev[Int(next)] = prev }
+        let link = links[Int(s)]
+        let e = Int(link.entity)
+        if link.prev == TileRing.none { ends[e].oldest = link.next } else { links[Int(link.prev)].next = link.next }
+        if link.next == TileRing.none { ends[e].newest = link.prev } else { links[Int(link.next)].prev = link.prev }
         free.append(s)
     }
 
-    /// Collects into `out` the slots of `entity` with tile index `>= from`, newest first.
-    @inline(__always)
-    func slots(of e: UInt32, fromTile from: Int64, into out: inout [UInt32]) {
-        out.removeAll(keepingCapacity: true)
-        var s = newest[Int(e)]
-        while s != TileRing.none && slotTile[Int(s)] >= from {
-            out.append(s)
-            s = slotPrev[Int(s)]
-        }
-    }
-
     func serialize(into w: inout ByteWriter) {
-        w.write(array: slotEntity)
-        w.write(array: slotTile)
-        w.write(array: slotPrev)
-        w.write(array: slotNext)
+        w.write(array: links)
         w.write(array: free)
-        w.write(array: oldest)
-        w.write(array: newest)
+        w.write(array: ends)
         roster.serialize(into: &w)
     }
 
     mutating func restore(from r: inout ByteReader) throws {
-        slotEntity = try r.readArray()
-        slotTile = try r.readArray()
-        slotPrev = try r.readArray()
-        slotNext = try r.readArray()
+        links = try r.readArray()
         free = try r.readArray()
-        oldest = try r.readArray()
-        newest = try r.readArray()
+        ends = try r.readArray()
         roster = try Roster(from: &r)
-        let n = slotEntity.count
-        guard slotTile.count == n, slotPrev.count == n, slotNext.count == n, oldest.count == newest.count,
-              free.allSatisfy({ Int($0) < n }) else {
+        let n = UInt32(links.count)
+        let inRange = { (s: UInt32) in s == TileRing.none || s < n }
+        guard free.allSatisfy({ $0 < n }), links.allSatisfy({ inRange($0.prev) && inRange($0.next) }),
+              ends.allSatisfy({ inRange($0.oldest) && inRange($0.newest) }) else {
             throw StateFormatError(description: "tile ring is corrupt")
         }
     }
