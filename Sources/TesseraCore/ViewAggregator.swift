@@ -1,3 +1,5 @@
+import CPrefetch
+
 /// The windowed aggregation of one feature view over one partition.
 ///
 /// A batch is applied in two phases (see `Plan`). Phase 1 walks the rows in arrival order:
@@ -40,6 +42,10 @@ public struct ViewAggregator: Sendable {
     var values: [UInt64] = []
     var valid: [Bool] = []
     var firstNew = 0
+
+    /// Per ring and window: whether a kernel there rebuilds its window from the remaining tiles
+    /// when a tile leaves (invertible kernels subtract the tile instead).
+    var rebuilds: [[Bool]] = []
 
     struct Boundary {
         var time: Micros
@@ -88,7 +94,7 @@ public struct ViewAggregator: Sendable {
                 byKey[key] = k
                 pending.append(Pending(key: key))
             }
-            var mode = f.aggregate == .stddev ? 1 : 0
+            var mode = (f.aggregate == .stddev || f.aggregate == .mean) ? 1 : 0
             if f.aggregate == .approxPercentile {
                 let p = f.percentile ?? 0.5
                 if let m = pending[k].percentiles.firstIndex(of: p) { mode = m } else {
@@ -110,7 +116,6 @@ public struct ViewAggregator: Sendable {
             switch p.key.family {
             case .count: kernels.counts.append(column(CountKernel()))
             case .sum: kernels.sums.append(column(SumKernel()))
-            case .mean: kernels.means.append(column(MeanKernel()))
             case .min: kernels.extrema.append(column(ExtremumKernel(isMax: false)))
             case .max: kernels.extrema.append(column(ExtremumKernel(isMax: true)))
             case .moments: kernels.moments.append(column(MomentsKernel()))
@@ -120,15 +125,17 @@ public struct ViewAggregator: Sendable {
             case .percentile: kernels.percentiles.append(column(PercentileKernel(percentiles: p.percentiles)))
             }
         }
+        var v = RebuildVisitor(rebuilds: rings.map { Array(repeating: false, count: $0.windows.count) })
+        kernels.forEach(&v)
+        rebuilds = v.rebuilds
     }
 
     enum Family: Hashable {
-        case count, sum, mean, min, max, moments, first, last, distinct, percentile
+        case count, sum, min, max, moments, first, last, distinct, percentile
         init(_ a: Aggregate) {
             switch a {
             case .count: self = .count
-            case .sum: self = .sum
-            case .mean: self = .mean
+            case .sum, .mean: self = .sum
             case .min: self = .min
             case .max: self = .max
             case .variance, .stddev: self = .moments
@@ -269,10 +276,21 @@ public struct ViewAggregator: Sendable {
     private mutating func planExpiry(_ b: Boundary, beforeRow row: Int) {
         guard let bucket = rings[b.ring].roster.bucket(b.tile) else { return }
         let from = plan.expiries.count
-        for s in bucket {
+        let rebuild = rebuilds[b.ring][b.window]
+        for (i, s) in bucket.enumerated() {
+            // The bucket's slots belong to scattered entities: start their loads early, the slot's
+            // link 16 slots ahead, its entity's bookkeeping 8 ahead.
+            if i &+ 16 < bucket.count {
+                rings[b.ring].links.withUnsafeBufferPointer { tessera_prefetch($0.baseAddress! + Int(bucket[i &+ 16])) }
+            }
+            if i &+ 8 < bucket.count {
+                let ahead = Int(rings[b.ring].links[Int(bucket[i &+ 8])].entity)
+                emitted.withUnsafeBufferPointer { tessera_prefetch($0.baseAddress! + ahead) }
+                if rebuild { rings[b.ring].ends.withUnsafeBufferPointer { tessera_prefetch($0.baseAddress! + ahead) } }
+            }
             let e = rings[b.ring].links[Int(s)].entity
             let start = plan.remaining.count
-            var t = rings[b.ring].ends[Int(e)].newest
+            var t = rebuild ? rings[b.ring].ends[Int(e)].newest : TileRing.none
             while t != TileRing.none && rings[b.ring].links[Int(t)].tile > b.tile {
                 plan.remaining.append(t)
                 t = rings[b.ring].links[Int(t)].prev
@@ -407,6 +425,14 @@ public struct StateMismatchError: Error, Sendable, CustomStringConvertible {
 private struct GrowVisitor: KernelVisitor {
     let count: Int
     mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) { c.addEntities(upTo: count) }
+}
+
+private struct RebuildVisitor: KernelVisitor {
+    var rebuilds: [[Bool]]
+    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
+        guard let r = c.placement.ring, !K.isInvertible else { return }
+        for w in c.ringWindows { rebuilds[r][w] = true }
+    }
 }
 
 private struct PrepareVisitor: KernelVisitor {

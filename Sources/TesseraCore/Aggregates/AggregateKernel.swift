@@ -19,6 +19,13 @@ public protocol AggregateKernel: Sendable {
 
     mutating func merge(_ into: inout Partial, _ from: Partial)
 
+    /// Whether `retract` undoes `merge` exactly (integer counts). Windows of invertible kernels
+    /// drop a leaving tile in O(1) instead of being rebuilt from the remaining tiles.
+    static var isInvertible: Bool { get }
+
+    /// Removes `part` from `from`; only called when `isInvertible`.
+    mutating func retract(_ from: inout Partial, _ part: Partial)
+
     /// Gives back storage the partial owns; the partial must not be used afterwards.
     mutating func release(_ p: Partial)
 
@@ -38,6 +45,10 @@ public protocol AggregateKernel: Sendable {
 }
 
 extension AggregateKernel {
+    public static var isInvertible: Bool { false }
+    public mutating func retract(_ from: inout Partial, _ part: Partial) {
+        preconditionFailure("\(Self.self) is not invertible")
+    }
     public mutating func release(_ p: Partial) {}
     public func serialize(into w: inout ByteWriter) {}
     public mutating func restore(from r: inout ByteReader) throws {}
@@ -71,47 +82,62 @@ public struct CountKernel: AggregateKernel {
     }
     public mutating func update(_ p: inout Int64, _ x: UInt8, time: Micros) { p &+= 1 }
     public mutating func merge(_ into: inout Int64, _ from: Int64) { into &+= from }
+    public static var isInvertible: Bool { true }
+    public mutating func retract(_ from: inout Int64, _ part: Int64) { from &-= part }
     public func finalize(_ p: Int64, mode: Int) -> UInt64? { UInt64(bitPattern: p) }
 }
 
-// MARK: - sum
+// MARK: - sum / mean
 
-/// Sum of non-null values; an empty window sums to 0.
+/// A count and a double-double sum (Dekker/Knuth TwoSum): about 106 bits of precision, so that
+/// removing a tile from a window gives what summing the remaining tiles would.
+public struct SumPartial: BitwiseCopyable, Sendable, Equatable {
+    public var count: Int64
+    public var hi: Double
+    public var lo: Double
+
+    public static let zero = SumPartial(count: 0, hi: 0, lo: 0)
+
+    @inline(__always)
+    mutating func add(hi bHi: Double, lo bLo: Double) {
+        // TwoSum(hi, bHi), then fold the low parts in and renormalise (FastTwoSum).
+        let s = hi + bHi
+        let v = s - hi
+        var e = (hi - (s - v)) + (bHi - v)
+        e += lo + bLo
+        hi = s + e
+        lo = e - (hi - s)
+    }
+
+    /// The sum rounded to a double; exactly 0 once no value is left.
+    var value: Double { count == 0 ? 0 : hi }
+}
+
+/// Sum and mean of non-null values share one partial: output mode 0 is the sum (0 for an empty
+/// window), mode 1 the mean (null for an empty window). Invertible: a leaving tile is subtracted.
 public struct SumKernel: AggregateKernel {
     public init() {}
-    public var empty: Double { 0 }
+    public var empty: SumPartial { .zero }
     public mutating func load(_ column: Column?, count: Int, into inputs: inout [Double]) {
         loadNumbers(column, count: count, into: &inputs)
     }
-    public mutating func update(_ p: inout Double, _ x: Double, time: Micros) { p += x }
-    public mutating func merge(_ into: inout Double, _ from: Double) { into += from }
-    public func finalize(_ p: Double, mode: Int) -> UInt64? { p.bitPattern }
-}
-
-// MARK: - mean
-
-public struct MeanPartial: BitwiseCopyable, Sendable, Equatable {
-    public var count: Int64
-    public var sum: Double
-}
-
-/// Arithmetic mean of non-null values; null when the window holds none.
-public struct MeanKernel: AggregateKernel {
-    public init() {}
-    public var empty: MeanPartial { MeanPartial(count: 0, sum: 0) }
-    public mutating func load(_ column: Column?, count: Int, into inputs: inout [Double]) {
-        loadNumbers(column, count: count, into: &inputs)
-    }
-    public mutating func update(_ p: inout MeanPartial, _ x: Double, time: Micros) {
+    public mutating func update(_ p: inout SumPartial, _ x: Double, time: Micros) {
         p.count &+= 1
-        p.sum += x
+        p.add(hi: x, lo: 0)
     }
-    public mutating func merge(_ into: inout MeanPartial, _ from: MeanPartial) {
+    public mutating func merge(_ into: inout SumPartial, _ from: SumPartial) {
         into.count &+= from.count
-        into.sum += from.sum
+        into.add(hi: from.hi, lo: from.lo)
     }
-    public func finalize(_ p: MeanPartial, mode: Int) -> UInt64? {
-        p.count == 0 ? nil : (p.sum / Double(p.count)).bitPattern
+    public static var isInvertible: Bool { true }
+    public mutating func retract(_ from: inout SumPartial, _ part: SumPartial) {
+        from.count &-= part.count
+        from.add(hi: -part.hi, lo: -part.lo)
+        if from.count == 0 { from = .zero }
+    }
+    public func finalize(_ p: SumPartial, mode: Int) -> UInt64? {
+        if mode == 1 { return p.count == 0 ? nil : (p.value / Double(p.count)).bitPattern }
+        return p.value.bitPattern
     }
 }
 

@@ -166,8 +166,18 @@ struct KernelColumn<K: AggregateKernel>: Sendable {
         case .expire:
             guard step.ring == placement.ring else { return }
             if let j = ringWindows.firstIndex(of: step.window) {
-                for x in plan.expiries[step.from..<step.to] {
+                for k in step.from..<step.to {
+                    let x = plan.expiries[k]
+                    if k &+ 8 < step.to {
+                        let ahead = plan.expiries[k &+ 8]
+                        tessera_prefetch(windows.baseAddress! + (Int(ahead.entity) &* nw &+ j))
+                        tessera_prefetch(tiles.baseAddress! + Int(ahead.slot))
+                    }
                     let w = Int(x.entity) &* nw &+ j
+                    if K.isInvertible {
+                        kernel.retract(&windows[w], tiles[Int(x.slot)])
+                        continue
+                    }
                     kernel.release(windows[w])
                     var partial = kernel.empty
                     for s in plan.remaining[Int(x.from)..<Int(x.to)] { kernel.merge(&partial, tiles[Int(s)]) }
@@ -243,7 +253,6 @@ protocol KernelVisitor {
 struct KernelSet: Sendable {
     var counts: [KernelColumn<CountKernel>] = []
     var sums: [KernelColumn<SumKernel>] = []
-    var means: [KernelColumn<MeanKernel>] = []
     var extrema: [KernelColumn<ExtremumKernel>] = []
     var moments: [KernelColumn<MomentsKernel>] = []
     var picks: [KernelColumn<PickKernel>] = []
@@ -253,7 +262,6 @@ struct KernelSet: Sendable {
     mutating func forEach<V: KernelVisitor>(_ v: inout V) {
         for i in counts.indices { v.visit(&counts[i]) }
         for i in sums.indices { v.visit(&sums[i]) }
-        for i in means.indices { v.visit(&means[i]) }
         for i in extrema.indices { v.visit(&extrema[i]) }
         for i in moments.indices { v.visit(&moments[i]) }
         for i in picks.indices { v.visit(&picks[i]) }
