@@ -18,10 +18,14 @@ let package = Package(
         .library(name: "TesseraCore", targets: ["TesseraCore"]),
         .library(name: "TesseraTopology", targets: ["TesseraTopology"]),
         .library(name: "TesseraWorkload", targets: ["TesseraWorkload"]),
+        .library(name: "TesseraOffline", targets: ["TesseraOffline"]),
+        .library(name: "TesseraSource", targets: ["TesseraSource"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Pure aggregation core: columns, kernels, tiles, windows, emissions. No I/O.
@@ -33,18 +37,72 @@ let package = Package(
             name: "TesseraTopology",
             dependencies: ["TesseraCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
+        // C libraries from Debian.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"])]),
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // The offline log's file format: Parquet written and read without a Parquet library.
+        .target(name: "TesseraOffline", dependencies: ["TesseraCore", "CZstd", "CSnappy"], swiftSettings: strict),
+        // Message bytes → columns: the JSON event decoder and the dead-letter vocabulary.
+        .target(name: "TesseraSource", dependencies: ["TesseraCore", "TesseraTopology"], swiftSettings: strict),
+        // Kafka over librdkafka: consumer group, batches, offsets, rebalances; producer; mock cluster.
+        .target(
+            name: "TesseraKafka",
+            dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // Redis over hiredis: pipelined RESP batches, reconnect with backoff.
+        .target(
+            name: "TesseraRedis",
+            dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // The worker: source → decode → core → sinks, commit policy, checkpoints.
+        .target(
+            name: "TesseraEngine",
+            dependencies: [
+                "TesseraCore", "TesseraTopology", "TesseraSource", "TesseraKafka", "TesseraRedis", "TesseraOffline",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        // Shared by tests and benchmarks only: the brute-force window oracle, seeded randomness,
+        // servers started on free loopback ports.
+        .target(name: "TesseraTestSupport", dependencies: ["TesseraCore", "TesseraEngine"], swiftSettings: strict),
         // The reference workload of WORKLOAD.md: deterministic, seeded.
         .target(name: "TesseraWorkload", dependencies: ["TesseraCore"], swiftSettings: strict),
         .executableTarget(
             name: "tessera",
             dependencies: [
-                "TesseraCore", "TesseraTopology", "TesseraWorkload",
+                "TesseraCore", "TesseraTopology", "TesseraWorkload", "TesseraEngine", "TesseraKafka", "TesseraRedis",
+                "TesseraOffline", "TesseraSource",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         .testTarget(
             name: "TesseraCoreTests",
-            dependencies: ["TesseraCore", "TesseraWorkload"],
+            dependencies: ["TesseraCore", "TesseraWorkload", "TesseraTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TesseraOfflineTests",
+            dependencies: ["TesseraOffline", "TesseraCore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TesseraSourceTests",
+            dependencies: ["TesseraSource", "TesseraCore", "TesseraTopology", "TesseraWorkload"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TesseraKafkaTests",
+            dependencies: ["TesseraKafka"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TesseraRedisTests",
+            dependencies: ["TesseraRedis"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TesseraEngineTests",
+            dependencies: ["TesseraEngine", "TesseraTestSupport", "TesseraWorkload", "TesseraKafka", "TesseraRedis",
+                           "TesseraOffline", "TesseraSource", "TesseraTopology", "TesseraCore"],
             swiftSettings: strict),
         .testTarget(
             name: "TesseraTopologyTests",

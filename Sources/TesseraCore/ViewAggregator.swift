@@ -178,6 +178,10 @@ public struct ViewAggregator: Sendable {
             }
         }
         for g in plan.emits.indices { plan.emits[g].isFinal = lastWriter[Int(plan.emits[g].emission)] == -1 - g }
+        // Which input row each new emission reflects the batch up to (−1: only earlier batches).
+        for writer in lastWriter {
+            emissions.inputRows.append(writer >= 0 ? Int32(writer) : plan.emits[-1 - writer].beforeRow - 1)
+        }
 
         let count = emissions.count - firstNew
         if let batch, n > 0 { prepareKernels(batch) }
@@ -301,7 +305,7 @@ public struct ViewAggregator: Sendable {
             let (index, isNew) = emission(of: e, at: b.time)
             if isNew {
                 lastWriter[Int(index)] = -1 - plan.emits.count
-                plan.emits.append(Plan.GroupEmission(entity: e, emission: index, isFinal: false))
+                plan.emits.append(Plan.GroupEmission(entity: e, emission: index, isFinal: false, beforeRow: Int32(row)))
             }
         }
         plan.steps.append(Plan.Step(kind: .expire, beforeRow: row, ring: b.ring, window: b.window, from: from, to: plan.expiries.count))

@@ -29,6 +29,11 @@ public enum TimeUnit: String, Sendable, CaseIterable {
 public struct TimeField: Sendable, Hashable {
     public var field: String
     public var unit: TimeUnit
+
+    public init(field: String, unit: TimeUnit) {
+        self.field = field
+        self.unit = unit
+    }
 }
 
 /// A Kafka topic and how to read its events.

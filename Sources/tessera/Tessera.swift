@@ -1,9 +1,9 @@
 import ArgumentParser
 
 @main
-struct Tessera: ParsableCommand {
+struct Tessera: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
         abstract: "Streaming feature computation: windowed aggregates from event streams, online and offline.",
-        subcommands: [Validate.self, Demo.self])
+        subcommands: [Run.self, Validate.self, Get.self, Produce.self, Demo.self])
 }

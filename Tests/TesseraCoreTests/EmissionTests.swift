@@ -1,5 +1,6 @@
 import Testing
 import TesseraCore
+import TesseraTestSupport
 
 /// Hand-written cases for the emission rules (the property tests check the values; these pin
 /// down how many rows appear and when).

@@ -1,5 +1,6 @@
 import Testing
 import TesseraCore
+import TesseraTestSupport
 
 /// Merge is associative for every partial, and merging partials equals aggregating the union.
 @Suite("Partial merges")

@@ -1,5 +1,6 @@
 import Testing
 import TesseraCore
+import TesseraTestSupport
 
 @Suite("Sketches: stated accuracy")
 struct SketchTests {

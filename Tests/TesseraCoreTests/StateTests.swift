@@ -1,5 +1,6 @@
 import Testing
 import TesseraCore
+import TesseraTestSupport
 
 @Suite("Partition state: checkpoint, restore, refuse")
 struct StateTests {

@@ -1,5 +1,6 @@
 import Testing
 import TesseraCore
+import TesseraTestSupport
 
 /// Random event streams against the brute-force oracle: invariants 1 and 2 of DESIGN §3 at
 /// random and boundary query times, for every aggregate and window kind.

@@ -68,6 +68,31 @@ public struct Column: Sendable, Equatable {
         validity.append(true)
     }
 
+    /// Appends every row of another column of the same type.
+    public mutating func append(contentsOf other: Column) {
+        precondition(type == other.type)
+        switch type {
+        case .int64, .bool: ints.append(contentsOf: other.ints)
+        case .float64: doubles.append(contentsOf: other.doubles)
+        case .string:
+            let base = Int32(bytes.count)
+            bytes.append(contentsOf: other.bytes)
+            offsets.reserveCapacity(offsets.count + other.count)
+            for o in other.offsets.dropFirst() { offsets.append(base + o) }
+        }
+        var flags = [Bool](repeating: true, count: other.count)
+        if !other.validity.allSet { for i in 0..<other.count { flags[i] = other.validity[i] } }
+        flags.withUnsafeBufferPointer { validity.append(contentsOf: $0) }
+    }
+
+    /// Appends a string from raw UTF-8 bytes (memcpy, no generic iteration).
+    public mutating func append(utf8 value: UnsafeBufferPointer<UInt8>) {
+        precondition(type == .string)
+        bytes.append(contentsOf: value)
+        offsets.append(Int32(bytes.count))
+        validity.append(true)
+    }
+
     public mutating func append(string value: String) {
         append(utf8: value.utf8)
     }

@@ -32,6 +32,7 @@ public struct ByteWriter: Sendable {
 
 public struct StateFormatError: Error, Sendable, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 public struct ByteReader {

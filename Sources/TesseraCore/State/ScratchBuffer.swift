@@ -4,11 +4,11 @@
 /// `@unchecked Sendable`: a buffer is only touched by the aggregator that owns it, and owners
 /// replace a buffer they share with a copy (`isKnownUniquelyReferenced`) before writing, so two
 /// aggregators never write the same memory.
-final class ScratchBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
-    private(set) var base: UnsafeMutablePointer<Element>
-    private(set) var capacity: Int
+public final class ScratchBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
+    public private(set) var base: UnsafeMutablePointer<Element>
+    public private(set) var capacity: Int
 
-    init(capacity: Int = 0) {
+    public init(capacity: Int = 0) {
         self.capacity = max(capacity, 16)
         base = .allocate(capacity: self.capacity)
     }
@@ -16,28 +16,28 @@ final class ScratchBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
     deinit { base.deallocate() }
 
     /// Makes room for `n` elements; previous contents are not kept.
-    func reserve(_ n: Int) {
+    public func reserve(_ n: Int) {
         guard n > capacity else { return }
         base.deallocate()
         capacity = max(n, capacity * 2)
         base = .allocate(capacity: capacity)
     }
 
-    subscript(i: Int) -> Element {
+    public subscript(i: Int) -> Element {
         get { base[i] }
         set { base[i] = newValue }
     }
 
-    func fill(_ value: Element, count n: Int) {
+    public func fill(_ value: Element, count n: Int) {
         base.update(repeating: value, count: n)
     }
 
-    var buffer: UnsafeMutablePointer<Element> { base }
+    public var buffer: UnsafeMutablePointer<Element> { base }
 }
 
 extension ScratchBuffer {
     /// `buffer` itself, or a fresh buffer when it is shared with another aggregator.
-    static func unique(_ buffer: inout ScratchBuffer) {
+    public static func unique(_ buffer: inout ScratchBuffer) {
         if !isKnownUniquelyReferenced(&buffer) { buffer = ScratchBuffer(capacity: buffer.capacity) }
     }
 }

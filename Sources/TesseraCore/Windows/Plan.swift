@@ -56,6 +56,8 @@ struct Plan: Sendable {
         var entity: UInt32
         var emission: Int32
         var isFinal: Bool
+        /// The row the boundary step comes before.
+        var beforeRow: Int32
     }
 
     mutating func reset(rows n: Int, rings: Int) {

@@ -1,10 +1,10 @@
 import TesseraCore
 
 /// SplitMix64: a tiny seeded generator so every random test replays exactly.
-struct SeededGenerator: RandomNumberGenerator {
+public struct SeededGenerator: RandomNumberGenerator {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9e37_79b9_7f4a_7c15
         var z = state
         z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
@@ -14,11 +14,13 @@ struct SeededGenerator: RandomNumberGenerator {
 }
 
 /// The emissions of one view, collected across batches, with as-of lookup.
-struct EmissionLog {
-    var rows: [[Value]: [(time: Micros, features: [Value?])]] = [:]
-    var count = 0
+public struct EmissionLog {
+    public var rows: [[Value]: [(time: Micros, features: [Value?])]] = [:]
+    public var count = 0
 
-    mutating func collect(_ batch: EmissionBatch) {
+    public init() {}
+
+    public mutating func collect(_ batch: EmissionBatch) {
         for i in 0..<batch.count {
             let r = batch.row(i)
             rows[r.key, default: []].append((r.time, r.features))
@@ -27,7 +29,17 @@ struct EmissionLog {
     }
 
     /// The latest row with time ≤ q (the last one written among equal times).
-    func asOf(_ key: [Value], _ q: Micros) -> [Value?]? {
+    public mutating func add(key: [Value], time: Micros, features: [Value?]) {
+        rows[key, default: []].append((time, features))
+        count += 1
+    }
+
+    /// Sorts each entity's rows by time (stable: equal times keep their order).
+    public mutating func sort() {
+        for k in rows.keys { rows[k] = rows[k]!.enumerated().sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }.map(\.element) }
+    }
+
+    public func asOf(_ key: [Value], _ q: Micros) -> [Value?]? {
         guard let list = rows[key] else { return nil }
         var lo = 0, hi = list.count
         while lo < hi {
@@ -39,7 +51,7 @@ struct EmissionLog {
 }
 
 /// Whether two feature values agree, within floating-point and sketch tolerances.
-func agree(_ a: Value?, _ b: Value?, aggregate: Aggregate) -> Bool {
+public func agree(_ a: Value?, _ b: Value?, aggregate: Aggregate) -> Bool {
     switch (a, b) {
     case (nil, nil): return true
     case (.double(let x), .double(let y)):
@@ -54,7 +66,7 @@ func agree(_ a: Value?, _ b: Value?, aggregate: Aggregate) -> Bool {
 }
 
 /// The empty row of a view: counts and sums 0, everything else null.
-func emptyRow(_ spec: ViewSpec) -> [Value?] {
+public func emptyRow(_ spec: ViewSpec) -> [Value?] {
     spec.features.map { f in
         switch f.aggregate {
         case .count, .approxCountDistinct: return .int(0)

@@ -2,28 +2,28 @@ import TesseraCore
 
 /// A brute-force model of DESIGN §2, written independently of the core: it keeps every accepted
 /// event and recomputes each feature from scratch at a query time.
-struct Oracle {
-    struct Event {
-        var time: Micros
+public struct Oracle {
+    public struct Event {
+        public var time: Micros
         /// The partition's stream time right after this event arrived.
-        var streamTime: Micros
-        var values: [Value?]
+        public var streamTime: Micros
+        public var values: [Value?]
     }
 
-    let spec: ViewSpec
-    let lateness: Micros
-    private(set) var streamTime: Micros = .min
-    private(set) var events: [[Value]: [Event]] = [:]
-    private(set) var late = 0
+    public let spec: ViewSpec
+    public let lateness: Micros
+    public private(set) var streamTime: Micros = .min
+    public private(set) var events: [[Value]: [Event]] = [:]
+    public private(set) var late = 0
 
-    init(spec: ViewSpec, lateness: Micros) {
+    public init(spec: ViewSpec, lateness: Micros) {
         self.spec = spec
         self.lateness = lateness
     }
 
     /// Feeds one row in arrival order; returns whether it is accepted.
     @discardableResult
-    mutating func add(time: Micros, values: [Value?]) -> Bool {
+    public mutating func add(time: Micros, values: [Value?]) -> Bool {
         if streamTime != .min && time < streamTime - lateness {
             late += 1
             return false
@@ -35,11 +35,11 @@ struct Oracle {
         return true
     }
 
-    mutating func advance(to time: Micros) { streamTime = max(streamTime, time) }
+    public mutating func advance(to time: Micros) { streamTime = max(streamTime, time) }
 
     /// The feature row of `key` as of stream time `q`: every accepted event that had arrived by
     /// then (stream time ≤ q), each feature over its window `[⌊(q − W)/h⌋·h, q]`.
-    func row(_ key: [Value], at q: Micros) -> [Value?] {
+    public func row(_ key: [Value], at q: Micros) -> [Value?] {
         let all = (events[key] ?? []).filter { $0.streamTime <= q }
         return spec.features.map { f in
             var rows = all
@@ -102,7 +102,7 @@ struct Oracle {
     }
 
     /// Three-valued evaluation: nil is SQL's unknown.
-    func evaluate(_ p: Predicate, _ row: [Value?]) -> Bool? {
+    public func evaluate(_ p: Predicate, _ row: [Value?]) -> Bool? {
         switch p {
         case .isNull(let f): return row[f] == nil
         case .isNotNull(let f): return row[f] != nil

@@ -1,0 +1,128 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started with a clean signal mask and default signal handlers.
+///
+/// Foundation's `Process` hands the child the spawning thread's blocked-signal mask; a thread of
+/// the Swift runtime blocks almost every signal, so a server started that way ignores SIGTERM
+/// and can never be stopped gracefully. Servers Tessera starts (the demo's Redis, test
+/// servers) go through here instead, and are stopped by their PID.
+public final class ChildProcess: @unchecked Sendable {  // pid is immutable; state changes go through waitpid
+    public let pid: pid_t
+    private var exited = false
+
+    public init(_ executable: String, _ arguments: [String], output: String? = nil) throws {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        let log = output ?? "/dev/null"
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var child: pid_t = 0
+        let status = posix_spawnp(&child, executable, &actions, &attributes, argv, environ)
+        guard status == 0 else {
+            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "cannot start \(executable): \(String(cString: strerror(status)))"])
+        }
+        pid = child
+    }
+
+    public var isRunning: Bool {
+        guard !exited else { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { exited = true }
+        return !exited
+    }
+
+    public func signal(_ signal: Int32) {
+        if isRunning { kill(pid, signal) }
+    }
+
+    /// SIGTERM, then SIGKILL if the process has not exited after `grace` seconds; reaps it.
+    public func stop(grace: Double = 5) {
+        guard isRunning else { return }
+        kill(pid, SIGCONT)
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(grace)
+        while isRunning && Date() < deadline { usleep(20_000) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            exited = true
+        }
+    }
+
+    deinit { stop() }
+}
+
+/// A `redis-server` on a free loopback port, with no persistence, stopped by its PID.
+public final class RedisServerProcess: @unchecked Sendable {  // immutable after init
+    public let port: Int32
+    public let directory: String
+    private let child: ChildProcess
+
+    public init(directory: String, executable: String = "redis-server") throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for _ in 0..<3 {
+            let port = Self.freePort()
+            let child = try ChildProcess(executable, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                                      "--dir", directory], output: "\(directory)/redis.log")
+            for _ in 0..<200 where child.isRunning && !Self.listening(port) { usleep(25_000) }
+            if Self.listening(port) {
+                self.port = port
+                self.child = child
+                return
+            }
+            child.stop()
+        }
+        throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "redis-server did not start; see \(directory)/redis.log (install it with apt-get install redis-server)"])
+    }
+
+    public var url: String { "redis://127.0.0.1:\(port)" }
+    public var pid: pid_t { child.pid }
+
+    /// SIGSTOP / SIGCONT: a hung server, for outage tests.
+    public func pause() { child.signal(SIGSTOP) }
+    public func resume() { child.signal(SIGCONT) }
+    public func stop() { child.stop() }
+
+    public static func freePort() -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int32(UInt16(bigEndian: addr.sin_port))
+    }
+
+    public static func listening(_ port: Int32) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+}

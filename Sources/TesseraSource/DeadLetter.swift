@@ -1,0 +1,36 @@
+import TesseraCore
+
+/// Why an event was not aggregated (DESIGN §6). Every rejected event is counted by reason and
+/// written to the dead-letter sink with its raw bytes; none is dropped silently.
+public enum DeadLetterReason: String, Sendable, CaseIterable, Hashable {
+    case notJSON = "not_json"
+    case wrongType = "wrong_type"
+    case missingKey = "missing_key"
+    case missingTimestamp = "missing_timestamp"
+    case timestampOutOfRange = "timestamp_out_of_range"
+    case invalidUTF8 = "invalid_utf8"
+    case oversized
+    case late
+}
+
+/// A rejected event's reason and a human-readable detail (field, position, value).
+public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
+    public var reason: DeadLetterReason
+    public var detail: String
+
+    public init(_ reason: DeadLetterReason, _ detail: String) {
+        self.reason = reason
+        self.detail = detail
+    }
+
+    public var description: String { "\(reason.rawValue): \(detail)" }
+
+    /// The core's rejections, in the same vocabulary.
+    public init(_ core: PartitionAggregator.Rejection) {
+        switch core {
+        case .late: self.init(.late, core.description)
+        case .timeOutOfRange: self.init(.timestampOutOfRange, core.description)
+        case .missingKey: self.init(.missingKey, core.description)
+        }
+    }
+}

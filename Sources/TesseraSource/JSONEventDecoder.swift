@@ -1,0 +1,590 @@
+import TesseraCore
+import TesseraTopology
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Decodes JSON event payloads straight into a source's column batch: one pass over the bytes,
+/// no intermediate objects, no Foundation.
+///
+/// An event must be a JSON object. Declared fields are read with their declared type (an int64
+/// field accepts an integral number such as `3.0`; a float64 field accepts any number); absent or
+/// `null` fields are null; undeclared fields are skipped whatever they hold. The timestamp field is
+/// required. Anything else — bad JSON, a value of the wrong type, invalid UTF-8, an oversized
+/// payload, a timestamp outside years 0001–9999 — rejects the whole event with a reason and leaves
+/// the batch untouched.
+public struct JSONEventDecoder: Sendable {
+    public let schema: Schema
+    public let timestamp: TimeField
+    public let maxBytes: Int
+
+    private let names: [[UInt8]]
+    /// Field names packed for matching: length and first eight bytes (little-endian, zero-padded).
+    private let nameKeys: [(length: Int, head: UInt64)]
+    private let timestampName: [UInt8]
+
+    /// Per-event scratch: where each field's value was found (raw storage, no per-write checks).
+    private var storage: ScratchBuffer<Slot>
+    /// `storage`'s memory for the event being decoded, re-read at the start of every `decode`
+    /// (after `storage` is made unique), so a copy of the decoder never writes another's slots.
+    nonisolated(unsafe) private var slots: UnsafeMutablePointer<Slot>
+    private var unescaped: [[UInt8]]
+    private var eventTime: Micros = 0
+    private var haveTime = false
+    /// The field expected next (the one after the last matched).
+    private var predicted = 0
+
+    private struct Slot: BitwiseCopyable {
+        var kind: Kind
+        /// Int64 value, Double bits, or bool as 0/1.
+        var bits: UInt64
+        var start: Int
+        var end: Int
+    }
+
+    private enum Kind: UInt8, BitwiseCopyable { case absent, null, int, double, string, unescapedString, bool }
+
+    public init(schema: Schema, timestamp: TimeField, maxBytes: Int = 1 << 20) {
+        self.schema = schema
+        self.timestamp = timestamp
+        self.maxBytes = maxBytes
+        names = schema.names.map { Array($0.utf8) }
+        nameKeys = names.map { ($0.count, Scanner.head($0)) }
+        timestampName = Array(timestamp.field.utf8)
+        let n = schema.names.count
+        storage = ScratchBuffer(capacity: n)
+        slots = storage.buffer
+        unescaped = Array(repeating: [], count: n)
+    }
+
+    public init(source: Source, maxBytes: Int = 1 << 20) {
+        self.init(schema: source.schema, timestamp: source.timestamp, maxBytes: maxBytes)
+    }
+
+    /// Decodes one payload and appends its row to `batch` (whose columns follow `schema`), or
+    /// returns why the event is rejected (and appends nothing).
+    public mutating func decode(_ payload: UnsafeRawBufferPointer, into batch: inout ColumnBatch) -> Rejection? {
+        guard payload.count <= maxBytes else {
+            return Rejection(.oversized, "\(payload.count) bytes, the limit is \(maxBytes)")
+        }
+        guard let base = payload.baseAddress?.assumingMemoryBound(to: UInt8.self), payload.count > 0 else {
+            return Rejection(.notJSON, "empty payload")
+        }
+        ScratchBuffer.unique(&storage)
+        slots = storage.buffer
+        slots.update(repeating: Slot(kind: .absent, bits: 0, start: 0, end: 0), count: names.count)
+        haveTime = false
+        predicted = 0
+        var scanner = Scanner(base: base, count: payload.count)
+        do throws(Rejection) {
+            try parseObject(&scanner)
+            scanner.skipWhitespace()
+            guard scanner.atEnd else { throw Rejection(.notJSON, "unexpected bytes after the object at byte \(scanner.position)") }
+        } catch {
+            return error
+        }
+        guard haveTime else { return Rejection(.missingTimestamp, "no '\(timestamp.field)' field") }
+        guard PartitionAggregator.validTimes.contains(eventTime) else {
+            return Rejection(.timestampOutOfRange, "'\(timestamp.field)' is \(eventTime) µs, outside years 0001–9999")
+        }
+        append(base, into: &batch)
+        return nil
+    }
+
+    private func append(_ base: UnsafePointer<UInt8>, into batch: inout ColumnBatch) {
+        batch.eventTimes.append(eventTime)
+        for f in 0..<names.count {
+            let slot = slots[f]
+            switch slot.kind {
+            case .absent, .null: batch.columns[f].appendNull()
+            case .int:
+                let v = Int64(bitPattern: slot.bits)
+                if schema.types[f] == .float64 { batch.columns[f].append(double: Double(v)) } else { batch.columns[f].append(int: v) }
+            case .double: batch.columns[f].append(double: Double(bitPattern: slot.bits))
+            case .bool: batch.columns[f].append(bool: slot.bits != 0)
+            case .string: batch.columns[f].append(utf8: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start))
+            case .unescapedString: unescaped[f].withUnsafeBufferPointer { batch.columns[f].append(utf8: $0) }
+            }
+        }
+    }
+
+    // MARK: - Parsing
+
+    private mutating func parseObject(_ s: inout Scanner) throws(Rejection) {
+        s.skipWhitespace()
+        guard s.peek == UInt8(ascii: "{") else { throw Rejection(.notJSON, "expected a JSON object at byte \(s.position)") }
+        s.advance()
+        s.skipWhitespace()
+        if s.peek == UInt8(ascii: "}") { s.advance(); return }
+        while true {
+            s.skipWhitespace()
+            guard s.peek == UInt8(ascii: "\"") else { throw Rejection(.notJSON, "expected a field name at byte \(s.position)") }
+            let key = try s.string()
+            s.skipWhitespace()
+            guard s.peek == UInt8(ascii: ":") else { throw Rejection(.notJSON, "expected ':' at byte \(s.position)") }
+            s.advance()
+            s.skipWhitespace()
+            let keyBytes = key.escapes ? s.unescape(key.span) : nil
+            let field = match(key, keyBytes, s)
+            let isTime = keyBytes.map { $0 == timestampName } ?? s.equals(key.span, timestampName)
+            if let field {
+                try parseValue(&s, field: field, alsoTimestamp: isTime)
+            } else if isTime {
+                try parseTimestamp(&s)
+            } else {
+                try s.skipValue(depth: 0)
+            }
+            s.skipWhitespace()
+            guard let c = s.peek else { throw Rejection(.notJSON, "unterminated object") }
+            s.advance()
+            if c == UInt8(ascii: "}") { return }
+            guard c == UInt8(ascii: ",") else { throw Rejection(.notJSON, "expected ',' or '}' at byte \(s.position - 1)") }
+        }
+    }
+
+    /// The declared field a key names (keys with escapes are compared after unescaping).
+    private mutating func match(_ key: Scanner.StringToken, _ unescaped: [UInt8]?, _ s: Scanner) -> Int? {
+        if let unescaped { return names.firstIndex(of: unescaped) }
+        guard !nameKeys.isEmpty else { return nil }
+        let n = key.span.count
+        let head = s.head(key.span)
+        // Producers write fields in the same order every time: try the one after the last match.
+        let guess = predicted < nameKeys.count ? predicted : 0
+        if nameKeys[guess].length == n && nameKeys[guess].head == head && (n <= 8 || s.equals(key.span, names[guess])) {
+            predicted = guess + 1
+            return guess
+        }
+        for f in 0..<nameKeys.count where nameKeys[f].length == n && nameKeys[f].head == head {
+            if n <= 8 || s.equals(key.span, names[f]) {
+                predicted = f + 1
+                return f
+            }
+        }
+        return nil
+    }
+
+    private mutating func parseValue(_ s: inout Scanner, field f: Int, alsoTimestamp: Bool) throws(Rejection) {
+        let type = schema.types[f]
+        let name = schema.names[f]
+        guard let c = s.peek else { throw Rejection(.notJSON, "unexpected end of input") }
+        let start = s.position
+        switch c {
+        case UInt8(ascii: "n"):
+            try s.literal("null")
+            slots[f].kind = .null
+            if alsoTimestamp { throw Rejection(.missingTimestamp, "'\(name)' is null") }
+            return
+        case UInt8(ascii: "t"), UInt8(ascii: "f"):
+            let value = c == UInt8(ascii: "t")
+            try s.literal(value ? "true" : "false")
+            guard type == .bool else { throw Rejection(.wrongType, "'\(name)' is \(type.rawValue), got \(value)") }
+            slots[f] = Slot(kind: .bool, bits: value ? 1 : 0, start: 0, end: 0)
+        case UInt8(ascii: "\""):
+            let token = try s.string()
+            guard type == .string || alsoTimestamp else { throw Rejection(.wrongType, "'\(name)' is \(type.rawValue), got a string") }
+            if type == .string {
+                if token.escapes {
+                    unescaped[f] = s.unescape(token.span)
+                    slots[f].kind = .unescapedString
+                } else {
+                    slots[f] = Slot(kind: .string, bits: 0, start: token.span.lowerBound, end: token.span.upperBound)
+                }
+            }
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let number = try s.number()
+            switch type {
+            case .int64:
+                guard let v = number.exactInt else { throw Rejection(.wrongType, "'\(name)' is int64, got \(s.text(start..<s.position))") }
+                slots[f] = Slot(kind: .int, bits: UInt64(bitPattern: v), start: 0, end: 0)
+            case .float64:
+                if let v = number.exactInt {
+                    slots[f] = Slot(kind: .int, bits: UInt64(bitPattern: v), start: 0, end: 0)
+                } else {
+                    let v = s.double(number)
+                    guard v.isFinite else { throw Rejection(.wrongType, "'\(name)' is out of the float64 range") }
+                    slots[f] = Slot(kind: .double, bits: v.bitPattern, start: 0, end: 0)
+                }
+            default:
+                if !alsoTimestamp { throw Rejection(.wrongType, "'\(name)' is \(type.rawValue), got a number") }
+            }
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            throw Rejection(.wrongType, "'\(name)' is \(type.rawValue), got \(c == UInt8(ascii: "{") ? "an object" : "an array")")
+        default:
+            throw Rejection(.notJSON, "unexpected '\(Character(Unicode.Scalar(c)))' at byte \(start)")
+        }
+        if alsoTimestamp {
+            var again = s
+            again.position = start
+            try parseTimestamp(&again)
+        }
+    }
+
+    /// Reads the event-time value in the source's unit into `eventTime`.
+    private mutating func parseTimestamp(_ s: inout Scanner) throws(Rejection) {
+        let field = timestamp.field
+        guard let c = s.peek else { throw Rejection(.notJSON, "unexpected end of input") }
+        if c == UInt8(ascii: "n") {
+            try s.literal("null")
+            throw Rejection(.missingTimestamp, "'\(field)' is null")
+        }
+        switch timestamp.unit {
+        case .rfc3339:
+            guard c == UInt8(ascii: "\"") else { throw Rejection(.wrongType, "'\(field)' must be an RFC 3339 string") }
+            let token = try s.string()
+            let text = token.escapes ? s.unescape(token.span) : Array(UnsafeBufferPointer(start: s.base + token.span.lowerBound, count: token.span.count))
+            guard let t = RFC3339.parse(text) else {
+                throw Rejection(.wrongType, "'\(field)' is not an RFC 3339 timestamp: \(String(decoding: text.prefix(64), as: UTF8.self))")
+            }
+            eventTime = t
+        case .seconds, .milliseconds, .microseconds:
+            guard c == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) else {
+                throw Rejection(.wrongType, "'\(field)' must be a number of \(timestamp.unit.rawValue) since the epoch")
+            }
+            let number = try s.number()
+            let scale: Int64 = timestamp.unit == .seconds ? 1_000_000 : (timestamp.unit == .milliseconds ? 1_000 : 1)
+            if let v = number.exactInt {
+                let (t, overflow) = v.multipliedReportingOverflow(by: scale)
+                guard !overflow else { throw Rejection(.timestampOutOfRange, "'\(field)' = \(v) \(timestamp.unit.rawValue) overflows") }
+                eventTime = t
+            } else {
+                let v = s.double(number) * Double(scale)
+                guard v.isFinite, abs(v) < 9.2e18 else { throw Rejection(.timestampOutOfRange, "'\(field)' overflows") }
+                eventTime = Int64(v.rounded())
+            }
+        }
+        haveTime = true
+    }
+}
+
+/// A cursor over a payload's bytes.
+struct Scanner {
+    let base: UnsafePointer<UInt8>
+    let count: Int
+    var position = 0
+
+    var atEnd: Bool { position >= count }
+    var peek: UInt8? { position < count ? base[position] : nil }
+    mutating func advance() { position += 1 }
+
+    mutating func skipWhitespace() {
+        while position < count {
+            let c = base[position]
+            guard c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09 else { return }
+            position += 1
+        }
+    }
+
+    func equals(_ span: Range<Int>, _ bytes: [UInt8]) -> Bool {
+        guard span.count == bytes.count else { return false }
+        return bytes.withUnsafeBufferPointer { b in memcmp(base + span.lowerBound, b.baseAddress!, span.count) == 0 }
+    }
+
+    /// The first eight bytes of a span, little-endian, zero-padded.
+    @inline(__always)
+    func head(_ span: Range<Int>) -> UInt64 {
+        let n = span.count
+        if n >= 8 && span.lowerBound + 8 <= count {
+            return UInt64(littleEndian: UnsafeRawPointer(base + span.lowerBound).loadUnaligned(as: UInt64.self))
+        }
+        var v: UInt64 = 0
+        for k in 0..<min(n, 8) { v |= UInt64(base[span.lowerBound + k]) << UInt64(8 * k) }
+        return v
+    }
+
+    static func head(_ bytes: [UInt8]) -> UInt64 {
+        var v: UInt64 = 0
+        for k in 0..<min(bytes.count, 8) { v |= UInt64(bytes[k]) << UInt64(8 * k) }
+        return v
+    }
+
+    func text(_ span: Range<Int>) -> String {
+        String(decoding: UnsafeBufferPointer(start: base + span.lowerBound, count: min(span.count, 64)), as: UTF8.self)
+    }
+
+    mutating func literal(_ word: StaticString) throws(Rejection) {
+        let n = word.utf8CodeUnitCount
+        guard position + n <= count, memcmp(base + position, word.utf8Start, n) == 0 else {
+            throw Rejection(.notJSON, "invalid literal at byte \(position)")
+        }
+        position += n
+    }
+
+    struct StringToken {
+        /// The bytes between the quotes.
+        var span: Range<Int>
+        var escapes: Bool
+    }
+
+    /// Reads a string, validating escapes and UTF-8; the cursor must be on the opening quote.
+    mutating func string() throws(Rejection) -> StringToken {
+        let start = position + 1
+        var i = start
+        var escapes = false
+        while true {
+            // Fast path: 8 plain ASCII bytes at a time.
+            while i + 8 <= count {
+                let word = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+                // A byte is special if ≥ 0x80, < 0x20, '"' or '\'.
+                let high = word & 0x8080_8080_8080_8080
+                let control = (word &- 0x2020_2020_2020_2020) & ~word & 0x8080_8080_8080_8080
+                let q = word ^ 0x2222_2222_2222_2222
+                let quote = (q &- 0x0101_0101_0101_0101) & ~q & 0x8080_8080_8080_8080
+                let b = word ^ 0x5c5c_5c5c_5c5c_5c5c
+                let backslash = (b &- 0x0101_0101_0101_0101) & ~b & 0x8080_8080_8080_8080
+                if high | control | quote | backslash != 0 { break }
+                i += 8
+            }
+            guard i < count else { throw Rejection(.notJSON, "unterminated string starting at byte \(start - 1)") }
+            let c = base[i]
+            if c == UInt8(ascii: "\"") {
+                position = i + 1
+                return StringToken(span: start..<i, escapes: escapes)
+            } else if c == UInt8(ascii: "\\") {
+                escapes = true
+                guard i + 1 < count else { throw Rejection(.notJSON, "unterminated escape at byte \(i)") }
+                switch base[i + 1] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    i += 2
+                case UInt8(ascii: "u"):
+                    guard i + 6 <= count, (2..<6).allSatisfy({ Scanner.hex(base[i + $0]) != nil }) else {
+                        throw Rejection(.notJSON, "invalid \\u escape at byte \(i)")
+                    }
+                    let unit = (2..<6).reduce(UInt32(0)) { $0 << 4 | UInt32(Scanner.hex(base[i + $1])!) }
+                    if (0xD800..<0xDC00).contains(unit) {
+                        guard i + 12 <= count, base[i + 6] == UInt8(ascii: "\\"), base[i + 7] == UInt8(ascii: "u"),
+                              (8..<12).allSatisfy({ Scanner.hex(base[i + $0]) != nil }) else {
+                            throw Rejection(.invalidUTF8, "unpaired surrogate escape at byte \(i)")
+                        }
+                        let low = (8..<12).reduce(UInt32(0)) { $0 << 4 | UInt32(Scanner.hex(base[i + $1])!) }
+                        guard (0xDC00..<0xE000).contains(low) else { throw Rejection(.invalidUTF8, "unpaired surrogate escape at byte \(i)") }
+                        i += 12
+                    } else {
+                        guard !(0xDC00..<0xE000).contains(unit) else { throw Rejection(.invalidUTF8, "unpaired surrogate escape at byte \(i)") }
+                        i += 6
+                    }
+                default:
+                    throw Rejection(.notJSON, "invalid escape at byte \(i)")
+                }
+            } else if c < 0x20 {
+                throw Rejection(.notJSON, "control character in a string at byte \(i)")
+            } else if c < 0x80 {
+                i += 1
+            } else {
+                i = try utf8Sequence(at: i)
+            }
+        }
+    }
+
+    /// Validates one multi-byte UTF-8 sequence starting at `i`; returns the index after it.
+    private func utf8Sequence(at i: Int) throws(Rejection) -> Int {
+        let c = base[i]
+        func bad() -> Rejection { Rejection(.invalidUTF8, "invalid UTF-8 at byte \(i)") }
+        func cont(_ k: Int) -> Bool { i + k < count && base[i + k] & 0xC0 == 0x80 }
+        switch c {
+        case 0xC2...0xDF:
+            guard cont(1) else { throw bad() }
+            return i + 2
+        case 0xE0...0xEF:
+            guard cont(1), cont(2) else { throw bad() }
+            let c1 = base[i + 1]
+            if c == 0xE0 && c1 < 0xA0 { throw bad() }     // overlong
+            if c == 0xED && c1 >= 0xA0 { throw bad() }    // surrogates
+            return i + 3
+        case 0xF0...0xF4:
+            guard cont(1), cont(2), cont(3) else { throw bad() }
+            let c1 = base[i + 1]
+            if c == 0xF0 && c1 < 0x90 { throw bad() }     // overlong
+            if c == 0xF4 && c1 >= 0x90 { throw bad() }    // beyond U+10FFFF
+            return i + 4
+        default:
+            throw bad()
+        }
+    }
+
+    static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    /// The bytes of a validated string token with its escapes resolved.
+    func unescape(_ span: Range<Int>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(span.count)
+        var i = span.lowerBound
+        func put(_ scalar: UInt32) {
+            if scalar < 0x80 { out.append(UInt8(scalar)) }
+            else if scalar < 0x800 { out += [UInt8(0xC0 | scalar >> 6), UInt8(0x80 | scalar & 0x3F)] }
+            else if scalar < 0x10000 { out += [UInt8(0xE0 | scalar >> 12), UInt8(0x80 | scalar >> 6 & 0x3F), UInt8(0x80 | scalar & 0x3F)] }
+            else { out += [UInt8(0xF0 | scalar >> 18), UInt8(0x80 | scalar >> 12 & 0x3F), UInt8(0x80 | scalar >> 6 & 0x3F), UInt8(0x80 | scalar & 0x3F)] }
+        }
+        func hex4(_ at: Int) -> UInt32 { (0..<4).reduce(UInt32(0)) { $0 << 4 | UInt32(Scanner.hex(base[at + $1])!) } }
+        while i < span.upperBound {
+            let c = base[i]
+            guard c == UInt8(ascii: "\\") else { out.append(c); i += 1; continue }
+            switch base[i + 1] {
+            case UInt8(ascii: "b"): out.append(0x08); i += 2
+            case UInt8(ascii: "f"): out.append(0x0C); i += 2
+            case UInt8(ascii: "n"): out.append(0x0A); i += 2
+            case UInt8(ascii: "r"): out.append(0x0D); i += 2
+            case UInt8(ascii: "t"): out.append(0x09); i += 2
+            case UInt8(ascii: "u"):
+                let unit = hex4(i + 2)
+                if (0xD800..<0xDC00).contains(unit) {
+                    let low = hex4(i + 8)
+                    put(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+                    i += 12
+                } else {
+                    put(unit)
+                    i += 6
+                }
+            default: out.append(base[i + 1]); i += 2
+            }
+        }
+        return out
+    }
+
+    struct NumberToken {
+        var span: Range<Int>
+        /// The value when it is an integer in Int64 range (also `3.0` or `1e3`).
+        var exactInt: Int64?
+        /// Up to 19 significant decimal digits and their power of ten.
+        var mantissa: UInt64
+        var exponent: Int
+        /// A non-zero digit beyond the 19th was dropped.
+        var truncated: Bool
+        var negative: Bool
+    }
+
+    /// Reads a JSON number (RFC 8259 grammar).
+    mutating func number() throws(Rejection) -> NumberToken {
+        let start = position
+        var i = position
+        var negative = false
+        if base[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+        var mantissa: UInt64 = 0
+        var significant = 0, exponent = 0
+        var truncated = false
+        func isDigit(_ k: Int) -> Bool { k < count && base[k] >= 0x30 && base[k] <= 0x39 }
+        guard isDigit(i) else { throw Rejection(.notJSON, "invalid number at byte \(start)") }
+        if base[i] == UInt8(ascii: "0") && isDigit(i + 1) { throw Rejection(.notJSON, "leading zero in a number at byte \(start)") }
+        while isDigit(i) {
+            let d = base[i] &- 0x30
+            if significant < 19 {
+                mantissa = mantissa &* 10 &+ UInt64(d)
+                if mantissa != 0 { significant += 1 }
+            } else {
+                exponent += 1
+                if d != 0 { truncated = true }
+            }
+            i += 1
+        }
+        if i < count && base[i] == UInt8(ascii: ".") {
+            i += 1
+            guard isDigit(i) else { throw Rejection(.notJSON, "invalid number at byte \(start)") }
+            while isDigit(i) {
+                let d = base[i] &- 0x30
+                if significant < 19 {
+                    mantissa = mantissa &* 10 &+ UInt64(d)
+                    exponent -= 1
+                    if mantissa != 0 { significant += 1 }
+                } else if d != 0 {
+                    truncated = true
+                }
+                i += 1
+            }
+        }
+        if i < count && (base[i] == UInt8(ascii: "e") || base[i] == UInt8(ascii: "E")) {
+            i += 1
+            var sign = 1
+            if i < count && (base[i] == UInt8(ascii: "+") || base[i] == UInt8(ascii: "-")) {
+                if base[i] == UInt8(ascii: "-") { sign = -1 }
+                i += 1
+            }
+            guard isDigit(i) else { throw Rejection(.notJSON, "invalid exponent at byte \(start)") }
+            var e = 0
+            while isDigit(i) {
+                if e < 100_000 { e = e * 10 + Int(base[i] - 0x30) }
+                i += 1
+            }
+            exponent += sign * e
+        }
+        position = i
+        var exactInt: Int64?
+        if !truncated {
+            var v = mantissa, e = exponent, ok = true
+            while e < 0 && ok {
+                if v % 10 != 0 { ok = false } else { v /= 10; e += 1 }
+            }
+            while e > 0 && ok && v != 0 {
+                let (m, o) = v.multipliedReportingOverflow(by: 10)
+                if o { ok = false } else { v = m; e -= 1 }
+            }
+            if ok {
+                if negative && v <= UInt64(Int64.max) + 1 { exactInt = v == UInt64(Int64.max) + 1 ? .min : -Int64(v) }
+                else if !negative && v <= UInt64(Int64.max) { exactInt = Int64(v) }
+            }
+        }
+        return NumberToken(span: start..<i, exactInt: exactInt, mantissa: mantissa, exponent: exponent,
+                           truncated: truncated, negative: negative)
+    }
+
+    static let powersOfTen: [Double] = (0...22).map { e in (0..<e).reduce(1.0) { r, _ in r * 10 } }
+
+    /// The correctly rounded double of a number token: exact fast path when the significand fits
+    /// in 53 bits and the power of ten is exact (Clinger), else the C library's strtod.
+    func double(_ n: NumberToken) -> Double {
+        if !n.truncated && n.mantissa < (1 << 53) && abs(n.exponent) <= 22 {
+            var v = Double(n.mantissa)
+            v = n.exponent < 0 ? v / Scanner.powersOfTen[-n.exponent] : v * Scanner.powersOfTen[n.exponent]
+            return n.negative ? -v : v
+        }
+        var buffer = [CChar](repeating: 0, count: n.span.count + 1)
+        for k in 0..<n.span.count { buffer[k] = CChar(bitPattern: base[n.span.lowerBound + k]) }
+        return strtod(buffer, nil)
+    }
+
+    /// Skips any JSON value (for undeclared fields), validating it.
+    mutating func skipValue(depth: Int) throws(Rejection) {
+        guard depth < 128 else { throw Rejection(.notJSON, "nesting deeper than 128 at byte \(position)") }
+        guard let c = peek else { throw Rejection(.notJSON, "unexpected end of input") }
+        switch c {
+        case UInt8(ascii: "\""): _ = try string()
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try number()
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let object = c == UInt8(ascii: "{")
+            let close = object ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            advance()
+            skipWhitespace()
+            if peek == close { advance(); return }
+            while true {
+                skipWhitespace()
+                if object {
+                    guard peek == UInt8(ascii: "\"") else { throw Rejection(.notJSON, "expected a field name at byte \(position)") }
+                    _ = try string()
+                    skipWhitespace()
+                    guard peek == UInt8(ascii: ":") else { throw Rejection(.notJSON, "expected ':' at byte \(position)") }
+                    advance()
+                    skipWhitespace()
+                }
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard let d = peek else { throw Rejection(.notJSON, "unterminated \(object ? "object" : "array")") }
+                advance()
+                if d == close { return }
+                guard d == UInt8(ascii: ",") else { throw Rejection(.notJSON, "expected ',' at byte \(position - 1)") }
+            }
+        default:
+            throw Rejection(.notJSON, "unexpected byte 0x\(String(c, radix: 16)) at byte \(position)")
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import TesseraCore
+
+/// RFC 3339 timestamps (`2026-01-01T12:00:00.123456Z`, `…+02:00`) to microseconds since the
+/// epoch. Digits beyond microseconds are truncated; `t`, `z` and a space separator are accepted.
+public enum RFC3339 {
+    public static func parse(_ text: [UInt8]) -> Micros? {
+        var i = 0
+        func digits(_ n: Int) -> Int? {
+            guard i + n <= text.count else { return nil }
+            var v = 0
+            for k in 0..<n {
+                let c = text[i + k]
+                guard c >= 0x30 && c <= 0x39 else { return nil }
+                v = v * 10 + Int(c - 0x30)
+            }
+            i += n
+            return v
+        }
+        func expect(_ options: [UInt8]) -> Bool {
+            guard i < text.count, options.contains(text[i]) else { return false }
+            i += 1
+            return true
+        }
+        guard let year = digits(4), expect([0x2D]), let month = digits(2), expect([0x2D]), let day = digits(2),
+              expect([0x54, 0x74, 0x20]),
+              let hour = digits(2), expect([0x3A]), let minute = digits(2), expect([0x3A]), let second = digits(2) else { return nil }
+        guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
+              hour < 24, minute < 60, second < 61 else { return nil }
+        var micros = 0
+        if i < text.count && text[i] == 0x2E {
+            i += 1
+            var scale = 100_000
+            var any = false
+            while i < text.count, text[i] >= 0x30 && text[i] <= 0x39 {
+                micros += Int(text[i] - 0x30) * scale
+                scale /= 10
+                any = true
+                i += 1
+            }
+            guard any else { return nil }
+        }
+        var offset = 0
+        if expect([0x5A, 0x7A]) {
+            offset = 0
+        } else if i < text.count, text[i] == 0x2B || text[i] == 0x2D {
+            let sign = text[i] == 0x2D ? -1 : 1
+            i += 1
+            guard let oh = digits(2), expect([0x3A]), let om = digits(2), oh < 24, om < 60 else { return nil }
+            offset = sign * (oh * 3600 + om * 60)
+        } else {
+            return nil
+        }
+        guard i == text.count else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offset)
+        return seconds * 1_000_000 + Int64(micros)
+    }
+
+    static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return isLeap(year) ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (eras of 400 years).
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+}

@@ -1,0 +1,98 @@
+import Logging
+import Testing
+import TesseraKafka
+
+let quiet: Logger = {
+    var l = Logger(label: "test")
+    l.logLevel = .error
+    return l
+}()
+
+final class Recorder: RebalanceListener {
+    var assigned: [TopicPartition] = []
+    var revoked: [TopicPartition] = []
+    var start: [TopicPartition: Int64] = [:]
+    func assigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        assigned += partitions
+        return start.filter { partitions.contains($0.key) }
+    }
+    func revoked(_ partitions: [TopicPartition]) { revoked += partitions }
+}
+
+@Suite("Kafka over librdkafka's mock cluster", .serialized)
+struct KafkaTests {
+    @Test("produce, consume every record once in order per partition, commit, resume from the commit")
+    func roundTrip() throws {
+        let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)
+        try cluster.createTopic("orders", partitions: 4)
+        let producer = try KafkaProducer(brokers: cluster.bootstrapServers, logger: quiet)
+        for i in 0..<2_000 {
+            try producer.send(topic: "orders", key: Array("\(i % 37)".utf8), value: Array("message \(i)".utf8))
+        }
+        try producer.flush()
+        #expect(producer.delivered == 2_000)
+        #expect(try producer.partitionCount(topic: "orders") == 4)
+
+        var seen: [TopicPartition: [Int64]] = [:]
+        var keysByPartition: [Int32: Set<String>] = [:]
+        do {
+            let consumer = try KafkaConsumer(brokers: cluster.bootstrapServers, group: "g", topics: ["orders"],
+                                             properties: [("session.timeout.ms", "6000")], reportEndOfPartition: true, logger: quiet)
+            let recorder = Recorder()
+            consumer.setListener(recorder)
+            var total = 0
+            while total < 2_000 || consumer.atEnd.count < 4 {
+                total += try consumer.poll(timeout: 100) { records in
+                    for r in records {
+                        seen[TopicPartition(consumer.topics[r.topic], r.partition), default: []].append(r.offset)
+                        keysByPartition[r.partition, default: []].insert(String(decoding: r.key, as: UTF8.self))
+                        #expect(String(decoding: r.payload, as: UTF8.self).hasPrefix("message "))
+                    }
+                }
+            }
+            #expect(total == 2_000)
+            #expect(Set(recorder.assigned) == Set((0..<4).map { TopicPartition("orders", $0) }))
+            // Keys keep to one partition; offsets are dense from 0 in every partition.
+            #expect(keysByPartition.values.reduce(0) { $0 + $1.count } == 37)
+            for (_, offsets) in seen { #expect(offsets == Array(0..<Int64(offsets.count))) }
+            var commit: [TopicPartition: Int64] = [:]
+            for (tp, offsets) in seen { commit[tp] = Int64(offsets.count / 2) }
+            try consumer.commit(commit)
+            #expect(try consumer.committed(Array(commit.keys)) == commit)
+            consumer.close()
+        }
+        // A new member of the group resumes from the committed offsets.
+        let again = try KafkaConsumer(brokers: cluster.bootstrapServers, group: "g", topics: ["orders"],
+                                      properties: [("session.timeout.ms", "6000")], reportEndOfPartition: true, logger: quiet)
+        var count = 0
+        while again.atEnd.count < 4 || count == 0 {
+            count += try again.poll(timeout: 100) { _ in }
+        }
+        #expect(count == 2_000 - seen.values.reduce(0) { $0 + $1.count / 2 })
+        again.close()
+    }
+
+    @Test("the rebalance listener chooses where assigned partitions start")
+    func startOffsets() throws {
+        let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)
+        try cluster.createTopic("t", partitions: 2)
+        let producer = try KafkaProducer(brokers: cluster.bootstrapServers, logger: quiet)
+        for i in 0..<100 { try producer.send(topic: "t", partition: Int32(i % 2), key: [], value: Array("\(i)".utf8)) }
+        try producer.flush()
+        let consumer = try KafkaConsumer(brokers: cluster.bootstrapServers, group: "h", topics: ["t"],
+                                         properties: [("session.timeout.ms", "6000")], reportEndOfPartition: true, logger: quiet)
+        let recorder = Recorder()
+        recorder.start = [TopicPartition("t", 0): 40, TopicPartition("t", 1): 45]
+        consumer.setListener(recorder)
+        var first: [Int32: Int64] = [:]
+        var count = 0
+        while consumer.atEnd.count < 2 || count == 0 {
+            count += try consumer.poll(timeout: 100) { records in
+                for r in records where first[r.partition] == nil { first[r.partition] = r.offset }
+            }
+        }
+        #expect(first == [0: 40, 1: 45])
+        #expect(count == 10 + 5)
+        consumer.close()
+    }
+}

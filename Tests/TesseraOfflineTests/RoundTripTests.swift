@@ -1,0 +1,211 @@
+import Foundation
+import Testing
+import TesseraCore
+@testable import TesseraOffline
+
+/// Every type, required and nullable, plus strings that defeat the dictionary.
+let roundTripSchema = ParquetSchema([
+    ParquetField(name: "i32", type: .int32, nullable: false),
+    ParquetField(name: "i32_null", type: .int32),
+    ParquetField(name: "i64", type: .int64, nullable: false),
+    ParquetField(name: "i64_null", type: .int64),
+    ParquetField(name: "f64", type: .double, nullable: false),
+    ParquetField(name: "f64_null", type: .double),
+    ParquetField(name: "s", type: .string, nullable: false),
+    ParquetField(name: "s_null", type: .string),
+    ParquetField(name: "s_distinct", type: .string),
+    ParquetField(name: "b", type: .bool, nullable: false),
+    ParquetField(name: "b_null", type: .bool),
+    ParquetField(name: "ts", type: .timestampMicros, nullable: false),
+    ParquetField(name: "ts_null", type: .timestampMicros),
+])
+
+func randomRowGroup(_ schema: ParquetSchema, rows: Int, nullRate: Double, using g: inout SeededGenerator) -> [Column] {
+    schema.fields.map { f in
+        randomColumn(f.type, rows, nullRate: f.nullable ? nullRate : 0, distinctStrings: f.name.hasSuffix("distinct"),
+                     using: &g)
+    }
+}
+
+/// The statistics the writer must record for a column chunk.
+func expectedStatistics(_ field: ParquetField, _ c: Column) -> ParquetColumnStatistics {
+    var s = ParquetColumnStatistics(nullCount: c.validity.unsetCount)
+    let present = (0..<c.count).filter { c.validity[$0] }
+    switch field.type {
+    case .int32, .int64, .timestampMicros:
+        s.minInt = present.map { c.ints[$0] }.min()
+        s.maxInt = present.map { c.ints[$0] }.max()
+    case .double:
+        let values = present.map { c.doubles[$0] }.filter { !$0.isNaN }
+        s.minDouble = values.min()
+        s.maxDouble = values.max()
+    default:
+        break
+    }
+    return s
+}
+
+func sameStatistics(_ a: ParquetColumnStatistics, _ b: ParquetColumnStatistics) -> Bool {
+    a.nullCount == b.nullCount && a.nullCountKnown == b.nullCountKnown && a.minInt == b.minInt && a.maxInt == b.maxInt
+        && a.minDouble == b.minDouble && a.maxDouble == b.maxDouble
+}
+
+@Suite struct RoundTripTests {
+    @Test(arguments: [ParquetCompression.none, .snappy, .zstd(level: 3)])
+    func everyTypeRoundTrips(compression: ParquetCompression) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path("round-trip.parquet")
+        var g = SeededGenerator(seed: 42)
+        // (rows, null rate): ordinary, no nulls at all, only nulls, single row, empty (skipped).
+        let plan: [(Int, Double)] = [(1500, 0.3), (700, 0), (300, 1), (1, 0.5), (0, 0.5), (2500, 0.05)]
+        let groups = plan.map { randomRowGroup(roundTripSchema, rows: $0.0, nullRate: $0.1, using: &g) }
+        let metadata = [("tessera.view", "user_stats"), ("note", "ünïcødé ✓"), ("empty", "")]
+
+        let writer = try ParquetFileWriter(path: path, schema: roundTripSchema, compression: compression,
+                                           metadata: metadata)
+        for group in groups { try writer.write(rowGroup: group) }
+        #expect(writer.rowCount == plan.reduce(0) { $0 + $1.0 })
+        try writer.close()
+
+        let reader = try ParquetFileReader(path: path)
+        #expect(reader.schema == roundTripSchema)
+        #expect(reader.rowCount == writer.rowCount)
+        #expect(reader.createdBy == "tessera")
+        #expect(reader.metadata.map { "\($0.0)=\($0.1)" } == metadata.map { "\($0.0)=\($0.1)" })
+        let written = groups.filter { $0[0].count > 0 }
+        #expect(reader.rowGroups.map(\.rowCount) == written.map { $0[0].count })
+
+        for (g, group) in written.enumerated() {
+            let columns = try reader.read(rowGroup: g)
+            #expect(columns.count == group.count)
+            for (i, (read, original)) in zip(columns, group).enumerated() {
+                #expect(sameColumn(read, original), "row group \(g) column \(roundTripSchema.fields[i].name)")
+                let expected = expectedStatistics(roundTripSchema.fields[i], original)
+                let actual = reader.rowGroups[g].columns[i]
+                #expect(sameStatistics(actual, expected),
+                        "statistics of row group \(g) column \(roundTripSchema.fields[i].name): \(actual) != \(expected)")
+            }
+        }
+
+        let all = try reader.readAll()
+        for i in roundTripSchema.fields.indices {
+            #expect(sameColumn(all[i], concatenate(written.map { $0[i] })), "readAll column \(i)")
+        }
+        let subset = try reader.read(rowGroup: 1, columns: [7, 0])
+        #expect(subset.count == 2)
+        #expect(sameColumn(subset[0], written[1][7]) && sameColumn(subset[1], written[1][0]))
+    }
+
+    @Test func largeChunksSplitIntoPagesAndKeepValues() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path("pages.parquet")
+        let schema = ParquetSchema([
+            ParquetField(name: "i64", type: .int64),
+            ParquetField(name: "s", type: .string),
+            ParquetField(name: "s_distinct", type: .string),
+            ParquetField(name: "f64", type: .double, nullable: false),
+        ])
+        var g = SeededGenerator(seed: 7)
+        let rows = 200_000   // > 131 072 eight-byte values per 1 MiB page
+        let group = randomRowGroup(schema, rows: rows, nullRate: 0.1, using: &g)
+        let writer = try ParquetFileWriter(path: path, schema: schema, compression: .zstd(level: 1))
+        try writer.write(rowGroup: group)
+        try writer.close()
+
+        let reader = try ParquetFileReader(path: path)
+        let columns = try reader.read(rowGroup: 0)
+        for i in 0..<4 { #expect(sameColumn(columns[i], group[i]), "column \(schema.fields[i].name)") }
+        // i64: 2 data pages; s: dictionary + 1; s_distinct: > 1 MiB of strings, 2+ pages; f64: 2 pages.
+        let pages = try reader.pageRanges()
+        #expect(pages.count >= 8)
+    }
+
+    @Test func lowCardinalityStringsUseADictionary() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let schema = ParquetSchema([ParquetField(name: "s", type: .string)])
+        var g = SeededGenerator(seed: 3)
+        let low = randomColumn(.string, 20_000, nullRate: 0.1, using: &g)
+        let high = randomColumn(.string, 20_000, nullRate: 0.1, distinctStrings: true, using: &g)
+        var sizes: [String: (file: Int64, plain: Int)] = [:]
+        for (name, column) in [("low", low), ("high", high)] {
+            let path = dir.path("\(name).parquet")
+            let writer = try ParquetFileWriter(path: path, schema: schema, compression: .none)
+            try writer.write(rowGroup: [column])
+            try writer.close()
+            let plain = column.bytes.count + 4 * (column.count - column.validity.unsetCount)
+            sizes[name] = (writer.bytesWritten, plain)
+            let read = try ParquetFileReader(path: path).readAll()
+            #expect(sameColumn(read[0], column))
+            let pages = try ParquetFileReader(path: path).pageRanges()
+            // A dictionary page precedes the data page only for the low-cardinality column.
+            #expect(pages.count == (name == "low" ? 2 : 1))
+        }
+        #expect(sizes["low"]!.file < Int64(sizes["low"]!.plain / 4))
+        #expect(sizes["high"]!.file > Int64(sizes["high"]!.plain))
+    }
+
+    @Test func aFileWithoutRowGroupsIsValid() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path("empty.parquet")
+        let writer = try ParquetFileWriter(path: path, schema: roundTripSchema, metadata: [("k", "v")])
+        var g = SeededGenerator(seed: 0)
+        try writer.write(rowGroup: randomRowGroup(roundTripSchema, rows: 0, nullRate: 0, using: &g))
+        try writer.close()
+        try writer.close()   // closing twice is harmless
+        let reader = try ParquetFileReader(path: path)
+        #expect(reader.schema == roundTripSchema && reader.rowCount == 0 && reader.rowGroups.isEmpty)
+        let columns = try reader.readAll()
+        #expect(columns.map(\.count) == Array(repeating: 0, count: roundTripSchema.fields.count))
+        #expect(columns.map(\.type) == [.int64, .int64, .int64, .int64, .float64, .float64, .string, .string, .string,
+                                        .bool, .bool, .int64, .int64])
+    }
+
+    @Test func invalidInputIsRejectedAndTheWriterStaysUsable() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path("invalid.parquet")
+        let schema = ParquetSchema([
+            ParquetField(name: "id", type: .int32, nullable: false),
+            ParquetField(name: "name", type: .string),
+        ])
+        let writer = try ParquetFileWriter(path: path, schema: schema, compression: .snappy)
+        var id = Column(type: .int64)
+        var name = Column(type: .string)
+        id.append(int: 1)
+        name.append(string: "one")
+
+        var nullID = Column(type: .int64)
+        nullID.appendNull()
+        var tooBig = Column(type: .int64)
+        tooBig.append(int: Int64(Int32.max) + 1)
+        var twoNames = name
+        twoNames.append(string: "two")
+        var wrongType = Column(type: .float64)
+        wrongType.append(double: 1)
+
+        #expect(throws: ParquetError.self) { try writer.write(rowGroup: [nullID, name]) }
+        #expect(throws: ParquetError.self) { try writer.write(rowGroup: [tooBig, name]) }
+        #expect(throws: ParquetError.self) { try writer.write(rowGroup: [id, twoNames]) }
+        #expect(throws: ParquetError.self) { try writer.write(rowGroup: [wrongType, name]) }
+        #expect(throws: ParquetError.self) { try writer.write(rowGroup: [id]) }
+        try writer.write(rowGroup: [id, name])
+        try writer.close()
+        #expect(throws: ParquetError.self) { try writer.write(rowGroup: [id, name]) }
+
+        let read = try ParquetFileReader(path: path).readAll()
+        #expect(read[0].value(at: 0) == .int(1) && read[1].value(at: 0) == .string("one"))
+
+        #expect(throws: ParquetError.self) {
+            _ = try ParquetFileWriter(path: dir.path("dup.parquet"), schema: ParquetSchema([
+                ParquetField(name: "x", type: .int64), ParquetField(name: "x", type: .bool),
+            ]))
+        }
+        #expect(throws: ParquetError.self) { _ = try ParquetFileReader(path: dir.path("missing.parquet")) }
+        #expect(throws: ParquetError.self) { _ = try ParquetFileReader(path: path).read(rowGroup: 1) }
+        #expect(throws: ParquetError.self) { _ = try ParquetFileReader(path: path).read(rowGroup: 0, columns: [2]) }
+    }
+}
