@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import TesseraCore
+import TesseraEngine
+import TesseraOffline
+
+/// `tessera inspect DIR`: what an offline directory holds.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Describe an offline directory: views, partitions, files, rows, time ranges, checkpoints.")
+
+    @Argument(help: "The offline directory (the worker's --offline-dir).") var directory: String
+    @Flag(help: "List every file.") var files = false
+
+    func run() throws {
+        let fm = FileManager.default
+        let views = ((try? fm.contentsOfDirectory(atPath: directory)) ?? []).filter { !$0.hasPrefix("_") && !$0.hasPrefix(".") }.sorted()
+        guard !views.isEmpty else {
+            printError("\(directory) holds no offline log")
+            throw ExitCode(1)
+        }
+        for view in views {
+            let paths = OfflineLog.files(directory: directory, view: view)
+            var rows = 0, bytes = 0
+            var first = Int64.max, last = Int64.min
+            var byPartition: [String: (files: Int, rows: Int, minOffset: Int64, maxOffset: Int64)] = [:]
+            var schema: ParquetSchema?
+            for path in paths {
+                let reader = try ParquetFileReader(path: path)
+                schema = schema ?? reader.schema
+                rows += reader.rowCount
+                bytes += (try? fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                if let t = reader.schema.fields.firstIndex(where: { $0.name == "event_timestamp" }) {
+                    for g in reader.rowGroups {
+                        if let lo = g.columns[t].minInt { first = min(first, lo) }
+                        if let hi = g.columns[t].maxInt { last = max(last, hi) }
+                    }
+                }
+                let partition = URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
+                let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent.split(separator: "-").compactMap { Int64($0) }
+                var p = byPartition[partition] ?? (0, 0, .max, .min)
+                p.files += 1
+                p.rows += reader.rowCount
+                if name.count == 2 { p.minOffset = min(p.minOffset, name[0]); p.maxOffset = max(p.maxOffset, name[1]) }
+                byPartition[partition] = p
+                if files { print("  \(path): \(reader.rowCount) rows, \(reader.rowGroups.count) row group(s)") }
+            }
+            print("\(view): \(rows) rows in \(paths.count) Parquet files (\(bytes / 1024) KiB)")
+            if first <= last { print("  event_timestamp \(OnlineRow.iso(first)) … \(OnlineRow.iso(last))") }
+            if let schema { print("  columns: " + schema.fields.map { "\($0.name) \($0.type.rawValue)\($0.nullable ? "" : " not null")" }.joined(separator: ", ")) }
+            for (partition, p) in byPartition.sorted(by: { $0.key < $1.key }) {
+                print("  \(partition): \(p.files) files, \(p.rows) rows, input offsets \(p.minOffset)…\(p.maxOffset)")
+            }
+        }
+        let state = "\(directory)/_state"
+        if let groups = try? fm.contentsOfDirectory(atPath: state) {
+            for group in groups.sorted() {
+                for topic in ((try? fm.contentsOfDirectory(atPath: "\(state)/\(group)")) ?? []).sorted() {
+                    let dir = "\(state)/\(group)/\(topic)"
+                    let checkpoints = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".state") }
+                        .sorted { (Int($0.split(separator: ".")[0]) ?? 0) < (Int($1.split(separator: ".")[0]) ?? 0) }
+                    for file in checkpoints {
+                        let size = (try? fm.attributesOfItem(atPath: "\(dir)/\(file)")[.size] as? Int) ?? 0
+                        print("checkpoint \(group)/\(topic)[\(file.split(separator: ".")[0])]: \(size / 1024) KiB")
+                    }
+                }
+            }
+        }
+        let dead = "\(directory)/_dead_letters.jsonl"
+        if let text = try? String(contentsOfFile: dead, encoding: .utf8), !text.isEmpty {
+            print("dead letters: \(text.split(separator: "\n").count) in \(dead)")
+        }
+    }
+}

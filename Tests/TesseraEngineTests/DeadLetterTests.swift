@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+import TesseraCore
+import TesseraEngine
+import TesseraKafka
+import TesseraRedis
+import TesseraSource
+import TesseraTestSupport
+import TesseraWorkload
+
+@Suite("Dead letters", .serialized)
+struct DeadLetterTests {
+    /// Malformed events of every kind of DESIGN §6 and the reason each must get.
+    static func salt(_ i: Int, time: Int64) -> (payload: [UInt8], reason: DeadLetterReason) {
+        switch i % 8 {
+        case 0: return (Array("not json at all".utf8), .notJSON)
+        case 1: return (Array(#"{"user_id": "seven", "event_timestamp": \#(time)}"#.utf8), .wrongType)
+        case 2: return (Array(#"{"user_id": null, "amount": 3, "event_timestamp": \#(time)}"#.utf8), .missingKey)
+        case 3: return (Array(#"{"user_id": 7, "amount": 3}"#.utf8), .missingTimestamp)
+        case 4: return (Array(#"{"user_id": 7, "event_timestamp": 99999999999999999}"#.utf8), .timestampOutOfRange)
+        case 5: return (Array(#"{"user_id": 7, "status": ""#.utf8) + [0xC3, 0x28] + Array(#"", "event_timestamp": \#(time)}"#.utf8), .invalidUTF8)
+        case 6: return (Array(#"{"user_id": 7, "status": ""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 5_000) + Array(#"", "event_timestamp": \#(time)}"#.utf8), .oversized)
+        default: return (Array(#"{"user_id": 7, "amount": 1, "status": "paid", "event_timestamp": \#(time - 3_600_000)}"#.utf8), .late)
+        }
+    }
+
+    @Test("a topic salted with every kind of malformed event: good events aggregated, each bad one dead-lettered with its reason")
+    func salted() throws {
+        let topology = try growth()
+        let view = topology.views[0]
+        let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)
+        try cluster.createTopic("orders", partitions: 2)
+        let workload = ReferenceWorkload(.init(events: 4_000, users: 50, skew: 1.1, span: Time.day, disorder: 0))
+        let producer = try KafkaProducer(brokers: cluster.bootstrapServers, logger: quiet)
+        var expectedCounts: [Int64: Int64] = [:]
+        var expectedReasons: [String: Int] = [:]
+        var reasonOfPayload: [Data: String] = [:]
+        var json: [UInt8] = []
+        for i in 0..<4_000 {
+            let o = workload.order(i)
+            json.removeAll(keepingCapacity: true)
+            ReferenceWorkload.json(o, into: &json)
+            let key = Array(String(o.userID).utf8)
+            try producer.send(topic: "orders", key: key, value: json)
+            expectedCounts[o.userID, default: 0] += 1
+            if i % 25 == 24 {
+                // A bad event on the same key (so the same partition, after some good ones).
+                let (payload, reason) = Self.salt(i / 25, time: o.eventTimeMillis)
+                try producer.send(topic: "orders", key: key, value: payload)
+                expectedReasons[reason.rawValue, default: 0] += 1
+                reasonOfPayload[Data(payload)] = reason.rawValue
+            }
+        }
+        try producer.flush()
+        let redis = try RedisServer()
+        let offline = temporaryDirectory("dead")
+        var options = try workerOptions(topology, brokers: cluster.bootstrapServers, redis: redis, offline: offline, untilEnd: true)
+        options.maxMessageBytes = 4_096
+        options.deadLetters = .file(offline + "/dead.jsonl")
+        let stats = try RunningWorker(options).join()
+        let bad = expectedReasons.values.reduce(0, +)
+        #expect(stats.events == 4_000 + bad)
+        #expect(stats.deadLettered == bad)
+
+        // Every bad event is in the dead-letter file with its reason, origin and exact bytes.
+        let lines = try String(contentsOfFile: offline + "/dead.jsonl", encoding: .utf8).split(separator: "\n")
+        var reasons: [String: Int] = [:]
+        for line in lines {
+            let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            reasons[record["reason"] as! String, default: 0] += 1
+            #expect(record["topic"] as? String == "orders" && record["offset"] is NSNumber && record["partition"] is NSNumber)
+            let payload = Data(base64Encoded: record["payload_base64"] as! String)!
+            #expect(reasonOfPayload[payload] == record["reason"] as? String, "\(record["detail"] ?? "")")
+        }
+        #expect(reasons == expectedReasons)
+        #expect(Set(reasons.keys) == Set(DeadLetterReason.allCases.map(\.rawValue)))
+
+        // Every good event counted: the lifetime order count of every user is exact.
+        let connection = RedisConnection(endpoint: try RedisEndpoint(url: redis.url, environment: [:]), logger: quiet)
+        for (user, count) in expectedCounts {
+            let row = try OnlineRow.fetch(view: view, key: [.int(user)], layout: OnlineLayout(), connection: connection)
+            #expect(row.fields["total_orders"] == .int(count), "user \(user)")
+        }
+    }
+}
