@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "TesseraWorkload", targets: ["TesseraWorkload"]),
         .library(name: "TesseraOffline", targets: ["TesseraOffline"]),
         .library(name: "TesseraSource", targets: ["TesseraSource"]),
+        .library(name: "TesseraKafka", targets: ["TesseraKafka"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

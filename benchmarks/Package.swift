@@ -23,6 +23,11 @@ let package = Package(
             path: "Sources/CoreProfile"
         ),
         .executableTarget(
+            name: "kafka-ceiling",
+            dependencies: [.product(name: "TesseraKafka", package: "tessera")],
+            path: "Sources/KafkaCeiling"
+        ),
+        .executableTarget(
             name: "CoreUpdate",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),

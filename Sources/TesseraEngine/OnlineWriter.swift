@@ -1,27 +1,33 @@
+import Foundation
 import Logging
 import TesseraCore
 import TesseraRedis
 import TesseraTopology
 
 /// The online store writer: keeps the latest row of every entity changed since the last flush
-/// and writes each once per flush, however hot the key (DESIGN §3), in pipelined chunks.
-final class OnlineWriter: @unchecked Sendable {  // owned by the worker thread
+/// and writes each once per flush, however hot the key (DESIGN §3).
+///
+/// Rows are written by a flusher thread while the worker goes on aggregating: at each flush
+/// interval the rows gathered so far are handed over if the flusher is idle; otherwise they keep
+/// coalescing until it is. Before offsets are committed, `flush()` waits until Redis holds every
+/// row added so far. While Redis is down the flusher retries with backoff, and the worker stops
+/// at its next commit (or when too many rows are pending): nothing buffers without bound.
+final class OnlineWriter: @unchecked Sendable {  // add/flush* are called from the worker thread only
     let layout: OnlineLayout
-    let connection: RedisConnection
-    private var views: [String: ViewLayout] = [:]
-    private var pending: [Key: Pending] = [:]
-    private var resp = RESPBuffer()
-    private var scratch: [UInt8] = []
-    /// Entity rows written to Redis so far, and Redis commands sent.
-    private(set) var writes = 0
-    private(set) var commands = 0
+    private let views: [String: ViewLayout]
+    private var pending: [Key: Rows] = [:]
+    private var slotOf: [Key: [Int32]] = [:]
+    private var slots: [Int32] = []
+    private let flusher: RedisFlusher
+    /// Above this many pending rows the worker waits for the flusher instead of polling more.
+    let maxPendingRows: Int
 
     struct Key: Hashable {
         var view: String
         var partition: Int32
     }
 
-    struct ViewLayout {
+    struct ViewLayout: Sendable {
         var name: [UInt8]
         var features: [[UInt8]]
         var types: [ValueType]
@@ -29,8 +35,7 @@ final class OnlineWriter: @unchecked Sendable {  // owned by the worker thread
     }
 
     /// The latest row of each changed entity of one view and partition.
-    struct Pending {
-        var slotOf: [Int32] = []
+    struct Rows: Sendable {
         var entities: [UInt32] = []
         var keyBytes: [UInt8] = []
         var keyEnds: [Int] = []
@@ -43,30 +48,42 @@ final class OnlineWriter: @unchecked Sendable {  // owned by the worker thread
         var count: Int { entities.count }
     }
 
-    init(layout: OnlineLayout, connection: RedisConnection, views: [FeatureView]) {
+    init(layout: OnlineLayout, connection: RedisConnection, views: [FeatureView], logger: Logger, maxPendingRows: Int = 2_000_000) {
         self.layout = layout
-        self.connection = connection
+        self.maxPendingRows = maxPendingRows
+        var layouts: [String: ViewLayout] = [:]
         for v in views where v.online {
-            self.views[v.name] = ViewLayout(name: Array(v.name.utf8), features: v.spec.features.map { Array($0.name.utf8) },
-                                            types: v.spec.features.map { v.spec.outputType(of: $0) }, ttlMillis: v.ttl / 1_000)
+            layouts[v.name] = ViewLayout(name: Array(v.name.utf8), features: v.spec.features.map { Array($0.name.utf8) },
+                                         types: v.spec.features.map { v.spec.outputType(of: $0) }, ttlMillis: v.ttl / 1_000)
         }
+        self.views = layouts
+        flusher = RedisFlusher(connection: connection, views: layouts, logger: logger)
     }
 
     var pendingRows: Int { pending.values.reduce(0) { $0 + $1.count } }
+    var writes: Int { flusher.counters.writes }
+    var commands: Int { flusher.counters.commands }
+    /// Whether the flusher is retrying because Redis is unreachable.
+    var isRetrying: Bool { flusher.counters.retrying }
 
     /// Records the emissions of a view; an entity's later row replaces its earlier one.
     func add(view: String, partition: Int32, emissions e: EmissionBatch, created: [Micros]) {
         guard let v = views[view], e.count > 0 else { return }
         let key = Key(view: view, partition: partition)
-        var p = pending.removeValue(forKey: key) ?? Pending()
+        var p = pending.removeValue(forKey: key) ?? Rows()
+        var index = slotOf.removeValue(forKey: key) ?? []
         let nf = v.features.count
+        // Rows to slots (a new entity gets a slot and its key), then each feature column in one pass.
+        var slots = self.slots
+        self.slots = []
+        slots.removeAll(keepingCapacity: true)
         for i in 0..<e.count {
             let entity = Int(e.entityIds[i])
-            if entity >= p.slotOf.count { p.slotOf.append(contentsOf: repeatElement(-1, count: entity + 1 - p.slotOf.count)) }
-            var slot = Int(p.slotOf[entity])
+            if entity >= index.count { index.append(contentsOf: repeatElement(-1, count: entity + 1 - index.count)) }
+            var slot = Int(index[entity])
             if slot < 0 {
                 slot = p.count
-                p.slotOf[entity] = Int32(slot)
+                index[entity] = Int32(slot)
                 p.entities.append(UInt32(entity))
                 layout.appendKey(view: v.name, keys: e.keys, row: i, to: &p.keyBytes)
                 p.keyEnds.append(p.keyBytes.count)
@@ -78,11 +95,16 @@ final class OnlineWriter: @unchecked Sendable {  // owned by the worker thread
             }
             p.eventTime[slot] = e.eventTimes[i]
             p.createdTime[slot] = created[i]
-            for f in 0..<nf {
-                let column = e.features[f]
-                let at = slot * nf + f
-                p.valid[at] = column.validity[i]
-                guard column.validity[i] else { continue }
+            slots.append(Int32(slot))
+        }
+        for f in 0..<nf {
+            let column = e.features[f]
+            let allValid = column.validity.allSet
+            for i in 0..<e.count {
+                let at = Int(slots[i]) * nf + f
+                let present = allValid || column.validity[i]
+                p.valid[at] = present
+                guard present else { continue }
                 switch column.type {
                 case .int64, .bool: p.bits[at] = UInt64(bitPattern: column.ints[i])
                 case .float64: p.bits[at] = column.doubles[i].bitPattern
@@ -93,19 +115,182 @@ final class OnlineWriter: @unchecked Sendable {  // owned by the worker thread
                 }
             }
         }
+        self.slots = slots
         pending[key] = p
+        slotOf[key] = index
     }
 
-    /// Writes every pending row (only those of `partitions` if given). On a Redis failure the rows
-    /// stay pending and the error is thrown; the caller retries with backoff.
-    func flush(partitions: Set<Int32>? = nil, chunk: Int = 2_000) throws {
-        for (key, p) in pending where p.count > 0 && (partitions?.contains(key.partition) ?? true) {
+    /// At a flush interval: hands the pending rows to the flusher if it is idle (else they keep
+    /// coalescing). Waits when too many rows are pending. Throws what Redis refused.
+    func flushIfIdle() throws {
+        try flusher.checkFailure()
+        if pendingRows > maxPendingRows { try flush(); return }
+        guard !pending.isEmpty, flusher.isIdle else { return }
+        handOver()
+    }
+
+    /// Returns once Redis holds every row added so far (retrying while Redis is unreachable,
+    /// unless the flusher is stopped).
+    func flush() throws {
+        try flusher.waitIdle()
+        if !pending.isEmpty {
+            handOver()
+            try flusher.waitIdle()
+        }
+    }
+
+    /// Drops pending rows of partitions that are no longer ours.
+    func discard(partitions: Set<Int32>) {
+        for key in pending.keys where partitions.contains(key.partition) {
+            pending[key] = nil
+            slotOf[key] = nil
+        }
+    }
+
+    func stop() { flusher.stop() }
+
+    private func handOver() {
+        let job = pending
+        pending = [:]
+        for (key, rows) in job {
+            guard var index = slotOf.removeValue(forKey: key) else { continue }
+            for e in rows.entities { index[Int(e)] = -1 }
+            slotOf[key] = index
+        }
+        flusher.submit(job)
+    }
+}
+
+/// The thread that writes handed-over rows to Redis as HSET/HDEL/PEXPIRE in pipelined chunks.
+final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `condition`
+    struct Counters: Sendable {
+        var writes = 0
+        var commands = 0
+        var retrying = false
+    }
+
+    private let connection: RedisConnection
+    private let views: [String: OnlineWriter.ViewLayout]
+    private let logger: Logger
+    private let condition = NSCondition()
+    private var job: [OnlineWriter.Key: OnlineWriter.Rows]?
+    private var failure: (any Error)?
+    private var stopping = false
+    private var state = Counters()
+    private var thread: Thread?
+
+    init(connection: RedisConnection, views: [String: OnlineWriter.ViewLayout], logger: Logger) {
+        self.connection = connection
+        self.views = views
+        self.logger = logger
+    }
+
+    var counters: Counters {
+        condition.lock()
+        defer { condition.unlock() }
+        return state
+    }
+
+    var isIdle: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return job == nil
+    }
+
+    func submit(_ rows: [OnlineWriter.Key: OnlineWriter.Rows]) {
+        condition.lock()
+        precondition(job == nil, "a flush is already in flight")
+        job = rows
+        if thread == nil {
+            // The thread keeps the flusher alive until `stop()` ends its loop.
+            let t = Thread { self.loop() }
+            t.name = "tessera-redis"
+            thread = t
+            t.start()
+        }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func waitIdle() throws {
+        condition.lock()
+        while job != nil && failure == nil { condition.wait() }
+        let error = failure
+        condition.unlock()
+        if let error { throw error }
+    }
+
+    func checkFailure() throws {
+        condition.lock()
+        let error = failure
+        condition.unlock()
+        if let error { throw error }
+    }
+
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func loop() {
+        var resp = RESPBuffer()
+        var scratch: [UInt8] = []
+        while true {
+            condition.lock()
+            while job == nil && !stopping { condition.wait() }
+            guard let rows = job else {
+                condition.unlock()
+                return
+            }
+            condition.unlock()
+            var delay = 0.05
+            var result: (writes: Int, commands: Int) = (0, 0)
+            var error: (any Error)?
+            while true {
+                do {
+                    result = try write(rows, &resp, &scratch)
+                    break
+                } catch let e as RedisError where e.isRetriable {
+                    condition.lock()
+                    state.retrying = true
+                    let stop = stopping
+                    condition.unlock()
+                    if stop {
+                        error = WorkerError("stopped while Redis was unreachable: \(e)")
+                        break
+                    }
+                    logger.warning("cannot write to Redis, retrying in \(delay) s: \(e)")
+                    Thread.sleep(forTimeInterval: delay)
+                    delay = min(5, delay * 2)
+                } catch let e {
+                    error = e
+                    break
+                }
+            }
+            condition.lock()
+            state.writes += result.writes
+            state.commands += result.commands
+            state.retrying = false
+            if let error { failure = error } else { job = nil }
+            condition.broadcast()
+            condition.unlock()
+            if error != nil { return }
+        }
+    }
+
+    /// Writes every row, in chunks of a few thousand commands per round trip.
+    private func write(_ rows: [OnlineWriter.Key: OnlineWriter.Rows], _ resp: inout RESPBuffer, _ scratch: inout [UInt8]) throws -> (Int, Int) {
+        var writes = 0, commands = 0
+        let chunk = 2_000
+        for (key, p) in rows where p.count > 0 {
             guard let v = views[key.view] else { continue }
             var start = 0
             while start < p.count {
                 let end = min(p.count, start + chunk)
                 resp.removeAll()
-                for slot in start..<end { encode(slot, p, v) }
+                for slot in start..<end { RedisFlusher.encode(slot, p, v, into: &resp, scratch: &scratch) }
                 let (errors, first) = try connection.sendChecked(resp)
                 if errors > 0 {
                     throw RedisError(message: "Redis refused \(errors) writes of view \(key.view): \(first ?? "")", isRetriable: false)
@@ -114,36 +299,20 @@ final class OnlineWriter: @unchecked Sendable {  // owned by the worker thread
                 writes += end - start
                 start = end
             }
-            // Reset for the next interval, keeping capacity.
-            var cleared = p
-            for e in cleared.entities { cleared.slotOf[Int(e)] = -1 }
-            cleared.entities.removeAll(keepingCapacity: true)
-            cleared.keyBytes.removeAll(keepingCapacity: true)
-            cleared.keyEnds.removeAll(keepingCapacity: true)
-            cleared.eventTime.removeAll(keepingCapacity: true)
-            cleared.createdTime.removeAll(keepingCapacity: true)
-            cleared.bits.removeAll(keepingCapacity: true)
-            cleared.valid.removeAll(keepingCapacity: true)
-            cleared.text.removeAll(keepingCapacity: true)
-            cleared.textRanges.removeAll(keepingCapacity: true)
-            pending[key] = cleared
         }
-    }
-
-    /// Drops pending rows of partitions that are no longer ours.
-    func discard(partitions: Set<Int32>) {
-        for key in pending.keys where partitions.contains(key.partition) { pending[key] = nil }
+        return (writes, commands)
     }
 
     /// HSET key f v … _event_ts t _created_ts c; HDEL key <null features>; PEXPIRE key ttl.
-    private func encode(_ slot: Int, _ p: Pending, _ v: ViewLayout) {
+    static func encode(_ slot: Int, _ p: OnlineWriter.Rows, _ v: OnlineWriter.ViewLayout, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
         let nf = v.features.count
         let keyStart = slot == 0 ? 0 : p.keyEnds[slot - 1]
-        let present = (0..<nf).filter { p.valid[slot * nf + $0] }.count
+        var present = 0
+        for f in 0..<nf where p.valid[slot * nf + f] { present += 1 }
         p.keyBytes.withUnsafeBytes { all in
             let key = UnsafeRawBufferPointer(rebasing: all[keyStart..<p.keyEnds[slot]])
             resp.begin(arguments: 2 + 2 * (present + 2))
-            resp.argument(OnlineWriter.hset)
+            resp.argument(hset)
             resp.argument(key)
             for f in 0..<nf where p.valid[slot * nf + f] {
                 resp.argument(v.features[f])
@@ -152,28 +321,28 @@ final class OnlineWriter: @unchecked Sendable {  // owned by the worker thread
                 switch v.types[f] {
                 case .int64: OnlineLayout.appendDecimal(Int64(bitPattern: bits), to: &scratch)
                 case .float64: OnlineLayout.appendDouble(Double(bitPattern: bits), to: &scratch)
-                case .bool: scratch.append(contentsOf: bits != 0 ? OnlineWriter.trueText : OnlineWriter.falseText)
+                case .bool: scratch.append(contentsOf: bits != 0 ? trueText : falseText)
                 case .string: scratch.append(contentsOf: p.text[p.textRanges[slot * nf + f]])
                 }
                 resp.argument(scratch)
             }
-            resp.argument(OnlineWriter.eventField)
+            resp.argument(eventField)
             scratch.removeAll(keepingCapacity: true)
             OnlineLayout.appendDecimal(p.eventTime[slot], to: &scratch)
             resp.argument(scratch)
-            resp.argument(OnlineWriter.createdField)
+            resp.argument(createdField)
             scratch.removeAll(keepingCapacity: true)
             OnlineLayout.appendDecimal(p.createdTime[slot], to: &scratch)
             resp.argument(scratch)
             if present < nf {
                 resp.begin(arguments: 2 + nf - present)
-                resp.argument(OnlineWriter.hdel)
+                resp.argument(hdel)
                 resp.argument(key)
                 for f in 0..<nf where !p.valid[slot * nf + f] { resp.argument(v.features[f]) }
             }
             if v.ttlMillis > 0 {
                 resp.begin(arguments: 3)
-                resp.argument(OnlineWriter.pexpire)
+                resp.argument(pexpire)
                 resp.argument(key)
                 scratch.removeAll(keepingCapacity: true)
                 OnlineLayout.appendDecimal(v.ttlMillis, to: &scratch)

@@ -94,8 +94,13 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         var created: [Micros] = []
         var offsets: [Int64] = []
 
-        init(tp: TopicPartition, source: Int, core: PartitionAggregator, decoder: JSONEventDecoder, schema: Schema) {
+        let topicIndex: Int
+        var partition: Int32 { tp.partition }
+        var touched = false
+
+        init(tp: TopicPartition, topicIndex: Int, source: Int, core: PartitionAggregator, decoder: JSONEventDecoder, schema: Schema) {
             self.tp = tp
+            self.topicIndex = topicIndex
             self.source = source
             self.core = core
             self.decoder = decoder
@@ -132,7 +137,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                                      properties: options.kafkaProperties, reportEndOfPartition: options.untilEnd,
                                      batchSize: options.batchSize, logger: logger)
         online = OnlineWriter(layout: OnlineLayout(prefix: options.keyPrefix),
-                              connection: RedisConnection(endpoint: options.redis, logger: logger), views: allViews)
+                              connection: RedisConnection(endpoint: options.redis, logger: logger), views: allViews, logger: logger)
         offline = try OfflineLog(directory: options.offlineDirectory, views: allViews.filter(\.offline))
         var producer: KafkaProducer?
         if case .topic = options.deadLetters {
@@ -142,6 +147,13 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         checkpoints = options.stateDirectory.map { CheckpointStore(directory: "\($0)/\(options.group)") }
         consumer.setListener(self)
     }
+
+    /// The partition worker of a record's topic index and partition.
+    private func lookup(topic: Int, partition: Int32) -> PartitionWorker? {
+        partitions[TopicPartition(consumer.topics[topic], partition)]
+    }
+
+    deinit { online.stop() }
 
     // MARK: - Rebalances
 
@@ -165,7 +177,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                     logger.error("cannot restore \(tp) from its checkpoint; starting from empty state at the committed offset: \(error)")
                 }
             }
-            let worker = PartitionWorker(tp: tp, source: s, core: core,
+            let worker = PartitionWorker(tp: tp, topicIndex: consumer.topics.firstIndex(of: tp.topic) ?? 0, source: s, core: core,
                                          decoder: JSONEventDecoder(source: source, maxBytes: options.maxMessageBytes), schema: source.schema)
             worker.lastCreated = lastCreated
             if let start = starts[tp] { worker.nextOffset = start; worker.committedOffset = start }
@@ -209,7 +221,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             if !consumer.assignment.isEmpty { sawAssignment = true }
             let now = clock.now
             if now >= nextFlush {
-                try withBackoff("write to Redis") { try online.flush() }
+                try online.flushIfIdle()
                 nextFlush = now + options.flushInterval
             }
             if now >= nextRoll {
@@ -222,7 +234,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 let seconds = (now - lastStats.time) / .seconds(1)
                 let rate = Double(stats.events - lastStats.events) / seconds
                 let writes = Double(online.writes - lastStats.writes) / seconds
-                logger.info("\(Int(rate)) events/s | lag \(stats.lag) | late \(stats.late) | dead-lettered \(deadLetters.total) | Redis \(Int(writes)) writes/s | offline \(stats.offlineRows) rows")
+                logger.info("\(Int(rate)) events/s | lag \(stats.lag) | late \(stats.late) | dead-lettered \(deadLetters.total) | Redis \(Int(writes)) writes/s\(online.isRetrying ? " (unreachable, retrying)" : "") | offline \(stats.offlineRows) rows")
                 lastStats = (now, stats.events, online.writes)
                 nextStats = now + options.statsInterval!
             }
@@ -239,6 +251,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         try makeDurable(partitions: nil)
         for tp in partitions.keys.sorted() { try checkpoint(tp) }
         consumer.close()
+        online.stop()
         stats.redisWrites = online.writes
         stats.redisCommands = online.commands
         stats.deadLettered = deadLetters.total
@@ -250,18 +263,26 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private func process(_ records: UnsafeBufferPointer<KafkaRecord>) throws {
         stats.events += records.count
         var touched: [PartitionWorker] = []
+        var current: PartitionWorker?
         for (index, r) in records.enumerated() {
-            let tp = TopicPartition(consumer.topics[r.topic], r.partition)
-            guard let p = partitions[tp] else { continue }
-            if p.rowOffsets.isEmpty && p.batch.count == 0 { touched.append(p) }
+            // Records come in runs of one partition: look the partition up only when it changes.
+            if current == nil || current!.partition != r.partition || current!.topicIndex != r.topic {
+                current = lookup(topic: r.topic, partition: r.partition)
+                if let p = current, !p.touched {
+                    p.touched = true
+                    touched.append(p)
+                }
+            }
+            guard let p = current else { continue }
             p.nextOffset = r.offset + 1
             if let rejection = p.decoder.decode(r.payload, into: &p.batch) {
-                try deadLetters.record(topic: tp.topic, partition: tp.partition, offset: r.offset, rejection: rejection, payload: r.payload)
+                try deadLetters.record(topic: p.tp.topic, partition: p.tp.partition, offset: r.offset, rejection: rejection, payload: r.payload)
                 continue
             }
             p.rowOffsets.append(r.offset)
             p.rowRecords.append(index)
         }
+        for p in touched { p.touched = false }
         for p in touched where p.batch.count > 0 {
             let rejected = p.core.ingest(p.batch)
             for (row, reason) in rejected {
@@ -315,7 +336,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
 
     /// Makes every emission so far durable in both sinks, then commits the offsets behind them.
     private func makeDurable(partitions only: Set<Int32>?) throws {
-        try withBackoff("write to Redis") { try online.flush(partitions: only) }
+        try online.flush()
         try withBackoff("write the offline log") { stats.offlineRows += try offline.roll(partitions: only) }
         try withBackoff("write dead letters") { try deadLetters.flush() }
         var commit: [TopicPartition: Int64] = [:]
