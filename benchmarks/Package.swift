@@ -38,6 +38,18 @@ let package = Package(
             path: "Benchmarks/CoreUpdate",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "Decode",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "TesseraCore", package: "tessera"),
+                .product(name: "TesseraSource", package: "tessera"),
+                .product(name: "TesseraTopology", package: "tessera"),
+                .product(name: "TesseraWorkload", package: "tessera"),
+            ],
+            path: "Benchmarks/Decode",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
