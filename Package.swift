@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "TesseraOffline", targets: ["TesseraOffline"]),
         .library(name: "TesseraSource", targets: ["TesseraSource"]),
         .library(name: "TesseraKafka", targets: ["TesseraKafka"]),
+        .library(name: "TesseraTraining", targets: ["TesseraTraining"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -65,6 +66,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // Training sets: point-in-time (as-of) joins over the offline log, compaction.
+        .target(
+            name: "TesseraTraining",
+            dependencies: ["TesseraCore", "TesseraTopology", "TesseraOffline", "TesseraEngine"],
+            swiftSettings: strict),
         // Shared by tests and benchmarks only: the brute-force window oracle, seeded randomness,
         // servers started on free loopback ports.
         .target(name: "TesseraTestSupport", dependencies: ["TesseraCore", "TesseraEngine"], swiftSettings: strict),
@@ -74,7 +80,7 @@ let package = Package(
             name: "tessera",
             dependencies: [
                 "TesseraCore", "TesseraTopology", "TesseraWorkload", "TesseraEngine", "TesseraKafka", "TesseraRedis",
-                "TesseraOffline", "TesseraSource",
+                "TesseraOffline", "TesseraSource", "TesseraTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -104,6 +110,11 @@ let package = Package(
             name: "TesseraEngineTests",
             dependencies: ["TesseraEngine", "TesseraTestSupport", "TesseraWorkload", "TesseraKafka", "TesseraRedis",
                            "TesseraOffline", "TesseraSource", "TesseraTopology", "TesseraCore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TesseraTrainingTests",
+            dependencies: ["TesseraTraining", "TesseraTestSupport", "TesseraEngine", "TesseraOffline", "TesseraTopology", "TesseraCore",
+                           "TesseraWorkload", "TesseraKafka", "TesseraRedis"],
             swiftSettings: strict),
         .testTarget(
             name: "TesseraTopologyTests",

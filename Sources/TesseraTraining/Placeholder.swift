@@ -1,0 +1,1 @@
+// Point-in-time joins over the offline log live in this target.
