@@ -7,10 +7,14 @@
 public struct EmissionBatch: Sendable {
     public var eventTimes: [Micros] = []
     public var entityIds: [UInt32] = []
-    /// The last row of the ingested batch that row `i` reflects (−1: rows of earlier batches
-    /// only, e.g. a tile leaving a window before the batch's first row). Sinks map it to the
-    /// input offset that made the emission, which recovery uses to trim.
-    public var inputRows: [Int32] = []
+    /// The input row of the ingested batch that closed row `i` — the first whose event moved
+    /// stream time past the row's time; the batch's row count when the batch's end (or the end of
+    /// the run) closed it; −1 while the row is still open (stream time is still at its time, more
+    /// events may change it). Closed rows are final; an open row is re-emitted, closed, later.
+    public var closers: [Int32] = []
+
+    /// Rows `0..<closedCount` are closed, the rest open (open rows all have the latest time).
+    public var closedCount: Int { closers.firstIndex(of: -1) ?? closers.count }
     public var keys: [Column]
     public var features: [Column]
 
@@ -25,7 +29,7 @@ public struct EmissionBatch: Sendable {
     public mutating func removeAll() {
         eventTimes.removeAll(keepingCapacity: true)
         entityIds.removeAll(keepingCapacity: true)
-        inputRows.removeAll(keepingCapacity: true)
+        closers.removeAll(keepingCapacity: true)
         for i in keys.indices { keys[i].removeAll() }
         for i in features.indices { features[i].removeAll() }
     }

@@ -85,6 +85,14 @@ public struct PartitionAggregator: Sendable {
         }
     }
 
+    /// Closes every open row (the end of a run over a finite input): each view's `emissions` then
+    /// holds those rows, closed.
+    public mutating func finish() {
+        for v in views.indices {
+            _ = views[v].apply(nil, accepted: [], streamTimes: [], end: streamTime, closeAll: true)
+        }
+    }
+
     public mutating func removeAllEmissions() {
         for v in views.indices { views[v].removeAllEmissions() }
     }

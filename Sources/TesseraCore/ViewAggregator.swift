@@ -2,6 +2,10 @@ import CPrefetch
 
 /// The windowed aggregation of one feature view over one partition.
 ///
+/// Emissions are *open* while stream time stays at their time (more events at that time may
+/// still change them) and *closed* once it moves on. The closed stream is the same however the
+/// input is cut into batches, and however often the state is checkpointed and restored.
+///
 /// A batch is applied in two phases (see `Plan`). Phase 1 walks the rows in arrival order:
 /// resolves each row's entity and its tile on every ring, crosses the tile boundaries that stream
 /// time passes (in time order), and numbers the emissions — one per entity and stream time, an
@@ -42,6 +46,12 @@ public struct ViewAggregator: Sendable {
     var values: [UInt64] = []
     var valid: [Bool] = []
     var firstNew = 0
+    /// Emissions before this index are closed; `pendingClosers` says by which row.
+    var closedUpTo = 0
+    var pendingClosers: [(Int, Int32)] = []
+
+    /// Entities whose row at the current stream time is still open (part of the state).
+    var openEntities: [UInt32] = []
 
     /// Per ring and window: whether a kernel there rebuilds its window from the remaining tiles
     /// when a tile leaves (invertible kernels subtract the tile instead).
@@ -157,13 +167,28 @@ public struct ViewAggregator: Sendable {
     /// Aggregates the rows of `batch` for which `accepted[i]` (`streamTimes[i]` is the partition's
     /// stream time after row `i`), then moves the clock to `end`, crossing the boundaries on the
     /// way. New emissions are appended to `emissions`. Returns the rows without an entity key.
-    mutating func apply(_ batch: ColumnBatch?, accepted: [Bool], streamTimes: [Micros], end: Micros) -> [Int] {
+    mutating func apply(_ batch: ColumnBatch?, accepted: [Bool], streamTimes: [Micros], end: Micros, closeAll: Bool = false) -> [Int] {
         let n = batch?.count ?? 0
         var missingKey: [Int] = []
         plan.reset(rows: n, rings: rings.count)
         firstNew = emissions.count
+        closedUpTo = firstNew
         defer { firstSerial += Int64(emissions.count - firstNew) }
         lastWriter.removeAll(keepingCapacity: true)
+        // Rows left open by the previous batch (at the current stream time) continue here: they
+        // may still change at this time, and close when stream time moves on.
+        if !openEntities.isEmpty && (n > 0 || end > clock || closeAll) {
+            let groupStart = plan.emits.count
+            for e in openEntities {
+                let (index, isNew) = emission(of: e, at: clock)
+                if isNew {
+                    lastWriter[Int(index)] = -1 - plan.emits.count
+                    plan.emits.append(Plan.GroupEmission(entity: e, emission: index, isFinal: false, beforeRow: 0))
+                }
+            }
+            plan.steps.append(Plan.Step(kind: .emit, beforeRow: 0, ring: 0, window: 0, from: groupStart, to: plan.emits.count))
+            openEntities.removeAll(keepingCapacity: true)
+        }
         if let batch {
             let added = entities.resolve(batch, keyFields: spec.keyFields, use: accepted, into: &ids)
             if added > 0 { addEntities() }
@@ -178,10 +203,15 @@ public struct ViewAggregator: Sendable {
             }
         }
         for g in plan.emits.indices { plan.emits[g].isFinal = lastWriter[Int(plan.emits[g].emission)] == -1 - g }
-        // Which input row each new emission reflects the batch up to (−1: only earlier batches).
-        for writer in lastWriter {
-            emissions.inputRows.append(writer >= 0 ? Int32(writer) : plan.emits[-1 - writer].beforeRow - 1)
+        // Rows at the final stream time stay open unless the run ends here.
+        if closeAll {
+            close(upTo: clock + 1, by: Int32(n))
+        } else {
+            for i in closedUpTo..<emissions.count { openEntities.append(emissions.entityIds[i]) }
         }
+        emissions.closers.append(contentsOf: repeatElement(-1, count: emissions.count - emissions.closers.count))
+        for (i, row) in pendingClosers { emissions.closers[i] = row }
+        pendingClosers.removeAll(keepingCapacity: true)
 
         let count = emissions.count - firstNew
         if let batch, n > 0 { prepareKernels(batch) }
@@ -203,13 +233,14 @@ public struct ViewAggregator: Sendable {
             let t = batch.eventTimes[i]
             entity[i] = e
             time[i] = t
+            // Stream time is the partition's: a row this view cannot key still moves it.
+            let now = streamTimes[i]
+            if now > clock { planBoundaries(through: now, beforeRow: i) }
             guard e != EntityIndex.noEntity else {
                 emission[i] = -1
                 for r in rings.indices { slots[r &* n &+ i] = TileRing.none; firsts[r &* n &+ i] = 0 }
                 continue
             }
-            let now = streamTimes[i]
-            if now > clock { planBoundaries(through: now, beforeRow: i) }
             for r in rings.indices {
                 let k = Time.floorDiv(t, rings[r].hop)
                 let first = rings[r].firstWindowContaining(tile: k, at: now)
@@ -243,9 +274,20 @@ public struct ViewAggregator: Sendable {
         return (index, true)
     }
 
+    /// Marks every emission of this batch with a time before `time` as closed by input row `row`.
+    private mutating func close(upTo time: Micros, by row: Int32) {
+        while closedUpTo < emissions.count && emissions.eventTimes[closedUpTo] < time {
+            pendingClosers.append((closedUpTo, row))
+            closedUpTo += 1
+        }
+    }
+
     /// Crosses every tile boundary in `(clock, time]`, in time order, as steps before `row`.
     private mutating func planBoundaries(through time: Micros, beforeRow row: Int) {
-        defer { clock = time }
+        defer {
+            clock = time
+            close(upTo: time, by: Int32(row))
+        }
         guard clock != .min else { return }
         boundaries.removeAll(keepingCapacity: true)
         for r in rings.indices {
@@ -392,6 +434,7 @@ public struct ViewAggregator: Sendable {
         var copy = kernels
         copy.forEach(&v)
         w = v.writer
+        w.write(array: openEntities)
     }
 
     init(spec: ViewSpec, from r: inout ByteReader) throws {
@@ -410,6 +453,8 @@ public struct ViewAggregator: Sendable {
         kernels.forEach(&v)
         if let error = v.error { throw error }
         r = v.reader
+        openEntities = try r.readArray()
+        guard openEntities.allSatisfy({ Int($0) < entities.count }) else { throw StateFormatError(description: "view \(spec.name): open rows name unknown entities") }
         emitted = Array(repeating: .never, count: entities.count)
     }
 }

@@ -3,7 +3,8 @@ import TesseraCore
 import TesseraKafka
 
 /// Partition state saved where every worker of the group can read it (a shared directory):
-/// the aggregation state and the offset of the next input record, written atomically.
+/// the aggregation state, the offset of the next input record, and where each view's offline
+/// log continues — written atomically (temporary file, fsync, rename, fsync of the directory).
 ///
 ///     STATE_DIR/GROUP/TOPIC/PARTITION.state
 struct CheckpointStore: Sendable {
@@ -12,6 +13,8 @@ struct CheckpointStore: Sendable {
     struct Checkpoint {
         var nextOffset: Int64
         var lastCreated: Micros
+        /// The sequence number of each view's next offline file for this partition.
+        var nextSequences: [String: Int64]
         var state: [UInt8]
     }
 
@@ -22,14 +25,18 @@ struct CheckpointStore: Sendable {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var w = ByteWriter()
         w.write("tessera-checkpoint")
-        w.write(UInt32(1))
+        w.write(UInt32(2))
         w.write(checkpoint.nextOffset)
         w.write(checkpoint.lastCreated)
+        w.write(UInt64(checkpoint.nextSequences.count))
+        for (view, sequence) in checkpoint.nextSequences.sorted(by: { $0.key < $1.key }) {
+            w.write(view)
+            w.write(sequence)
+        }
         w.write(array: checkpoint.state)
         let final = path(tp)
         let temporary = final + ".tmp"
-        let data = Data(w.bytes)
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(w.bytes)) else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary])
         }
         let fd = open(temporary, O_RDONLY)
@@ -43,10 +50,15 @@ struct CheckpointStore: Sendable {
         guard let data = FileManager.default.contents(atPath: path(tp)) else { return nil }
         var r = ByteReader(Array(data))
         try r.expect("tessera-checkpoint")
-        guard try r.read(UInt32.self) == 1 else { throw StateFormatError(description: "\(path(tp)): unknown checkpoint version") }
+        guard try r.read(UInt32.self) == 2 else { throw StateFormatError(description: "\(path(tp)): unknown checkpoint version") }
         let next = try r.read(Int64.self)
         let created = try r.read(Int64.self)
+        var sequences: [String: Int64] = [:]
+        for _ in 0..<(try r.count(limit: 1 << 16)) {
+            let view = try r.read(String.self)
+            sequences[view] = try r.read(Int64.self)
+        }
         let state: [UInt8] = try r.readArray()
-        return Checkpoint(nextOffset: next, lastCreated: created, state: state)
+        return Checkpoint(nextOffset: next, lastCreated: created, nextSequences: sequences, state: state)
     }
 }

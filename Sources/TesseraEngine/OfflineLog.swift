@@ -3,19 +3,26 @@ import TesseraCore
 import TesseraOffline
 import TesseraTopology
 
-/// The offline log: every emission of a view, per partition, in stream-time order, rolled into
-/// Parquet files. A roll writes a temporary file, fsyncs it and renames it into place, so a file
-/// is either whole or absent; offsets are committed only after the roll (DESIGN §3, §5).
+/// The offline log: every closed emission of a view, per partition, in stream-time order,
+/// rolled into Parquet files. A roll writes a temporary file, fsyncs it and renames it into
+/// place, so a file is either whole or absent (DESIGN §3, §5).
 ///
-///     DIR/VIEW/partition=P/OFFSET_FIRST-OFFSET_LAST.parquet
+///     DIR/VIEW/partition=P/SEQUENCE-FIRST_OFFSET-LAST_OFFSET.parquet
+///
+/// The sequence numbers a partition's files in the order they were written. A checkpoint
+/// records the next sequence; recovery deletes the files at or after it (written after the
+/// checkpoint) and replays, so every row is in the log exactly once.
 ///
 /// Columns: the join keys, the features, `event_timestamp` and `created_timestamp` (UTC µs),
-/// and `_offset`, the input offset whose processing made the row current (recovery trims by it).
+/// and `_offset`, the input offset that closed the row (the record that moved stream time past
+/// it, or the next offset when the end of the input did).
 public final class OfflineLog: @unchecked Sendable {  // owned by the worker thread
     public let directory: String
     let compression: ParquetCompression
     private var buffers: [Key: Buffer] = [:]
     private let views: [String: FeatureView]
+    /// The sequence number of the next file of each (view, partition).
+    private var sequences: [Key: Int64] = [:]
 
     struct Key: Hashable {
         var view: String
@@ -57,10 +64,10 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
         return ParquetSchema(fields)
     }
 
-    /// Buffers the emissions of one view and partition. `created` and `offsets` give each row's
-    /// created timestamp and input offset.
-    func append(view: String, partition: Int32, emissions: EmissionBatch, created: [Micros], offsets: [Int64]) {
-        guard let spec = views[view], emissions.count > 0 else { return }
+    /// Buffers the first `count` emissions (the closed ones) of one view and partition.
+    /// `created` and `offsets` give each row's created timestamp and closing input offset.
+    func append(view: String, partition: Int32, emissions: EmissionBatch, count: Int, created: [Micros], offsets: [Int64]) {
+        guard let spec = views[view], count > 0 else { return }
         let key = Key(view: view, partition: partition)
         var buffer = buffers.removeValue(forKey: key) ?? Buffer(columns: OfflineLog.schema(of: spec).fields.map { f in
             switch f.type {
@@ -71,16 +78,17 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
             }
         })
         var c = 0
-        for k in emissions.keys { buffer.columns[c].append(contentsOf: k); c += 1 }
-        for f in emissions.features { buffer.columns[c].append(contentsOf: f); c += 1 }
-        buffer.columns[c].ints.append(contentsOf: emissions.eventTimes)
-        buffer.columns[c].validity.appendSet(count: emissions.count)
-        buffer.columns[c + 1].ints.append(contentsOf: created)
-        buffer.columns[c + 1].validity.appendSet(count: emissions.count)
-        buffer.columns[c + 2].ints.append(contentsOf: offsets)
-        buffer.columns[c + 2].validity.appendSet(count: emissions.count)
-        if buffer.firstOffset < 0 { buffer.firstOffset = offsets.first ?? 0 }
-        buffer.lastOffset = max(buffer.lastOffset, offsets.max() ?? buffer.lastOffset)
+        let rows = 0..<count
+        for k in emissions.keys { buffer.columns[c].append(contentsOf: k, range: rows); c += 1 }
+        for f in emissions.features { buffer.columns[c].append(contentsOf: f, range: rows); c += 1 }
+        buffer.columns[c].ints.append(contentsOf: emissions.eventTimes[rows])
+        buffer.columns[c].validity.appendSet(count: count)
+        buffer.columns[c + 1].ints.append(contentsOf: created[rows])
+        buffer.columns[c + 1].validity.appendSet(count: count)
+        buffer.columns[c + 2].ints.append(contentsOf: offsets[rows])
+        buffer.columns[c + 2].validity.appendSet(count: count)
+        if buffer.firstOffset < 0 { buffer.firstOffset = offsets[0] }
+        buffer.lastOffset = max(buffer.lastOffset, offsets[rows].max()!)
         buffers[key] = buffer
     }
 
@@ -112,7 +120,8 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
         guard let view = views[key.view] else { return }
         let dir = directory(view: key.view, partition: key.partition)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let name = String(format: "%020lld-%020lld.parquet", buffer.firstOffset, buffer.lastOffset)
+        let sequence = sequences[key, default: 0]
+        let name = OfflineLog.fileName(sequence: sequence, first: buffer.firstOffset, last: buffer.lastOffset)
         let temporary = "\(dir)/.\(name).tmp"
         let writer = try ParquetFileWriter(path: temporary, schema: OfflineLog.schema(of: view), compression: compression,
                                            metadata: [("tessera.view", key.view), ("tessera.partition", String(key.partition)),
@@ -129,6 +138,56 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
         }
         let fd = open(dir, O_RDONLY)
         if fd >= 0 { fsync(fd); close(fd) }
+        sequences[key] = sequence + 1
+    }
+
+    static func fileName(sequence: Int64, first: Int64, last: Int64) -> String {
+        String(format: "%010lld-%020lld-%020lld.parquet", sequence, first, last)
+    }
+
+    /// Sequence, first and last offset of a log file's name.
+    public static func parse(fileName name: String) -> (sequence: Int64, first: Int64, last: Int64)? {
+        guard name.hasSuffix(".parquet"), !name.hasPrefix(".") else { return nil }
+        let parts = name.dropLast(".parquet".count).split(separator: "-").compactMap { Int64($0) }
+        return parts.count == 3 ? (parts[0], parts[1], parts[2]) : nil
+    }
+
+    /// The next file sequence of each view for a partition (for its checkpoint).
+    func nextSequences(partition: Int32) -> [String: Int64] {
+        var result: [String: Int64] = [:]
+        for name in views.keys { result[name] = sequences[Key(view: name, partition: partition), default: 0] }
+        return result
+    }
+
+    /// Recovery of a partition: removes the files written after its checkpoint (sequence ≥ the
+    /// checkpointed next sequence; all of them without a checkpoint) and unfinished temporary
+    /// files, drops what is buffered, and continues numbering from the checkpoint.
+    /// Returns the number of files removed.
+    @discardableResult
+    func recover(partition: Int32, nextSequences: [String: Int64]) throws -> Int {
+        var removed = 0
+        let fm = FileManager.default
+        for view in views.keys {
+            let key = Key(view: view, partition: partition)
+            buffers[key] = nil
+            let keep = nextSequences[view] ?? 0
+            sequences[key] = keep
+            let dir = directory(view: view, partition: partition)
+            for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] {
+                let stale: Bool
+                if name.hasPrefix(".") && name.hasSuffix(".tmp") {
+                    stale = true
+                } else if let parsed = OfflineLog.parse(fileName: name) {
+                    stale = parsed.sequence >= keep
+                } else {
+                    stale = false
+                }
+                guard stale else { continue }
+                try fm.removeItem(atPath: "\(dir)/\(name)")
+                removed += 1
+            }
+        }
+        return removed
     }
 
     /// Every Parquet file of a view, in offset order per partition.

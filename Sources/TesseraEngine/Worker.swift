@@ -18,10 +18,15 @@ public struct WorkerOptions: Sendable {
     public var kafkaProperties: [(String, String)] = []
     /// Stop once every assigned partition is drained (like `kcat -e`), after flushing everything.
     public var untilEnd = false
+    /// With `untilEnd`, when other members hold some partitions: how long this worker's drained
+    /// assignment must stay unchanged before it stops.
+    public var untilEndSettle: Duration = .seconds(10)
     /// Online rows are written at most once per entity per interval.
     public var flushInterval: Duration = .milliseconds(100)
-    /// Offline files are rolled, and offsets committed, at this interval.
+    /// Offline files are rolled at this interval.
     public var rollInterval: Duration = .seconds(10)
+    /// Partitions are checkpointed, and offsets committed behind the checkpoints, at this interval.
+    public var checkpointInterval: Duration = .seconds(30)
     /// A partition without events for this long advances its stream time from the wall clock.
     public var idleTimeout: Duration? = .seconds(60)
     public var deadLetters: DeadLetterDestination?
@@ -74,6 +79,11 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     let views: [[FeatureView]]
     var partitions: [TopicPartition: PartitionWorker] = [:]
     public private(set) var stats = WorkerStats()
+    /// An error met inside a rebalance callback that must stop the worker.
+    private var fatal: WorkerError?
+    /// What the worker is retrying, if anything (reported in the stats line).
+    private var retrying: String?
+    private var totalPartitions: Int?
     private var stopRequested: @Sendable () -> Bool = { false }
 
     /// The state of one assigned partition.
@@ -157,6 +167,10 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
 
     // MARK: - Rebalances
 
+    /// A partition joins this worker: restore its checkpoint (state, offset, offline-log position),
+    /// remove offline files written after that checkpoint, and resume at its offset. Without a
+    /// checkpoint the partition starts empty from the beginning of the topic and its offline files
+    /// are rebuilt. A checkpoint that cannot be used stops the worker: guessing would count twice.
     public func assigned(_ tps: [TopicPartition]) -> [TopicPartition: Int64] {
         var starts: [TopicPartition: Int64] = [:]
         for tp in tps {
@@ -167,14 +181,20 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             var lastCreated: Micros = 0
             if let checkpoints {
                 do {
-                    if let saved = try checkpoints.load(tp) {
+                    let saved = try checkpoints.load(tp)
+                    if let saved {
                         core = try PartitionAggregator(views: specs, allowedLateness: source.allowedLateness, restoring: saved.state)
                         starts[tp] = saved.nextOffset
                         lastCreated = saved.lastCreated
-                        logger.info("restored partition state", metadata: ["partition": "\(tp)", "offset": "\(saved.nextOffset)"])
+                    } else {
+                        starts[tp] = 0
                     }
+                    let removed = try offline.recover(partition: tp.partition, nextSequences: saved?.nextSequences ?? [:])
+                    logger.info("partition restored", metadata: ["partition": "\(tp)", "offset": "\(starts[tp]!)",
+                                                                 "checkpoint": "\(saved != nil)", "offline_files_trimmed": "\(removed)"])
                 } catch {
-                    logger.error("cannot restore \(tp) from its checkpoint; starting from empty state at the committed offset: \(error)")
+                    fatal = fatal ?? WorkerError("cannot resume \(tp) from \(checkpoints.path(tp)): \(error)")
+                    continue
                 }
             }
             let worker = PartitionWorker(tp: tp, topicIndex: consumer.topics.firstIndex(of: tp.topic) ?? 0, source: s, core: core,
@@ -186,13 +206,14 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         return starts
     }
 
+    /// A partition leaves this worker: make it durable, checkpoint it and commit, for its next
+    /// owner to resume exactly there.
     public func revoked(_ tps: [TopicPartition]) {
         let numbers = Set(tps.map(\.partition))
         do {
-            try makeDurable(partitions: numbers)
-            for tp in tps { try checkpoint(tp) }
+            try makeDurable(partitions: numbers, checkpoint: true)
         } catch {
-            logger.error("could not flush revoked partitions \(tps.sorted()): \(error); their new owner replays from the last commit")
+            logger.error("could not checkpoint revoked partitions \(tps.sorted()): \(error); their next owner replays from the last checkpoint")
             online.discard(partitions: numbers)
             offline.discard(partitions: numbers)
         }
@@ -201,7 +222,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
 
     private func checkpoint(_ tp: TopicPartition) throws {
         guard let checkpoints, let p = partitions[tp], p.nextOffset >= 0 else { return }
-        try checkpoints.save(tp, .init(nextOffset: p.nextOffset, lastCreated: p.lastCreated, state: p.core.serialized()))
+        try checkpoints.save(tp, .init(nextOffset: p.nextOffset, lastCreated: p.lastCreated,
+                                       nextSequences: offline.nextSequences(partition: tp.partition), state: p.core.serialized()))
     }
 
     // MARK: - The loop
@@ -213,9 +235,11 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         let clock = ContinuousClock()
         var nextFlush = clock.now + options.flushInterval
         var nextRoll = clock.now + options.rollInterval
+        var nextCheckpoint = clock.now + options.checkpointInterval
         var nextStats = clock.now + (options.statsInterval ?? .seconds(3600))
         var lastStats = (time: clock.now, events: 0, writes: 0)
         var sawAssignment = false
+        var drainedSince: ContinuousClock.Instant?
         while !shouldStop() {
             try consumer.poll(timeout: 50) { records in try self.process(records) }
             if !consumer.assignment.isEmpty { sawAssignment = true }
@@ -224,8 +248,13 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 try online.flushIfIdle()
                 nextFlush = now + options.flushInterval
             }
-            if now >= nextRoll {
-                try makeDurable(partitions: nil)
+            if let fatal { throw fatal }
+            if now >= nextCheckpoint {
+                try makeDurable(partitions: nil, checkpoint: true)
+                nextCheckpoint = now + options.checkpointInterval
+                nextRoll = now + options.rollInterval
+            } else if now >= nextRoll {
+                try makeDurable(partitions: nil, checkpoint: false)
                 nextRoll = now + options.rollInterval
             }
             if let idle = options.idleTimeout, !options.untilEnd { advanceIdle(after: idle) }
@@ -234,7 +263,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 let seconds = (now - lastStats.time) / .seconds(1)
                 let rate = Double(stats.events - lastStats.events) / seconds
                 let writes = Double(online.writes - lastStats.writes) / seconds
-                logger.info("\(Int(rate)) events/s | lag \(stats.lag) | late \(stats.late) | dead-lettered \(deadLetters.total) | Redis \(Int(writes)) writes/s\(online.isRetrying ? " (unreachable, retrying)" : "") | offline \(stats.offlineRows) rows")
+                logger.info("\(Int(rate)) events/s | lag \(stats.lag) | late \(stats.late) | dead-lettered \(deadLetters.total) | Redis \(Int(writes)) writes/s\(online.isRetrying ? " (unreachable, retrying)" : "") | offline \(stats.offlineRows) rows\(retrying.map { " | retrying: \($0)" } ?? "")")
                 lastStats = (now, stats.events, online.writes)
                 nextStats = now + options.statsInterval!
             }
@@ -244,19 +273,44 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 stats.deadLettered = deadLetters.total
                 onProgress(stats)
             }
-            if options.untilEnd && sawAssignment && !consumer.assignment.isEmpty && consumer.atEnd.isSuperset(of: consumer.assignment) {
-                break
+            if options.untilEnd && sawAssignment && drained(since: &drainedSince) { break }
+        }
+        if options.untilEnd {
+            // The input is drained: close the rows still open at each partition's stream time.
+            for p in partitions.values {
+                p.core.finish()
+                emit(p)
             }
         }
-        try makeDurable(partitions: nil)
-        for tp in partitions.keys.sorted() { try checkpoint(tp) }
+        try makeDurable(partitions: nil, checkpoint: true)
         consumer.close()
+        if let fatal { throw fatal }
         online.stop()
         stats.redisWrites = online.writes
         stats.redisCommands = online.commands
         stats.deadLettered = deadLetters.total
         updateLag()
         return stats
+    }
+
+    /// Whether an `--until-end` run is done: every assigned partition is at its end, and either
+    /// this worker holds every partition of its topics, or its assignment has stayed drained for
+    /// `untilEndSettle` (other members hold the rest; a member that died keeps its partitions
+    /// until its session times out, and they must not be mistaken for drained).
+    private func drained(since: inout ContinuousClock.Instant?) -> Bool {
+        let assignment = consumer.assignment
+        guard !assignment.isEmpty, consumer.atEnd.isSuperset(of: assignment) else {
+            since = nil
+            return false
+        }
+        if totalPartitions == nil {
+            let counts = consumer.topics.map { consumer.partitionCount(topic: $0) }
+            if counts.allSatisfy({ $0 != nil }) { totalPartitions = counts.reduce(0) { $0 + $1! } }
+        }
+        if let total = totalPartitions, assignment.count >= total { return true }
+        let now = ContinuousClock.now
+        if since == nil { since = now }
+        return now - since! >= options.untilEndSettle
     }
 
     /// Decodes, aggregates and buffers one polled batch (payloads are valid only in here).
@@ -293,7 +347,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             }
             stats.aggregated += p.batch.count - rejected.count
             p.lastEvent = .now
-            emit(p, lastBefore: p.rowOffsets.first.map { $0 - 1 } ?? p.nextOffset - 1)
+            emit(p)
             p.batch.removeAll()
             p.rowOffsets.removeAll(keepingCapacity: true)
             p.rowRecords.removeAll(keepingCapacity: true)
@@ -301,7 +355,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     }
 
     /// Hands a partition's new emissions to both sinks with their created timestamps and offsets.
-    private func emit(_ p: PartitionWorker, lastBefore: Int64) {
+    private func emit(_ p: PartitionWorker) {
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
         for (v, view) in views[p.source].enumerated() {
             let e = p.core.views[v].emissions
@@ -311,12 +365,17 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             for i in 0..<e.count {
                 p.lastCreated = max(now, p.lastCreated + 1)
                 p.created.append(p.lastCreated)
-                let row = Int(e.inputRows[i])
-                p.offsets.append(row >= 0 ? p.rowOffsets[row] : lastBefore)
+                // The input offset that closed the row: the record that moved stream time past it,
+                // or the next offset when the end of the batch or of the run closed it.
+                let closer = Int(e.closers[i])
+                p.offsets.append(closer >= 0 && closer < p.rowOffsets.count ? p.rowOffsets[closer] : p.nextOffset)
             }
-            stats.emissions += e.count
+            let closed = e.closedCount
+            stats.emissions += closed
+            // Redis gets every row, open ones too (the freshest values); the offline log only
+            // closed rows, which do not depend on how the input was batched.
             if view.online { online.add(view: view.name, partition: p.tp.partition, emissions: e, created: p.created) }
-            if view.offline { offline.append(view: view.name, partition: p.tp.partition, emissions: e, created: p.created, offsets: p.offsets) }
+            if view.offline { offline.append(view: view.name, partition: p.tp.partition, emissions: e, count: closed, created: p.created, offsets: p.offsets) }
         }
         p.core.removeAllEmissions()
     }
@@ -328,17 +387,28 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             let wall = Int64(Date().timeIntervalSince1970 * 1_000_000) - Int64(idle / .microseconds(1))
             if wall > p.core.streamTime {
                 p.core.advance(to: wall)
-                emit(p, lastBefore: p.nextOffset - 1)
+                emit(p)
             }
             p.lastEvent = now
         }
     }
 
-    /// Makes every emission so far durable in both sinks, then commits the offsets behind them.
-    private func makeDurable(partitions only: Set<Int32>?) throws {
+    /// Makes every emission so far durable in both sinks; with `checkpoint`, then checkpoints the
+    /// partitions and commits the offsets behind the checkpoints (never ahead of one).
+    private func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool) throws {
         try online.flush()
-        try withBackoff("write the offline log") { stats.offlineRows += try offline.roll(partitions: only) }
-        try withBackoff("write dead letters") { try deadLetters.flush() }
+        try withBackoff("write the offline log") {
+            do { stats.offlineRows += try offline.roll(partitions: only) } catch { throw StorageError("\(error)") }
+        }
+        try withBackoff("write dead letters") {
+            do { try deadLetters.flush() } catch let e as any RetriableError { throw e } catch { throw StorageError("\(error)") }
+        }
+        guard checkpoint else { return }
+        for tp in partitions.keys.sorted() where only?.contains(tp.partition) ?? true {
+            try withBackoff("write the checkpoint of \(tp)") {
+                do { try self.checkpoint(tp) } catch { throw StorageError("\(error)") }
+            }
+        }
         var commit: [TopicPartition: Int64] = [:]
         for (tp, p) in partitions where (only?.contains(tp.partition) ?? true) && p.nextOffset > p.committedOffset {
             commit[tp] = p.nextOffset
@@ -363,11 +433,11 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         while true {
             do {
                 try body()
+                if retrying == what { retrying = nil }
                 return
-            } catch let e as RedisError where e.isRetriable {
+            } catch let e as any RetriableError where e.isRetriable {
                 logger.warning("cannot \(what), retrying in \(delay) s: \(e)")
-            } catch let e as KafkaError where e.isRetriable {
-                logger.warning("cannot \(what), retrying in \(delay) s: \(e)")
+                retrying = what
             }
             if stopRequested() { throw WorkerError("stopped while trying to \(what)") }
             Thread.sleep(forTimeInterval: delay)
@@ -386,5 +456,22 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
 
 public struct WorkerError: Error, CustomStringConvertible, Sendable {
     public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// An error that may go away by itself (a server down, a full disk): the worker retries it
+/// with backoff instead of stopping.
+public protocol RetriableError: Error {
+    var isRetriable: Bool { get }
+}
+
+extension RedisError: RetriableError {}
+extension KafkaError: RetriableError {}
+
+/// Writing the offline log, a checkpoint or dead letters failed (disk full, directory not
+/// writable): retried until the operator fixes it.
+public struct StorageError: RetriableError, CustomStringConvertible {
+    public var description: String
+    public var isRetriable: Bool { true }
     public init(_ description: String) { self.description = description }
 }

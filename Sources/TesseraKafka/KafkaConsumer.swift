@@ -198,6 +198,17 @@ public final class KafkaConsumer: @unchecked Sendable {  // confined to the poll
         return err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 ? high : nil
     }
 
+    /// Partitions of a subscribed topic from the cluster's metadata (nil if unknown).
+    public func partitionCount(topic: String, timeoutMs: Int32 = 5_000) -> Int? {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        guard let rkt = rd_kafka_topic_new(handle, topic, nil) else { return nil }
+        defer { rd_kafka_topic_destroy(rkt) }
+        guard rd_kafka_metadata(handle, 0, rkt, &metadata, timeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return nil }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt > 0, metadata.pointee.topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        return Int(metadata.pointee.topics[0].partition_cnt)
+    }
+
     /// Leaves the group (revoking partitions through the listener) and stops fetching.
     public func close() {
         guard !closed else { return }

@@ -10,7 +10,9 @@ struct Produce: ParsableCommand {
 
     @Option(help: "Kafka bootstrap servers.") var brokers: String?
     @Option(help: "Topic (created with --partitions if missing).") var topic = "orders"
-    @Option(help: "Number of events.") var events = 200_000
+    @Option(help: "Number of events of the stream.") var events = 200_000
+    @Option(help: "Produce only events from this index of the stream (to produce a stream in parts).") var from = 0
+    @Option(help: "Produce only this many events (default: up to the end of the stream).") var count: Int?
     @Option(help: "Distinct users.") var users = 20_000
     @Option(help: "Zipf exponent of the users' activity.") var skew = 1.1
     @Option(help: "Event-time span, e.g. 2d.") var span = "2d"
@@ -43,7 +45,8 @@ struct Produce: ParsableCommand {
         var json: [UInt8] = []
         var key: [UInt8] = []
         let started = ContinuousClock.now
-        for i in 0..<parameters.events {
+        let range = max(0, from)..<min(parameters.events, max(0, from) + (count ?? parameters.events))
+        for i in range {
             let order = workload.order(i)
             json.removeAll(keepingCapacity: true)
             ReferenceWorkload.json(order, into: &json)
@@ -51,13 +54,13 @@ struct Produce: ParsableCommand {
             key.append(contentsOf: String(order.userID).utf8)
             try producer.send(topic: topic, key: key, value: json)
             if let rate, rate > 0 {
-                let due = started + .milliseconds(Int(Double(i + 1) / rate * 1_000))
+                let due = started + .milliseconds(Int(Double(i - range.lowerBound + 1) / rate * 1_000))
                 let now = ContinuousClock.now
                 if due > now { Thread.sleep(forTimeInterval: (due - now) / .seconds(1)) }
             }
         }
         try producer.flush()
         let seconds = (ContinuousClock.now - started) / .seconds(1)
-        printError("produced \(parameters.events) events to \(topic) in \(String(format: "%.1f", seconds)) s (\(Int(Double(parameters.events) / seconds)) events/s)")
+        printError("produced \(range.count) events to \(topic) in \(String(format: "%.1f", seconds)) s (\(Int(Double(range.count) / seconds)) events/s)")
     }
 }

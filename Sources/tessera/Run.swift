@@ -26,7 +26,8 @@ struct Run: AsyncParsableCommand {
     @Option(help: "A file of librdkafka properties, one KEY=VALUE per line.") var kafkaConfigFile: String?
     @Flag(help: "Stop once every assigned partition is drained, after flushing everything.") var untilEnd = false
     @Option(help: "Online flush interval in milliseconds (default 100).") var flushMs: Int?
-    @Option(help: "Offline roll and commit interval in seconds (default 10).") var rollSeconds: Double?
+    @Option(help: "Offline roll interval in seconds (default 10).") var rollSeconds: Double?
+    @Option(help: "Checkpoint (and offset commit) interval in seconds (default 30).") var checkpointSeconds: Double?
     @Option(help: "Seconds without events after which a partition's stream time follows the wall clock (default 60, 0 = never).") var idleSeconds: Double?
     @Option(help: "Write rejected events to this Kafka topic (default: OFFLINE_DIR/_dead_letters.jsonl).") var deadLetterTopic: String?
     @Option(help: "Write rejected events to this file as JSON lines.") var deadLetterFile: String?
@@ -48,6 +49,7 @@ struct Run: AsyncParsableCommand {
         options.untilEnd = untilEnd || setting(nil, "until-end") == "1"
         if let ms = setting(flushMs.map(String.init), "flush-ms").flatMap(Int.init) { options.flushInterval = .milliseconds(ms) }
         if let s = setting(rollSeconds.map { String($0) }, "roll-seconds").flatMap(Double.init) { options.rollInterval = .milliseconds(Int(s * 1_000)) }
+        if let s = setting(checkpointSeconds.map { String($0) }, "checkpoint-seconds").flatMap(Double.init) { options.checkpointInterval = .milliseconds(Int(s * 1_000)) }
         if let s = setting(idleSeconds.map { String($0) }, "idle-seconds").flatMap(Double.init) { options.idleTimeout = s > 0 ? .milliseconds(Int(s * 1_000)) : nil }
         if let s = setting(statsSeconds.map { String($0) }, "stats-seconds").flatMap(Double.init) { options.statsInterval = s > 0 ? .milliseconds(Int(s * 1_000)) : nil }
         if let topic = setting(deadLetterTopic, "dead-letter-topic") { options.deadLetters = .topic(topic) }

@@ -32,8 +32,15 @@ struct EmissionTests {
         var core = PartitionAggregator(views: [Self.spec], allowedLateness: 0)
         core.ingest(Self.batch([(1_000_000, 7, 1), (1_000_000, 7, 2), (1_000_000, 8, 5), (1_000_000, 7, 3)]))
         #expect(Self.rows(&core) == ["1s 7 3 6.0", "1s 8 1 5.0"])
+        // Both rows at 1 s are still open (stream time has not moved on): the next batch carries
+        // them on, entity 7's coalesced with its new row.
         core.ingest(Self.batch([(1_000_000, 7, 4)]))
-        #expect(Self.rows(&core) == ["1s 7 4 10.0"])
+        #expect(Self.rows(&core) == ["1s 7 4 10.0", "1s 8 1 5.0"])
+        #expect(core.views[0].emissions.closedCount == 0)
+        core.ingest(Self.batch([(2_000_000, 9, 1)]))
+        let e = core.views[0].emissions
+        #expect(e.closedCount == 2 && e.closers == [0, 0, -1])
+        #expect(Self.rows(&core) == ["1s 7 4 10.0", "1s 8 1 5.0", "2s 9 1 1.0"])
     }
 
     @Test("a tile leaving the window emits at the boundary; a row at the boundary shares it")
@@ -43,11 +50,12 @@ struct EmissionTests {
         core.ingest(Self.batch([(1_000_000, 7, 1), (6_000_000, 7, 1)]))
         #expect(Self.rows(&core) == ["1s 7 1 1.0", "6s 7 2 2.0"])
         core.ingest(Self.batch([(15_000_000, 7, 1)]))
-        #expect(Self.rows(&core) == ["15s 7 2 3.0"])
+        // The open 6 s row is carried on and closed by the 15 s row.
+        #expect(Self.rows(&core) == ["6s 7 2 2.0", "15s 7 2 3.0"])
         // The idle hook: stream time moves without events and values decay; the tile of the
         // 15 s row ([15s, 20s)) leaves at 30 s.
         core.advance(to: 29_000_000)
-        #expect(Self.rows(&core) == ["20s 7 1 3.0"])
+        #expect(Self.rows(&core) == ["15s 7 2 3.0", "20s 7 1 3.0"])
         core.advance(to: 40_000_000)
         #expect(Self.rows(&core) == ["30s 7 0 3.0"])
         core.advance(to: 90_000_000)

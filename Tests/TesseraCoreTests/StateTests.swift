@@ -54,6 +54,64 @@ struct StateTests {
         #expect(sameState)
     }
 
+    /// The closed rows of a run, each with the global index of the input row that closed it.
+    static func closedRows(_ spec: ViewSpec, rows: [(Micros, [Value?])], cuts: [Int], restoreEvery: Int) throws -> [String] {
+        var core = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        var out: [String] = []
+        var start = 0
+        var batches = 0
+        func collect(_ base: Int, _ count: Int) {
+            let e = core.views[0].emissions
+            for i in 0..<e.closedCount {
+                let closer = Int(e.closers[i])
+                out.append(Self.flatten(e)[i] + " closed by \(closer < count ? base + closer : base + count)")
+            }
+            core.removeAllEmissions()
+        }
+        for cut in cuts + [rows.count] where cut > start {
+            var batch = ColumnBatch(schema: WindowPropertyTests.schema.types)
+            for (t, values) in rows[start..<cut] { batch.append(time: t, values) }
+            core.ingest(batch)
+            collect(start, cut - start)
+            start = cut
+            batches += 1
+            if restoreEvery > 0 && batches % restoreEvery == 0 {
+                core = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: core.serialized())
+            }
+        }
+        core.finish()
+        collect(rows.count, 0)
+        return out
+    }
+
+    @Test("closed rows are the same however the input is batched and restored", arguments: 0..<12)
+    func batchIndependence(seed: Int) throws {
+        var g = SeededGenerator(seed: UInt64(seed) &+ 77)
+        let spec = try WindowPropertyTests.randomSpec(&g, multiKey: false)
+        var rows: [(Micros, [Value?])] = []
+        var now: Micros = 0
+        for _ in 0..<600 {
+            // Coarse times: many events of one entity share a stream time.
+            now += [0, 0, 0, 250, 1_000, 3_000].randomElement(using: &g)!
+            let t = Bool.random(using: &g) ? now : now - Micros.random(in: 0...1_500, using: &g)
+            rows.append((t, WindowPropertyTests.randomRow(&g, users: 4)))
+        }
+        let one = try Self.closedRows(spec, rows: rows, cuts: Array(1..<rows.count), restoreEvery: 0)
+        var cuts: [Int] = []
+        var c = 0
+        while true {
+            c += Int.random(in: 1...50, using: &g)
+            if c >= rows.count { break }
+            cuts.append(c)
+        }
+        let other = try Self.closedRows(spec, rows: rows, cuts: cuts, restoreEvery: 3)
+        #expect(!one.isEmpty)
+        if let i = (0..<min(one.count, other.count)).first(where: { one[$0] != other[$0] }) {
+            Issue.record("row \(i) differs:\n one row per batch: \(one[i])\n random batches:    \(other[i])")
+        }
+        #expect(one.count == other.count)
+    }
+
     @Test("state saved under another view definition is refused with a way out")
     func definitionChanged() throws {
         let (spec, batches) = try Self.stream(seed: 3)

@@ -106,6 +106,7 @@ func workerOptions(_ topology: Topology, brokers: String, redis: RedisServer, of
     o.untilEnd = untilEnd
     o.idleTimeout = nil
     o.rollInterval = .milliseconds(500)
+    o.checkpointInterval = .seconds(1)
     o.kafkaProperties = [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")]
     return o
 }

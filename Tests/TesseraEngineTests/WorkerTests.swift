@@ -55,6 +55,11 @@ struct WorkerTests {
         let aStats = try a.stop()
         // Every record was processed exactly once across the two workers.
         #expect(aStats.events + bStats.events == 9_000)
+        // A last run drains nothing new but closes the rows still open at each stream time,
+        // as any run that reaches the end of its input does.
+        var last = options
+        last.untilEnd = true
+        #expect(try RunningWorker(last).join().events == 0)
         let o = try oracles(brokers: cluster.bootstrapServers, topic: "orders", source: topology.sources[0], spec: view.spec)
         #expect(try checkInvariants(view: view, oracles: o, offline: offline, redis: redis) > 100)
     }

@@ -68,20 +68,22 @@ public struct Column: Sendable, Equatable {
         validity.append(true)
     }
 
-    /// Appends every row of another column of the same type.
-    public mutating func append(contentsOf other: Column) {
+    /// Appends rows `range` (all rows by default) of another column of the same type.
+    public mutating func append(contentsOf other: Column, range: Range<Int>? = nil) {
         precondition(type == other.type)
+        let rows = range ?? 0..<other.count
         switch type {
-        case .int64, .bool: ints.append(contentsOf: other.ints)
-        case .float64: doubles.append(contentsOf: other.doubles)
+        case .int64, .bool: ints.append(contentsOf: other.ints[rows])
+        case .float64: doubles.append(contentsOf: other.doubles[rows])
         case .string:
-            let base = Int32(bytes.count)
-            bytes.append(contentsOf: other.bytes)
-            offsets.reserveCapacity(offsets.count + other.count)
-            for o in other.offsets.dropFirst() { offsets.append(base + o) }
+            let start = Int(other.offsets[rows.lowerBound]), end = Int(other.offsets[rows.upperBound])
+            let shift = Int32(bytes.count) - Int32(start)
+            bytes.append(contentsOf: other.bytes[start..<end])
+            offsets.reserveCapacity(offsets.count + rows.count)
+            for o in other.offsets[(rows.lowerBound + 1)...rows.upperBound] { offsets.append(o + shift) }
         }
-        var flags = [Bool](repeating: true, count: other.count)
-        if !other.validity.allSet { for i in 0..<other.count { flags[i] = other.validity[i] } }
+        var flags = [Bool](repeating: true, count: rows.count)
+        if !other.validity.allSet { for i in rows { flags[i - rows.lowerBound] = other.validity[i] } }
         flags.withUnsafeBufferPointer { validity.append(contentsOf: $0) }
     }
 
