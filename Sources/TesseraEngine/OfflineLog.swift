@@ -141,7 +141,8 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
         sequences[key] = sequence + 1
     }
 
-    static func fileName(sequence: Int64, first: Int64, last: Int64) -> String {
+    /// `SEQUENCE-FIRST-LAST.parquet`: the file's number in its partition and the input offsets it covers.
+    public static func fileName(sequence: Int64, first: Int64, last: Int64) -> String {
         String(format: "%010lld-%020lld-%020lld.parquet", sequence, first, last)
     }
 
@@ -160,8 +161,8 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
     }
 
     /// Recovery of a partition: removes the files written after its checkpoint (sequence ≥ the
-    /// checkpointed next sequence; all of them without a checkpoint) and unfinished temporary
-    /// files, drops what is buffered, and continues numbering from the checkpoint.
+    /// checkpointed next sequence; all of them without a checkpoint) and its own unfinished
+    /// temporary files (a running compaction's `.compact-*` ones are that compaction's), drops what is buffered, and continues numbering from the checkpoint.
     /// Returns the number of files removed.
     @discardableResult
     func recover(partition: Int32, nextSequences: [String: Int64]) throws -> Int {
@@ -175,7 +176,7 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
             let dir = directory(view: view, partition: partition)
             for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] {
                 let stale: Bool
-                if name.hasPrefix(".") && name.hasSuffix(".tmp") {
+                if name.hasPrefix(".") && name.hasSuffix(".tmp") && !name.hasPrefix(".compact-") {
                     stale = true
                 } else if let parsed = OfflineLog.parse(fileName: name) {
                     stale = parsed.sequence >= keep
@@ -190,14 +191,31 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
         return removed
     }
 
-    /// Every Parquet file of a view, in offset order per partition.
+    /// The Parquet files of a view that hold each row once, in offset order per partition.
+    ///
+    /// `tessera compact` writes a merged file, named by its inputs' range, before it removes the
+    /// inputs; for a moment (or after a crash there, until the next compaction) a partition holds
+    /// both. A file whose offset range lies inside another file's range of the same partition is
+    /// superseded by it and left out here.
     public static func files(directory: String, view: String) -> [String] {
         let base = "\(directory)/\(view)"
         let fm = FileManager.default
         let partitions = ((try? fm.contentsOfDirectory(atPath: base)) ?? []).filter { $0.hasPrefix("partition=") }.sorted()
         return partitions.flatMap { p in
-            ((try? fm.contentsOfDirectory(atPath: "\(base)/\(p)")) ?? []).filter { $0.hasSuffix(".parquet") && !$0.hasPrefix(".") }
-                .sorted().map { "\(base)/\(p)/\($0)" }
+            current(((try? fm.contentsOfDirectory(atPath: "\(base)/\(p)")) ?? []).filter { parse(fileName: $0) != nil })
+                .map { "\(base)/\(p)/\($0)" }
         }
+    }
+
+    /// The names of one partition's files that no other file supersedes, in sequence order.
+    public static func current(_ names: [String]) -> [String] {
+        let files = names.compactMap { name in parse(fileName: name).map { (name: name, range: $0) } }
+        // Widest first among equal starts: a file is superseded by an earlier, wider range.
+        var cover = Int64.min
+        var superseded = Set<String>()
+        for f in files.sorted(by: { ($0.range.first, -$0.range.last) < ($1.range.first, -$1.range.last) }) {
+            if f.range.last <= cover { superseded.insert(f.name) } else { cover = f.range.last }
+        }
+        return files.map(\.name).filter { !superseded.contains($0) }.sorted()
     }
 }

@@ -1,1 +1,0 @@
-// Point-in-time joins over the offline log live in this target.
