@@ -86,35 +86,20 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private var totalPartitions: Int?
     private var stopRequested: @Sendable () -> Bool = { false }
 
-    /// The state of one assigned partition.
+    /// One assigned partition: its pipeline and where its input and commits stand.
     final class PartitionWorker {
         let tp: TopicPartition
-        let source: Int
-        var core: PartitionAggregator
-        var decoder: JSONEventDecoder
-        var batch: ColumnBatch
-        /// Input offset of each batch row, and the record (in the polled batch) it came from.
-        var rowOffsets: [Int64] = []
-        var rowRecords: [Int] = []
-        /// The offset of the next record to read, and the last one committed.
-        var nextOffset: Int64 = -1
-        var committedOffset: Int64 = -1
-        var lastCreated: Micros = 0
-        var lastEvent = ContinuousClock.now
-        var created: [Micros] = []
-        var offsets: [Int64] = []
-
         let topicIndex: Int
-        var partition: Int32 { tp.partition }
+        let pipeline: PartitionPipeline
+        var committedOffset: Int64 = -1
+        var lastEvent = ContinuousClock.now
         var touched = false
+        var partition: Int32 { tp.partition }
 
-        init(tp: TopicPartition, topicIndex: Int, source: Int, core: PartitionAggregator, decoder: JSONEventDecoder, schema: Schema) {
+        init(tp: TopicPartition, topicIndex: Int, pipeline: PartitionPipeline) {
             self.tp = tp
             self.topicIndex = topicIndex
-            self.source = source
-            self.core = core
-            self.decoder = decoder
-            batch = ColumnBatch(schema: schema.types)
+            self.pipeline = pipeline
         }
     }
 
@@ -197,10 +182,11 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                     continue
                 }
             }
-            let worker = PartitionWorker(tp: tp, topicIndex: consumer.topics.firstIndex(of: tp.topic) ?? 0, source: s, core: core,
-                                         decoder: JSONEventDecoder(source: source, maxBytes: options.maxMessageBytes), schema: source.schema)
-            worker.lastCreated = lastCreated
-            if let start = starts[tp] { worker.nextOffset = start; worker.committedOffset = start }
+            let pipeline = PartitionPipeline(topic: tp.topic, partition: tp.partition, source: source, views: views[s], core: core,
+                                             maxMessageBytes: options.maxMessageBytes)
+            pipeline.lastCreated = lastCreated
+            let worker = PartitionWorker(tp: tp, topicIndex: consumer.topics.firstIndex(of: tp.topic) ?? 0, pipeline: pipeline)
+            if let start = starts[tp] { pipeline.nextOffset = start; worker.committedOffset = start }
             partitions[tp] = worker
         }
         return starts
@@ -221,7 +207,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     }
 
     private func checkpoint(_ tp: TopicPartition) throws {
-        guard let checkpoints, let p = partitions[tp], p.nextOffset >= 0 else { return }
+        guard let checkpoints, let p = partitions[tp]?.pipeline, p.nextOffset >= 0 else { return }
         try checkpoints.save(tp, .init(nextOffset: p.nextOffset, lastCreated: p.lastCreated,
                                        nextSequences: offline.nextSequences(partition: tp.partition), state: p.core.serialized()))
     }
@@ -278,8 +264,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         if options.untilEnd {
             // The input is drained: close the rows still open at each partition's stream time.
             for p in partitions.values {
-                p.core.finish()
-                emit(p)
+                stats.emissions += p.pipeline.finish(online: online, offline: offline)
             }
         }
         try makeDurable(partitions: nil, checkpoint: true)
@@ -328,56 +313,22 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 }
             }
             guard let p = current else { continue }
-            p.nextOffset = r.offset + 1
-            if let rejection = p.decoder.decode(r.payload, into: &p.batch) {
+            if let rejection = p.pipeline.decode(r.payload, offset: r.offset, record: index) {
                 try deadLetters.record(topic: p.tp.topic, partition: p.tp.partition, offset: r.offset, rejection: rejection, payload: r.payload)
-                continue
             }
-            p.rowOffsets.append(r.offset)
-            p.rowRecords.append(index)
         }
         for p in touched { p.touched = false }
-        for p in touched where p.batch.count > 0 {
-            let rejected = p.core.ingest(p.batch)
-            for (row, reason) in rejected {
+        for p in touched where p.pipeline.pending > 0 {
+            let outcome = p.pipeline.aggregate(online: online, offline: offline)
+            for (record, offset, reason) in outcome.rejected {
                 if case .late = reason { stats.late += 1 }
-                let record = records[p.rowRecords[row]]
-                try deadLetters.record(topic: p.tp.topic, partition: p.tp.partition, offset: record.offset,
-                                       rejection: Rejection(reason), payload: record.payload)
+                try deadLetters.record(topic: p.tp.topic, partition: p.tp.partition, offset: offset,
+                                       rejection: Rejection(reason), payload: records[record].payload)
             }
-            stats.aggregated += p.batch.count - rejected.count
+            stats.aggregated += outcome.aggregated
+            stats.emissions += outcome.closed
             p.lastEvent = .now
-            emit(p)
-            p.batch.removeAll()
-            p.rowOffsets.removeAll(keepingCapacity: true)
-            p.rowRecords.removeAll(keepingCapacity: true)
         }
-    }
-
-    /// Hands a partition's new emissions to both sinks with their created timestamps and offsets.
-    private func emit(_ p: PartitionWorker) {
-        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
-        for (v, view) in views[p.source].enumerated() {
-            let e = p.core.views[v].emissions
-            guard e.count > 0 else { continue }
-            p.created.removeAll(keepingCapacity: true)
-            p.offsets.removeAll(keepingCapacity: true)
-            for i in 0..<e.count {
-                p.lastCreated = max(now, p.lastCreated + 1)
-                p.created.append(p.lastCreated)
-                // The input offset that closed the row: the record that moved stream time past it,
-                // or the next offset when the end of the batch or of the run closed it.
-                let closer = Int(e.closers[i])
-                p.offsets.append(closer >= 0 && closer < p.rowOffsets.count ? p.rowOffsets[closer] : p.nextOffset)
-            }
-            let closed = e.closedCount
-            stats.emissions += closed
-            // Redis gets every row, open ones too (the freshest values); the offline log only
-            // closed rows, which do not depend on how the input was batched.
-            if view.online { online.add(view: view.name, partition: p.tp.partition, emissions: e, created: p.created) }
-            if view.offline { offline.append(view: view.name, partition: p.tp.partition, emissions: e, count: closed, created: p.created, offsets: p.offsets) }
-        }
-        p.core.removeAllEmissions()
     }
 
     /// Advances the stream time of partitions idle for `idle` to the wall clock minus `idle`.
@@ -385,10 +336,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         let now = ContinuousClock.now
         for p in partitions.values where now - p.lastEvent >= idle {
             let wall = Int64(Date().timeIntervalSince1970 * 1_000_000) - Int64(idle / .microseconds(1))
-            if wall > p.core.streamTime {
-                p.core.advance(to: wall)
-                emit(p)
-            }
+            stats.emissions += p.pipeline.advance(to: wall, online: online, offline: offline)
             p.lastEvent = now
         }
     }
@@ -410,8 +358,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             }
         }
         var commit: [TopicPartition: Int64] = [:]
-        for (tp, p) in partitions where (only?.contains(tp.partition) ?? true) && p.nextOffset > p.committedOffset {
-            commit[tp] = p.nextOffset
+        for (tp, p) in partitions where (only?.contains(tp.partition) ?? true) && p.pipeline.nextOffset > p.committedOffset {
+            commit[tp] = p.pipeline.nextOffset
         }
         guard !commit.isEmpty else { return }
         do {
@@ -448,7 +396,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private func updateLag() {
         var lag: Int64 = 0
         for (tp, p) in partitions {
-            if let high = consumer.highWatermark(tp), p.nextOffset >= 0 { lag += max(0, high - p.nextOffset) }
+            if let high = consumer.highWatermark(tp), p.pipeline.nextOffset >= 0 { lag += max(0, high - p.pipeline.nextOffset) }
         }
         stats.lag = lag
     }

@@ -4,9 +4,11 @@ import TesseraCore
 import TesseraKafka
 import TesseraWorkload
 
-/// `tessera produce`: the reference events of WORKLOAD.md into a topic, keyed by user_id.
+/// `tessera produce`: the reference events of WORKLOAD.md into a topic, keyed by user_id, or into
+/// a JSON-lines file (for `tessera backfill`).
 struct Produce: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Produce the seeded reference orders to a Kafka topic (key = user_id).")
+    static let configuration = CommandConfiguration(
+        abstract: "Produce the seeded reference orders to a Kafka topic (key = user_id), or write them as JSON lines.")
 
     @Option(help: "Kafka bootstrap servers.") var brokers: String?
     @Option(help: "Topic (created with --partitions if missing).") var topic = "orders"
@@ -22,6 +24,7 @@ struct Produce: ParsableCommand {
     @Option(help: "Partitions of the topic when it has to be created.") var partitions = 4
     @Option(help: "A scale of WORKLOAD.md (quick, standard, hot) instead of the numbers above.") var scale: String?
     @Option(name: .customLong("kafka-config"), help: "A librdkafka property KEY=VALUE (repeatable).") var kafkaConfig: [String] = []
+    @Option(help: "Write the events to this JSON-lines file (one payload per line) instead of a topic.") var out: String?
 
     func run() throws {
         let logger = makeLogger("tessera-produce")
@@ -36,16 +39,25 @@ struct Produce: ParsableCommand {
             }
             parameters = .init(events: events, users: users, skew: skew, span: spanMicros, disorder: disorderMicros, seed: seed)
         }
-        let brokers = try required(self.brokers, "brokers")
-        let producer = try KafkaProducer(brokers: brokers, properties: try kafkaProperties(flags: kafkaConfig, file: nil), logger: logger)
-        if try producer.partitionCount(topic: topic) == nil {
-            try producer.createTopic(topic, partitions: partitions)
-        }
         let workload = ReferenceWorkload(parameters)
         var json: [UInt8] = []
         var key: [UInt8] = []
         let started = ContinuousClock.now
         let range = max(0, from)..<min(parameters.events, max(0, from) + (count ?? parameters.events))
+        if let out {
+            for i in range {
+                ReferenceWorkload.json(workload.order(i), into: &json)
+                json.append(UInt8(ascii: "\n"))
+            }
+            guard FileManager.default.createFile(atPath: out, contents: Data(json)) else { throw ValidationError("cannot write \(out)") }
+            printError("wrote \(range.count) events to \(out)")
+            return
+        }
+        let brokers = try required(self.brokers, "brokers")
+        let producer = try KafkaProducer(brokers: brokers, properties: try kafkaProperties(flags: kafkaConfig, file: nil), logger: logger)
+        if try producer.partitionCount(topic: topic) == nil {
+            try producer.createTopic(topic, partitions: partitions)
+        }
         for i in range {
             let order = workload.order(i)
             json.removeAll(keepingCapacity: true)

@@ -46,6 +46,8 @@ struct KafkaTests {
                     for r in records {
                         seen[TopicPartition(consumer.topics[r.topic], r.partition), default: []].append(r.offset)
                         keysByPartition[r.partition, default: []].insert(String(decoding: r.key, as: UTF8.self))
+                        // librdkafka's partitioner put it where Kafka's default partitioner says.
+                        #expect(KafkaPartitioner.partition(key: r.key, partitions: 4) == r.partition)
                         #expect(String(decoding: r.payload, as: UTF8.self).hasPrefix("message "))
                     }
                 }

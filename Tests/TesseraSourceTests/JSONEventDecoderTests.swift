@@ -254,3 +254,18 @@ enum RandomJSON {
         return ws(&g) + "{" + fields.map { ws(&g) + $0 + ws(&g) }.joined(separator: ",") + "}" + ws(&g)
     }
 }
+
+@Suite("RFC 3339 formatting")
+struct RFC3339FormatTests {
+    @Test("formats UTC with microseconds and parses back, before and after 1970, years 0001–9999")
+    func roundTrip() {
+        #expect(RFC3339.format(0) == "1970-01-01T00:00:00.000000Z")
+        #expect(RFC3339.format(-1) == "1969-12-31T23:59:59.999999Z")
+        #expect(RFC3339.format(951_782_400_000_001) == "2000-02-29T00:00:00.000001Z")
+        var g = SystemRandomNumberGenerator()
+        let low = RFC3339.parse(Array("0001-01-01T00:00:00Z".utf8))!, high = RFC3339.parse(Array("9999-12-31T23:59:59.999999Z".utf8))!
+        for t in [low, high] + (0..<2_000).map({ _ in Int64.random(in: low...high, using: &g) }) {
+            #expect(RFC3339.parse(Array(RFC3339.format(t).utf8)) == t, "\(t)")
+        }
+    }
+}

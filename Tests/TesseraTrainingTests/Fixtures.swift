@@ -192,11 +192,3 @@ func oracle(_ rows: [OfflineRow], key: [Value]?, at ts: Micros, ttl: Micros, asS
     guard let b = best, ttl == 0 || ts - b.event <= ttl else { return nil }
     return b
 }
-
-extension Column {
-    func sliced(_ range: Range<Int>) -> Column {
-        var out = Column(type: type)
-        for i in range { out.append(value(at: i)) }
-        return out
-    }
-}

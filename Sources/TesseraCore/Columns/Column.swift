@@ -68,6 +68,13 @@ public struct Column: Sendable, Equatable {
         validity.append(true)
     }
 
+    /// The rows `range` as a new column.
+    public func sliced(_ range: Range<Int>) -> Column {
+        var out = Column(type: type)
+        out.append(contentsOf: self, range: range)
+        return out
+    }
+
     /// Appends rows `range` (all rows by default) of another column of the same type.
     public mutating func append(contentsOf other: Column, range: Range<Int>? = nil) {
         precondition(type == other.type)
