@@ -73,20 +73,20 @@ public final class ChildProcess: @unchecked Sendable {  // pid is immutable; sta
 }
 
 /// A `redis-server` on a free loopback port, with no persistence, stopped by its PID.
-public final class RedisServerProcess: @unchecked Sendable {  // immutable after init
+public final class RedisServerProcess: @unchecked Sendable {  // `child` changes only in shutdown/restart, called by its owner
     public let port: Int32
     public let directory: String
-    private let child: ChildProcess
+    private let executable: String
+    private var child: ChildProcess
 
     public init(directory: String, executable: String = "redis-server") throws {
         self.directory = directory
+        self.executable = executable
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for _ in 0..<3 {
             let port = Self.freePort()
-            let child = try ChildProcess(executable, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                                      "--dir", directory], output: "\(directory)/redis.log")
-            for _ in 0..<200 where child.isRunning && !Self.listening(port) { usleep(25_000) }
-            if Self.listening(port) {
+            let child = try Self.launch(executable, port: port, directory: directory)
+            if Self.waitListening(port, child) {
                 self.port = port
                 self.child = child
                 return
@@ -96,6 +96,16 @@ public final class RedisServerProcess: @unchecked Sendable {  // immutable after
         throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "redis-server did not start; see \(directory)/redis.log (install it with apt-get install redis-server)"])
     }
 
+    private static func launch(_ executable: String, port: Int32, directory: String) throws -> ChildProcess {
+        try ChildProcess(executable, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                      "--dir", directory], output: "\(directory)/redis.log")
+    }
+
+    private static func waitListening(_ port: Int32, _ child: ChildProcess) -> Bool {
+        for _ in 0..<200 where child.isRunning && !listening(port) { usleep(25_000) }
+        return listening(port)
+    }
+
     public var url: String { "redis://127.0.0.1:\(port)" }
     public var pid: pid_t { child.pid }
 
@@ -103,6 +113,36 @@ public final class RedisServerProcess: @unchecked Sendable {  // immutable after
     public func pause() { child.signal(SIGSTOP) }
     public func resume() { child.signal(SIGCONT) }
     public func stop() { child.stop() }
+
+    /// Stops the server after it saved its data to its directory (`SHUTDOWN SAVE`), so that
+    /// `restart()` brings the same data back on the same port: an outage, not a data loss.
+    public func shutdownSaving() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let command = Array("SHUTDOWN SAVE\r\n".utf8)
+        guard connected == 0, write(fd, command, command.count) == command.count else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "cannot send SHUTDOWN to redis-server on port \(port)"])
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while child.isRunning && Date() < deadline { usleep(20_000) }
+        guard !child.isRunning else { throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "redis-server did not shut down"]) }
+    }
+
+    /// Starts the server again on its port, loading what `shutdownSaving` saved.
+    public func restart() throws {
+        child.stop()
+        let next = try Self.launch(executable, port: port, directory: directory)
+        guard Self.waitListening(port, next) else {
+            next.stop()
+            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "redis-server did not restart on port \(port); see \(directory)/redis.log"])
+        }
+        child = next
+    }
 
     public static func freePort() -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -34,6 +34,7 @@ final class DeadLetterSink: @unchecked Sendable {  // owned by the worker thread
     }
 
     var total: Int { counts.values.reduce(0, +) }
+    static let bufferLimit = 4 << 20
 
     func record(topic: String, partition: Int32, offset: Int64, rejection: Rejection, payload: UnsafeRawBufferPointer) throws {
         counts[rejection.reason, default: 0] += 1
@@ -44,6 +45,12 @@ final class DeadLetterSink: @unchecked Sendable {  // owned by the worker thread
             buffer.append(contentsOf: ",\"payload_base64\":\"".utf8)
             buffer.append(Data(payload).base64EncodedData())
             buffer.append(contentsOf: "\"}\n".utf8)
+            // Rejected payloads may be large (oversized events): write them out as they come rather
+            // than holding them until the next flush; `flush` makes them durable.
+            if buffer.count >= DeadLetterSink.bufferLimit, let file {
+                try file.write(contentsOf: buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
         case .topic(let name):
             try producer?.send(topic: name, key: Array((origin + "}").utf8), value: Array(payload))
         }

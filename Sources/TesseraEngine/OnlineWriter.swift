@@ -130,12 +130,12 @@ final class OnlineWriter: @unchecked Sendable {  // add/flush* are called from t
     }
 
     /// Returns once Redis holds every row added so far (retrying while Redis is unreachable,
-    /// unless the flusher is stopped).
-    func flush() throws {
-        try flusher.waitIdle()
+    /// unless the flusher is stopped). `whileWaiting` runs about twice a second meanwhile.
+    func flush(whileWaiting: () -> Void = {}) throws {
+        try flusher.waitIdle(whileWaiting)
         if !pending.isEmpty {
             handOver()
-            try flusher.waitIdle()
+            try flusher.waitIdle(whileWaiting)
         }
     }
 
@@ -212,9 +212,15 @@ final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `
         condition.unlock()
     }
 
-    func waitIdle() throws {
+    func waitIdle(_ whileWaiting: () -> Void = {}) throws {
         condition.lock()
-        while job != nil && failure == nil { condition.wait() }
+        while job != nil && failure == nil {
+            if !condition.wait(until: Date().addingTimeInterval(0.5)) {
+                condition.unlock()
+                whileWaiting()
+                condition.lock()
+            }
+        }
         let error = failure
         condition.unlock()
         if let error { throw error }

@@ -34,6 +34,9 @@ public struct WorkerOptions: Sendable {
     public var statsInterval: Duration? = .seconds(5)
     public var maxMessageBytes = 1 << 20
     public var batchSize = 8_192
+    /// What happens to a partition whose last `badPartitionThreshold` events were all rejected.
+    public var badPartitionPolicy = BadPartitionPolicy.keepGoing
+    public var badPartitionThreshold = 10_000
     /// Called on the worker thread after every poll, with the counters so far.
     public var onProgress: (@Sendable (WorkerStats) -> Void)?
 
@@ -43,6 +46,16 @@ public struct WorkerOptions: Sendable {
         self.redis = redis
         self.offlineDirectory = offlineDirectory
     }
+}
+
+/// What the worker does with a partition that yields only bad events (all dead-lettered).
+public enum BadPartitionPolicy: String, Sendable, CaseIterable {
+    /// Dead-letter them and go on (the default): one broken producer does not stop the others.
+    case keepGoing = "keep-going"
+    /// Stop fetching that partition until the worker restarts; the others go on.
+    case pause
+    /// Stop the worker with an error.
+    case stop
 }
 
 /// Counters of a run, for the stats line and for callers.
@@ -60,6 +73,13 @@ public struct WorkerStats: Sendable {
     public var lag: Int64 = 0
     /// Partitions currently assigned to this worker.
     public var partitions = 0
+    /// Dead-lettered events per reason (`DeadLetterReason` raw values).
+    public var deadLetterReasons: [String: Int] = [:]
+    /// What the worker is waiting for and retrying (Redis unreachable, the offline log not
+    /// writable, Kafka brokers down), or nil when all is well.
+    public var retrying: String?
+    /// Partitions paused under `BadPartitionPolicy.pause`.
+    public var paused: [TopicPartition] = []
 
     public init() {}
 }
@@ -85,6 +105,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private var retrying: String?
     private var totalPartitions: Int?
     private var stopRequested: @Sendable () -> Bool = { false }
+    private var nextStats = ContinuousClock.now
+    private var lastStats = (time: ContinuousClock.now, events: 0, writes: 0)
 
     /// One assigned partition: its pipeline and where its input and commits stand.
     final class PartitionWorker {
@@ -94,6 +116,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         var committedOffset: Int64 = -1
         var lastEvent = ContinuousClock.now
         var touched = false
+        /// Events rejected in a row (for the bad-partition policy).
+        var consecutiveBad = 0
         var partition: Int32 { tp.partition }
 
         init(tp: TopicPartition, topicIndex: Int, pipeline: PartitionPipeline) {
@@ -222,8 +246,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         var nextFlush = clock.now + options.flushInterval
         var nextRoll = clock.now + options.rollInterval
         var nextCheckpoint = clock.now + options.checkpointInterval
-        var nextStats = clock.now + (options.statsInterval ?? .seconds(3600))
-        var lastStats = (time: clock.now, events: 0, writes: 0)
+        nextStats = clock.now + (options.statsInterval ?? .zero)
+        lastStats = (clock.now, 0, 0)
         var sawAssignment = false
         var drainedSince: ContinuousClock.Instant?
         while !shouldStop() {
@@ -244,21 +268,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 nextRoll = now + options.rollInterval
             }
             if let idle = options.idleTimeout, !options.untilEnd { advanceIdle(after: idle) }
-            if options.statsInterval != nil && now >= nextStats {
-                updateLag()
-                let seconds = (now - lastStats.time) / .seconds(1)
-                let rate = Double(stats.events - lastStats.events) / seconds
-                let writes = Double(online.writes - lastStats.writes) / seconds
-                logger.info("\(Int(rate)) events/s | lag \(stats.lag) | late \(stats.late) | dead-lettered \(deadLetters.total) | Redis \(Int(writes)) writes/s\(online.isRetrying ? " (unreachable, retrying)" : "") | offline \(stats.offlineRows) rows\(retrying.map { " | retrying: \($0)" } ?? "")")
-                lastStats = (now, stats.events, online.writes)
-                nextStats = now + options.statsInterval!
-            }
-            if let onProgress = options.onProgress {
-                stats.partitions = partitions.count
-                stats.redisWrites = online.writes
-                stats.deadLettered = deadLetters.total
-                onProgress(stats)
-            }
+            report()
             if options.untilEnd && sawAssignment && drained(since: &drainedSince) { break }
         }
         if options.untilEnd {
@@ -268,14 +278,56 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             }
         }
         try makeDurable(partitions: nil, checkpoint: true)
+        refreshStats()
+        updateLag()
         consumer.close()
         if let fatal { throw fatal }
         online.stop()
+        return stats
+    }
+
+    /// Brings the counters up to date, prints the stats line when it is due and tells
+    /// `onProgress`. Called between polls and while waiting for Redis or storage.
+    private func report() {
+        refreshStats()
+        let now = ContinuousClock.now
+        if let interval = options.statsInterval, now >= nextStats {
+            updateLag()
+            let seconds = (now - lastStats.time) / .seconds(1)
+            let rate = Double(stats.events - lastStats.events) / seconds
+            let writes = Double(stats.redisWrites - lastStats.writes) / seconds
+            var line = "\(Int(rate)) events/s | lag \(stats.lag) | late \(stats.late) | dead-lettered \(stats.deadLettered)"
+            if !stats.deadLetterReasons.isEmpty {
+                line += " (" + stats.deadLetterReasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"
+            }
+            line += " | Redis \(Int(writes)) writes/s | offline \(stats.offlineRows) rows"
+            if !stats.paused.isEmpty { line += " | paused \(stats.paused.map(\.description).joined(separator: ","))" }
+            if let trouble = stats.retrying { line += " | retrying: \(trouble)" }
+            logger.info("\(line)")
+            lastStats = (now, stats.events, stats.redisWrites)
+            nextStats = now + interval
+        }
+        options.onProgress?(stats)
+    }
+
+    private func refreshStats() {
+        stats.partitions = partitions.count
         stats.redisWrites = online.writes
         stats.redisCommands = online.commands
         stats.deadLettered = deadLetters.total
-        updateLag()
-        return stats
+        if stats.deadLettered > 0 {
+            for (reason, n) in deadLetters.counts { stats.deadLetterReasons[reason.rawValue] = n }
+        }
+        stats.paused = consumer.paused.sorted()
+        if online.isRetrying {
+            stats.retrying = "Redis unreachable"
+        } else if let retrying {
+            stats.retrying = "cannot \(retrying)"
+        } else if let kafka = consumer.lastTransientError, ContinuousClock.now - kafka.at < .seconds(10) {
+            stats.retrying = "Kafka \(kafka.error.message)"
+        } else {
+            stats.retrying = nil
+        }
     }
 
     /// Whether an `--until-end` run is done: every assigned partition is at its end, and either
@@ -284,7 +336,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     /// until its session times out, and they must not be mistaken for drained).
     private func drained(since: inout ContinuousClock.Instant?) -> Bool {
         let assignment = consumer.assignment
-        guard !assignment.isEmpty, consumer.atEnd.isSuperset(of: assignment) else {
+        guard !assignment.isEmpty, consumer.atEnd.union(consumer.paused).isSuperset(of: assignment) else {
             since = nil
             return false
         }
@@ -315,6 +367,9 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             guard let p = current else { continue }
             if let rejection = p.pipeline.decode(r.payload, offset: r.offset, record: index) {
                 try deadLetters.record(topic: p.tp.topic, partition: p.tp.partition, offset: r.offset, rejection: rejection, payload: r.payload)
+                p.consecutiveBad += 1
+            } else {
+                p.consecutiveBad = 0
             }
         }
         for p in touched { p.touched = false }
@@ -327,7 +382,19 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             }
             stats.aggregated += outcome.aggregated
             stats.emissions += outcome.closed
+            if outcome.aggregated == 0 { p.consecutiveBad += outcome.rejected.count }
             p.lastEvent = .now
+        }
+        if options.badPartitionPolicy != .keepGoing {
+            for p in touched where p.consecutiveBad >= options.badPartitionThreshold && !consumer.paused.contains(p.tp) {
+                let message = "\(p.tp) yielded \(p.consecutiveBad) bad events in a row (dead-lettered with their reasons)"
+                if options.badPartitionPolicy == .stop {
+                    fatal = fatal ?? WorkerError("\(message); stopping (--bad-partition stop). Fix the producer, or run with --bad-partition keep-going")
+                } else {
+                    logger.error("\(message); pausing it until the worker restarts (--bad-partition pause)")
+                    try consumer.pause([p.tp])
+                }
+            }
         }
     }
 
@@ -344,7 +411,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     /// Makes every emission so far durable in both sinks; with `checkpoint`, then checkpoints the
     /// partitions and commits the offsets behind the checkpoints (never ahead of one).
     private func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool) throws {
-        try online.flush()
+        try online.flush(whileWaiting: { self.report() })
         try withBackoff("write the offline log") {
             do { stats.offlineRows += try offline.roll(partitions: only) } catch { throw StorageError("\(error)") }
         }
@@ -388,7 +455,11 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 retrying = what
             }
             if stopRequested() { throw WorkerError("stopped while trying to \(what)") }
-            Thread.sleep(forTimeInterval: delay)
+            let until = Date().addingTimeInterval(delay)
+            while Date() < until && !stopRequested() {
+                report()
+                Thread.sleep(forTimeInterval: min(0.25, until.timeIntervalSinceNow))
+            }
             delay = min(5, delay * 2)
         }
     }

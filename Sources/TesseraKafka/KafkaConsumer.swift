@@ -39,6 +39,11 @@ public final class KafkaConsumer: @unchecked Sendable {  // confined to the poll
     public private(set) var cooperative = false
     private weak var listener: (any RebalanceListener)?
     private var closed = false
+    /// The last transient error librdkafka reported (all brokers down, timeouts) and when; it
+    /// keeps reconnecting by itself, so these are reported, not thrown.
+    public private(set) var lastTransientError: (error: KafkaError, at: ContinuousClock.Instant)?
+    /// Partitions paused by `pause` (not fetched until resumed).
+    public private(set) var paused: Set<TopicPartition> = []
 
     /// - Parameters:
     ///   - properties: librdkafka properties; these defaults apply unless overridden:
@@ -122,12 +127,14 @@ public final class KafkaConsumer: @unchecked Sendable {  // confined to the poll
             if result != RD_KAFKA_RESP_ERR_NO_ERROR { logger.error("unassign failed: \(errorName(result))") }
             assignment.subtract(partitions)
             atEnd.subtract(partitions)
+            paused.subtract(partitions)
             logger.info("partitions revoked", metadata: ["partitions": "\(partitions.sorted())"])
         default:
             logger.error("rebalance error: \(errorName(err))")
             _ = rd_kafka_assign(rk, nil)
             listener?.revoked(Array(assignment))
             assignment = []
+            paused = []
         }
     }
 
@@ -151,7 +158,13 @@ public final class KafkaConsumer: @unchecked Sendable {  // confined to the poll
                 if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF, let rkt = m.rkt {
                     atEnd.insert(TopicPartition(String(cString: rd_kafka_topic_name(rkt)), m.partition))
                 } else {
-                    failure = kafkaError(m.err, "consume")
+                    let error = kafkaError(m.err, "consume")
+                    if error.isRetriable {
+                        lastTransientError = (error, .now)
+                        logger.warning("Kafka: \(error); librdkafka retries")
+                    } else {
+                        failure = error
+                    }
                 }
                 continue
             }
@@ -167,8 +180,18 @@ public final class KafkaConsumer: @unchecked Sendable {  // confined to the poll
             if !atEnd.isEmpty { atEnd.remove(TopicPartition(topics[topic], m.partition)) }
         }
         try records.withUnsafeBufferPointer { try body($0) }
-        if let failure, !failure.isRetriable || failure.code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN.rawValue { throw failure }
+        if let failure { throw failure }
         return records.count
+    }
+
+    /// Stops fetching partitions (a partition that yields only bad events, under that policy).
+    public func pause(_ partitions: [TopicPartition]) throws {
+        guard !partitions.isEmpty else { return }
+        let list = makePartitionList(partitions.map { ($0, -1001) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_pause_partitions(handle, list)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw kafkaError(err, "pause \(partitions)") }
+        paused.formUnion(partitions)
     }
 
     /// Commits the given next offsets (the offset of the next record to read) synchronously.

@@ -285,7 +285,8 @@ public final class RedisConnection: @unchecked Sendable {  // confined to its ow
     }
 
     private func fail(_ what: String) throws -> [RedisReply] {
-        let message = context.map(Self.errorText) ?? "connection lost"
+        var message = context.map(Self.errorText) ?? "connection lost"
+        if message == "Resource temporarily unavailable" { message = "no answer within \(timeoutMs) ms" }
         disconnect()
         throw RedisError(message: "Redis \(what) failed: \(message)", isRetriable: true)
     }

@@ -33,6 +33,10 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Write rejected events to this file as JSON lines.") var deadLetterFile: String?
     @Option(help: "Redis key prefix (default tessera:).") var keyPrefix: String?
     @Option(help: "Seconds between stats lines on stderr (default 5, 0 = none).") var statsSeconds: Double?
+    @Option(help: "What to do with a partition whose last --bad-partition-threshold events were all rejected: keep-going (default), pause (stop fetching it until restart) or stop (exit with an error).")
+    var badPartition: String?
+    @Option(help: "Rejected events in a row that make a partition bad (default 10000).") var badPartitionThreshold: Int?
+    @Option(help: "Events larger than this many bytes are dead-lettered as oversized without being parsed (default 1048576).") var maxMessageBytes: Int?
 
     func run() async throws {
         let logger = makeLogger("tessera")
@@ -55,6 +59,20 @@ struct Run: AsyncParsableCommand {
         if let topic = setting(deadLetterTopic, "dead-letter-topic") { options.deadLetters = .topic(topic) }
         if let file = setting(deadLetterFile, "dead-letter-file") { options.deadLetters = .file(file) }
         if let prefix = setting(keyPrefix, "key-prefix") { options.keyPrefix = prefix }
+        if let policy = setting(badPartition, "bad-partition") {
+            guard let p = BadPartitionPolicy(rawValue: policy) else {
+                throw ValidationError("--bad-partition takes \(BadPartitionPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got \(policy)")
+            }
+            options.badPartitionPolicy = p
+        }
+        if let n = setting(badPartitionThreshold.map(String.init), "bad-partition-threshold") {
+            guard let v = Int(n), v > 0 else { throw ValidationError("--bad-partition-threshold takes a positive count, got \(n)") }
+            options.badPartitionThreshold = v
+        }
+        if let n = setting(maxMessageBytes.map(String.init), "max-message-bytes") {
+            guard let v = Int(n), v > 0 else { throw ValidationError("--max-message-bytes takes a positive size, got \(n)") }
+            options.maxMessageBytes = v
+        }
 
         logger.info("starting", metadata: ["brokers": "\(options.brokers)", "redis": "\(options.redis)", "group": "\(options.group)",
                                            "views": "\(loaded.flatMap(\.views).map(\.name))", "librdkafka": "\(librdkafkaVersion)"])

@@ -79,7 +79,7 @@ struct BackfillTests {
             columns[4].append(string: o.status.rawValue)
             columns[5].append(int: o.eventTimeMillis * 1_000)
         }
-        FileManager.default.createFile(atPath: files + "/orders.jsonl", contents: Data(lines))
+        _ = FileManager.default.createFile(atPath: files + "/orders.jsonl", contents: Data(lines))
         let schema = ParquetSchema([.init(name: "order_id", type: .int64), .init(name: "user_id", type: .int64),
                                     .init(name: "product_id", type: .int64), .init(name: "amount", type: .double),
                                     .init(name: "status", type: .string), .init(name: "event_timestamp", type: .timestampMicros)])
@@ -135,7 +135,7 @@ struct BackfillTests {
             "{\"order_id\":5,\"user_id\":7,\"amount\":1,\"status\":\"paid\",\"event_timestamp\":1767225500000}",
             "{\"order_id\":6,\"user_id\":9,\"amount\":1,\"status\":\"paid\",\"event_timestamp\":1767225604000}",
         ]
-        FileManager.default.createFile(atPath: dir + "/events.jsonl", contents: Data(lines.joined(separator: "\n").utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/events.jsonl", contents: Data(lines.joined(separator: "\n").utf8))
         var options = BackfillOptions(topologies: [topology], events: [dir + "/events.jsonl"], offlineDirectory: dir + "/offline", partitions: 1)
         options.maxMessageBytes = 1_000
         let stats = try Backfill(options: options, logger: quiet).run()

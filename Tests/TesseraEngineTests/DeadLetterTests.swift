@@ -61,6 +61,7 @@ struct DeadLetterTests {
         let bad = expectedReasons.values.reduce(0, +)
         #expect(stats.events == 4_000 + bad)
         #expect(stats.deadLettered == bad)
+        #expect(stats.deadLetterReasons == expectedReasons)
 
         // Every bad event is in the dead-letter file with its reason, origin and exact bytes.
         let lines = try String(contentsOfFile: offline + "/dead.jsonl", encoding: .utf8).split(separator: "\n")
@@ -81,5 +82,49 @@ struct DeadLetterTests {
             let row = try OnlineRow.fetch(view: view, key: [.int(user)], layout: OnlineLayout(), connection: connection)
             #expect(row.fields["total_orders"] == .int(count), "user \(user)")
         }
+    }
+
+    /// Partition 0 carries only garbage, partition 1 good events.
+    static func brokenPartition(_ cluster: MockKafkaCluster) throws {
+        let producer = try KafkaProducer(brokers: cluster.bootstrapServers, logger: quiet)
+        for i in 0..<300 {
+            try producer.send(topic: "orders", partition: 0, key: [], value: Array("garbage \(i)".utf8))
+            try producer.send(topic: "orders", partition: 1, key: Array("7".utf8),
+                              value: Array(#"{"user_id": 7, "amount": 1, "status": "paid", "event_timestamp": \#(1_700_000_000_000 + i)}"#.utf8))
+        }
+        try producer.flush()
+    }
+
+    @Test("a partition yielding only bad events: keep going (default), pause it, or stop the worker", arguments: BadPartitionPolicy.allCases)
+    func badPartition(policy: BadPartitionPolicy) throws {
+        let topology = try growth()
+        let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)
+        try cluster.createTopic("orders", partitions: 2)
+        try Self.brokenPartition(cluster)
+        let redis = try RedisServer()
+        let offline = temporaryDirectory("bad-partition")
+        var options = try workerOptions(topology, brokers: cluster.bootstrapServers, redis: redis, offline: offline, untilEnd: true)
+        options.badPartitionPolicy = policy
+        options.badPartitionThreshold = 100
+        options.batchSize = 50  // the policy acts between batches
+        let outcome = Result { try RunningWorker(options).join() }
+        switch policy {
+        case .keepGoing:
+            let stats = try outcome.get()
+            #expect(stats.events == 600 && stats.aggregated == 300 && stats.deadLetterReasons == ["not_json": 300])
+            #expect(stats.paused.isEmpty)
+        case .pause:
+            // The good partition is read to its end; the bad one stops after about the threshold.
+            let stats = try outcome.get()
+            #expect(stats.aggregated == 300)
+            #expect(stats.paused == [TopicPartition("orders", 0)])
+            #expect(stats.deadLettered >= 100 && stats.deadLettered < 300)
+        case .stop:
+            #expect(throws: WorkerError.self) { try outcome.get() }
+            if case .failure(let e) = outcome { #expect("\(e)".contains("orders[0] yielded")) }
+        }
+        // Whatever the policy, every rejected event read so far is in the dead letters.
+        let lines = (try? String(contentsOfFile: offline + "/_dead_letters.jsonl", encoding: .utf8))?.split(separator: "\n") ?? []
+        if policy != .stop { #expect(lines.count == (try outcome.get()).deadLettered) }
     }
 }

@@ -1,0 +1,189 @@
+import Foundation
+import Testing
+import TesseraCore
+import TesseraEngine
+import TesseraKafka
+import TesseraRedis
+import TesseraTestSupport
+import TesseraTopology
+import TesseraWorkload
+
+/// Faults of the worker's surroundings (DESIGN §5): Redis unreachable or hung, brokers down and
+/// failing requests, an offline directory that cannot be written. The worker waits, retries,
+/// reports it, resumes, and ends with the same outputs as a run that met no fault.
+@Suite("Faults: Redis, brokers and the offline directory", .serialized)
+struct FaultTests {
+    static let events = 9_000
+    static let workload = ReferenceWorkload(.init(events: events, users: 300, skew: 1.1, span: 2 * Time.day, disorder: 3 * Time.second))
+
+    @Test("Redis hung for 4 s, then stopped for 10 s: the worker waits, reports, resumes; outputs equal an undisturbed run")
+    func redisOutage() throws {
+        let expected = try Self.undisturbed()
+        let run = try DisturbedRun()
+        try run.produce(0..<3_000)
+        let worker = run.start()
+        #expect(worker.wait { $0.events == 3_000 })
+
+        // Hung: connections open but nothing answers (each write times out after 2 s).
+        run.redis.pause()
+        try run.produce(3_000..<6_000)
+        #expect(worker.wait(seconds: 30) { $0.retrying == "Redis unreachable" }, "the stats never reported the hung Redis")
+        Thread.sleep(forTimeInterval: 4)
+        run.redis.resume()
+        #expect(worker.wait { $0.events == 6_000 && $0.retrying == nil })
+
+        // Stopped: connections refused for 10 s. The data survives (saved at shutdown).
+        try run.redis.shutdownSaving()
+        try run.produce(6_000..<9_000)
+        #expect(worker.wait(seconds: 30) { $0.retrying == "Redis unreachable" })
+        // The worker stops polling at its next roll or checkpoint, which waits for Redis.
+        Thread.sleep(forTimeInterval: 1)
+        let stalled = worker.stats.events
+        Thread.sleep(forTimeInterval: 9)
+        #expect(worker.stats.events == stalled, "the worker kept consuming while Redis was down")
+        #expect(worker.stats.retrying == "Redis unreachable")
+        try run.redis.restart()
+        #expect(worker.wait { $0.events == Self.events && $0.retrying == nil })
+        #expect(try run.finish(worker) == expected)
+    }
+
+    @Test("a broker down for 3 s and injected fetch, commit and heartbeat errors: outputs equal an undisturbed run")
+    func brokerFaults() throws {
+        let expected = try Self.undisturbed()
+        let run = try DisturbedRun(brokers: 3)
+        try run.produce(0..<3_000)
+        let worker = run.start()
+        #expect(worker.wait { $0.events == 3_000 })
+
+        // Every broker but one goes down: the partitions they lead (and perhaps the group
+        // coordinator) are unreachable until they return.
+        run.cluster.setBroker(2, up: false)
+        run.cluster.setBroker(3, up: false)
+        Thread.sleep(forTimeInterval: 3)
+        run.cluster.setBroker(2, up: true)
+        run.cluster.setBroker(3, up: true)
+        try run.produce(3_000..<6_000)
+        #expect(worker.wait { $0.events == 6_000 })
+
+        // Transient request errors: Fetch (1), OffsetCommit (8) and Heartbeat (12).
+        run.cluster.injectErrors(apiKey: 1, codes: [6, 7, 6, 7, 6])        // NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT
+        run.cluster.injectErrors(apiKey: 8, codes: [15, 16, 7, 15])       // COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, …
+        run.cluster.injectErrors(apiKey: 12, codes: [15, 7])
+        try run.produce(6_000..<9_000)
+        #expect(worker.wait { $0.events == Self.events })
+        Thread.sleep(forTimeInterval: 2)  // a few checkpoints and commits go through the injected errors
+        #expect(try run.finish(worker) == expected)
+    }
+
+    @Test("the offline directory unwritable for a while: the worker stops consuming, reports, resumes; outputs equal an undisturbed run")
+    func offlineUnwritable() throws {
+        let expected = try Self.undisturbed()
+        let run = try DisturbedRun()
+        try run.produce(0..<3_000)
+        let worker = run.start()
+        #expect(worker.wait { $0.events == 3_000 && $0.offlineRows > 0 })
+
+        // The view's directory becomes a plain file: every new offline file fails to be created.
+        // (Tests run as root, for whom permissions do not fail a write.)
+        let viewDirectory = run.offline + "/user_stats"
+        #expect(FileManager.default.fileExists(atPath: viewDirectory))
+        try FileManager.default.moveItem(atPath: viewDirectory, toPath: viewDirectory + ".away")
+        #expect(FileManager.default.createFile(atPath: viewDirectory, contents: Data("not a directory".utf8)))
+        try run.produce(3_000..<6_000)
+        #expect(worker.wait(seconds: 30) { $0.retrying == "cannot write the offline log" }, "the stats never reported the failing offline log")
+        Thread.sleep(forTimeInterval: 0.5)
+        let stalled = worker.stats.events
+        Thread.sleep(forTimeInterval: 2)
+        #expect(worker.stats.events == stalled, "the worker kept consuming while its offline log could not be written")
+        try FileManager.default.removeItem(atPath: viewDirectory)
+        try FileManager.default.moveItem(atPath: viewDirectory + ".away", toPath: viewDirectory)
+        try run.produce(6_000..<9_000)
+        #expect(worker.wait { $0.events == Self.events && $0.retrying == nil })
+        #expect(try run.finish(worker) == expected)
+    }
+
+    /// The outputs of one uninterrupted drained run over the whole workload.
+    static func undisturbed() throws -> Outputs {
+        let run = try DisturbedRun()
+        try run.produce(0..<events)
+        var options = run.options
+        options.untilEnd = true
+        _ = try RunningWorker(options).join()
+        let outputs = try Outputs(offline: run.offline, redis: run.redis, view: run.topology.views[0])
+        #expect(outputs.offline.count > events && outputs.online.count > 250, "\(outputs)")
+        return outputs
+    }
+}
+
+/// A mock cluster, a Redis and an offline directory for one run of the reference view.
+struct DisturbedRun {
+    let topology: Topology
+    let cluster: MockKafkaCluster
+    let redis: RedisServer
+    let offline: String
+    let options: WorkerOptions
+
+    init(brokers: Int = 1) throws {
+        topology = try growth()
+        cluster = try MockKafkaCluster(brokers: brokers, logger: quiet)
+        try cluster.createTopic("orders", partitions: 4)
+        redis = try RedisServer()
+        offline = temporaryDirectory("faults")
+        options = try workerOptions(topology, brokers: cluster.bootstrapServers, redis: redis, offline: offline, untilEnd: false)
+    }
+
+    func produce(_ range: Range<Int>) throws {
+        try produceOrders(FaultTests.workload, range, to: "orders", brokers: cluster.bootstrapServers)
+    }
+
+    func start() -> RunningWorker { RunningWorker(options) }
+
+    /// Stops the worker, then drains with a last `--until-end` run (which closes the rows still
+    /// open, as the undisturbed run does at its end), and returns the outputs.
+    func finish(_ worker: RunningWorker) throws -> Outputs {
+        _ = try worker.stop()
+        var last = options
+        last.untilEnd = true
+        _ = try RunningWorker(last).join()
+        return try Outputs(offline: offline, redis: redis, view: topology.views[0])
+    }
+}
+
+/// What a run leaves behind, comparable across runs: every offline row (a multiset, without
+/// `created_timestamp`, the wall clock of the write) and every Redis row (without `_created_ts`).
+struct Outputs: Equatable, CustomStringConvertible {
+    var offline: [String]
+    var online: [String]
+
+    init(offline directory: String, redis: RedisServer, view: FeatureView) throws {
+        var rows: [String] = []
+        for (key, list) in try readOffline(directory, view: view) {
+            for r in list { rows.append("\(key) \(r.time) \(r.features)") }
+        }
+        offline = rows.sorted()
+        let connection = RedisConnection(endpoint: try RedisEndpoint(url: redis.url, environment: [:]), logger: quiet)
+        var online: [String] = []
+        guard case .array(let keys) = try connection.command(["KEYS", "*"]) else { throw WorkerError("KEYS failed") }
+        for key in keys.compactMap(\.text) {
+            guard case .array(let items) = try connection.command(["HGETALL", key]) else { continue }
+            var fields: [String] = []
+            for i in stride(from: 0, to: items.count - 1, by: 2) where items[i].text != OnlineLayout.createdTimeField {
+                fields.append("\(items[i].text ?? "?")=\(items[i + 1].text ?? "?")")
+            }
+            online.append(key + " " + fields.sorted().joined(separator: " "))
+        }
+        self.online = online.sorted()
+    }
+
+    var description: String { "\(offline.count) offline rows, \(online.count) online rows" }
+
+    static func == (a: Outputs, b: Outputs) -> Bool {
+        guard a.offline == b.offline, a.online == b.online else {
+            let missing = Set(b.offline).subtracting(a.offline).prefix(3), extra = Set(a.offline).subtracting(b.offline).prefix(3)
+            let online = Set(a.online).symmetricDifference(b.online).prefix(4)
+            Issue.record("outputs differ: \(a) vs \(b); offline only in one: \(Array(missing)) / \(Array(extra)); online: \(Array(online))")
+            return false
+        }
+        return true
+    }
+}
