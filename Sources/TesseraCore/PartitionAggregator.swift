@@ -99,7 +99,8 @@ public struct PartitionAggregator: Sendable {
 
     // MARK: - Checkpoints
 
-    static let formatVersion: UInt32 = 1
+    /// 2: each view in its own length-prefixed section, found by name (views may be added or removed).
+    static let formatVersion: UInt32 = 2
 
     /// The whole partition state as bytes. Emissions not yet taken are not part of it.
     public func serialized() -> [UInt8] {
@@ -109,15 +110,25 @@ public struct PartitionAggregator: Sendable {
         w.write(allowedLateness)
         w.write(streamTime)
         w.write(UInt64(views.count))
-        for v in views { v.serialize(into: &w) }
+        for v in views {
+            let start = w.beginSection()
+            v.serialize(into: &w)
+            w.endSection(at: start)
+        }
         // A checksum of everything before it: a torn or garbled checkpoint is refused, not half-read.
         let checksum = w.bytes.withUnsafeBufferPointer { StableHash.hash(bytes: $0) }
         w.write(checksum)
         return w.bytes
     }
 
-    /// Restores a partition saved by `serialized()`. Throws `StateMismatchError` when a view was
-    /// saved under another definition, and `StateFormatError` when the bytes are not a state.
+    /// What restoring changed, for the operator: views or features added (they start from empty
+    /// state) and views no longer defined (their state is dropped).
+    public private(set) var restoreNotes: [String] = []
+
+    /// Restores a partition saved by `serialized()`, matching views by name: a view added to the
+    /// topology starts from empty state, a view removed from it is dropped, and features added
+    /// to a view start from empty state. Throws `StateMismatchError` when a view's saved features
+    /// were changed, removed or reordered, and `StateFormatError` when the bytes are not a state.
     public init(views specs: [ViewSpec], allowedLateness: Micros, restoring bytes: [UInt8]) throws {
         guard bytes.count >= 8 else { throw StateFormatError(description: "state is truncated (\(bytes.count) bytes)") }
         let payload = bytes.count - 8
@@ -136,11 +147,31 @@ public struct PartitionAggregator: Sendable {
         _ = try r.read(Micros.self)
         streamTime = try r.read()
         let n = try r.count(limit: 4096)
-        guard n == specs.count else {
-            throw StateFormatError(description: "the state holds \(n) views, the topology \(specs.count)")
+        var sections: [String: (range: Range<Int>, fingerprint: String)] = [:]
+        for _ in 0..<n {
+            let range = try r.section()
+            let fingerprint = try ViewAggregator.savedFingerprint(r)
+            let name = String(fingerprint.split(separator: "\n").first?.dropFirst("view ".count) ?? "")
+            sections[name] = (range, fingerprint)
+            try r.seek(to: range.upperBound)
         }
-        views = []
-        for spec in specs { views.append(try ViewAggregator(spec: spec, from: &r)) }
         guard r.isAtEnd else { throw StateFormatError(description: "state has trailing bytes") }
+        views = []
+        for spec in specs {
+            guard let saved = sections.removeValue(forKey: spec.name) else {
+                views.append(ViewAggregator(spec: spec))
+                restoreNotes.append("view \(spec.name) is new: it starts from empty state (`tessera backfill` computes its history)")
+                continue
+            }
+            try r.seek(to: saved.range.lowerBound)
+            let view = try ViewAggregator(spec: spec, from: &r)
+            guard r.position == saved.range.upperBound else { throw StateFormatError(description: "view \(spec.name): section length does not match") }
+            let added = view.spec.features.filter { !saved.fingerprint.contains("\n\($0.name) = ") }.map(\.name)
+            if !added.isEmpty {
+                restoreNotes.append("view \(spec.name): features \(added.joined(separator: ", ")) are new: they start from empty state")
+            }
+            views.append(view)
+        }
+        for name in sections.keys.sorted() { restoreNotes.append("view \(name) is no longer defined: its saved state is dropped") }
     }
 }

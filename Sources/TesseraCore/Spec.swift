@@ -70,6 +70,11 @@ public struct FeatureSpec: Sendable, Hashable {
     public var filter: Predicate?
     /// The quantile in `[0, 1]` of an `approx_percentile`.
     public var percentile: Double?
+    /// When the feature joined its view's state: 0 from the start, n for a feature added to a
+    /// running view at its n-th change (see `ViewSpec.reconciled(withSaved:)`). Features of
+    /// different generations keep separate tiles and partials, so an added feature starts from
+    /// empty state while the others carry on.
+    public var generation = 0
 
     public init(name: String, aggregate: Aggregate, field: Int? = nil, window: Window,
                 filter: Predicate? = nil, percentile: Double? = nil) {
@@ -117,9 +122,53 @@ public struct ViewSpec: Sendable, Hashable {
             var line = "\(f.name) = \(f.aggregate.rawValue)(\(f.field.map { schema.names[$0] } ?? "")) over \(f.window)"
             if let p = f.percentile { line += " p=\(p)" }
             if let w = f.filter { line += " where \(w.text(names: schema.names))" }
+            if f.generation > 0 { line += " @gen\(f.generation)" }
             lines.append(line)
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// This definition fitted to state saved under `saved` (a fingerprint): features saved
+    /// keep their generation, added features get a new one and start from empty state. Throws
+    /// `StateMismatchError` when a saved feature was changed, removed or reordered, or the keys
+    /// changed: the saved partials cannot serve the new definition.
+    public func reconciled(withSaved saved: String) throws -> ViewSpec {
+        func parse(_ fingerprint: String) -> (keys: String, features: [(name: String, definition: String, generation: Int)]) {
+            let lines = fingerprint.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            var features: [(String, String, Int)] = []
+            for line in lines.dropFirst(2) {
+                var definition = line
+                var generation = 0
+                if let at = line.ranges(of: " @gen").last, let g = Int(line[at.upperBound...]) {
+                    generation = g
+                    definition = String(line[..<at.lowerBound])
+                }
+                let name = definition.firstRange(of: " = ").map { String(definition[..<$0.lowerBound]) } ?? definition
+                features.append((name, definition, generation))
+            }
+            return (lines.count > 1 ? lines[1] : "", features)
+        }
+        let old = parse(saved), now = parse(fingerprint)
+        var problems: [String] = []
+        if old.keys != now.keys { problems.append("the entity keys changed (saved \(old.keys), now \(now.keys))") }
+        for f in old.features {
+            guard let current = now.features.first(where: { $0.name == f.name }) else {
+                problems.append("feature \(f.name) was removed (saved: \(f.definition))")
+                continue
+            }
+            if current.definition != f.definition { problems.append("feature \(f.name) changed: \(f.definition) → \(current.definition)") }
+        }
+        let kept = now.features.map(\.name).filter { name in old.features.contains { $0.name == name } }
+        if problems.isEmpty && kept != old.features.map(\.name) {
+            problems.append("features were reordered (saved order \(old.features.map(\.name).joined(separator: ", ")))")
+        }
+        guard problems.isEmpty else { throw StateMismatchError(view: name, problems: problems) }
+        var result = self
+        let next = (old.features.map(\.generation).max() ?? 0) + 1
+        for i in result.features.indices {
+            result.features[i].generation = old.features.first { $0.name == result.features[i].name }?.generation ?? next
+        }
+        return result
     }
 
     private func validate() throws {

@@ -17,6 +17,8 @@ public struct ViewAggregator: Sendable {
     public let spec: ViewSpec
     var entities: EntityIndex
     var rings: [TileRing]
+    /// The generation of each ring's features (see `FeatureSpec.generation`).
+    var ringGenerations: [Int] = []
     var kernels = KernelSet()
     var predicates: [Predicate]
     /// The stream time this view has processed up to; `.min` before the first event.
@@ -69,16 +71,23 @@ public struct ViewAggregator: Sendable {
         entities = EntityIndex(keyTypes: spec.keyTypes)
         emissions = EmissionBatch(keyTypes: spec.keyTypes, featureTypes: spec.features.map { spec.outputType(of: $0) })
 
-        // Rings: one per hop, serving every window length with that hop.
-        var hops: [Micros] = []
-        var lengths: [Micros: Set<Micros>] = [:]
-        for f in spec.features {
+        // Features in state order: by generation (features added to a running view come after
+        // the ones whose state was saved, and never share their tiles or partials).
+        let order = spec.features.indices.sorted { (spec.features[$0].generation, $0) < (spec.features[$1].generation, $1) }
+
+        // Rings: one per hop (and generation), serving every window length with that hop.
+        struct RingKey: Hashable { var hop: Micros; var generation: Int }
+        var hops: [RingKey] = []
+        var lengths: [RingKey: Set<Micros>] = [:]
+        for f in order.map({ spec.features[$0] }) {
             if case .sliding(let w, let h) = f.window {
-                if lengths[h] == nil { hops.append(h) }
-                lengths[h, default: []].insert(w)
+                let key = RingKey(hop: h, generation: f.generation)
+                if lengths[key] == nil { hops.append(key) }
+                lengths[key, default: []].insert(w)
             }
         }
-        rings = hops.map { TileRing(hop: $0, windows: lengths[$0]!.sorted()) }
+        rings = hops.map { TileRing(hop: $0.hop, windows: lengths[$0]!.sorted()) }
+        ringGenerations = hops.map(\.generation)
 
         // Kernels: one per (family, ring, field, filter); features that agree share it.
         var predicates: [Predicate] = []
@@ -86,7 +95,8 @@ public struct ViewAggregator: Sendable {
         struct Pending { var key: Key; var windows: Set<Int> = []; var outputs: [KernelOutput] = []; var percentiles: [Double] = [] }
         var pending: [Pending] = []
         var byKey: [Key: Int] = [:]
-        for (index, f) in spec.features.enumerated() {
+        for index in order {
+            let f = spec.features[index]
             var filter: Int?
             if let p = f.filter {
                 if let existing = predicates.firstIndex(of: p) { filter = existing } else { predicates.append(p); filter = predicates.count - 1 }
@@ -94,10 +104,10 @@ public struct ViewAggregator: Sendable {
             var ring: Int?
             var window = 0
             if case .sliding(let w, let h) = f.window {
-                ring = hops.firstIndex(of: h)!
+                ring = hops.firstIndex(of: RingKey(hop: h, generation: f.generation))!
                 window = rings[ring!].windows.firstIndex(of: w)!
             }
-            let key = Key(family: Family(f.aggregate), placement: Placement(ring: ring, field: f.field, filter: filter))
+            let key = Key(family: Family(f.aggregate), placement: Placement(ring: ring, field: f.field, filter: filter, generation: f.generation))
             let k: Int
             if let existing = byKey[key] { k = existing } else {
                 k = pending.count
@@ -437,35 +447,56 @@ public struct ViewAggregator: Sendable {
         w.write(array: openEntities)
     }
 
-    init(spec: ViewSpec, from r: inout ByteReader) throws {
-        self.init(spec: spec)
+    /// The fingerprint a serialized view starts with (to match it with its current definition).
+    static func savedFingerprint(_ r: ByteReader) throws -> String {
+        var r = r
+        try r.expect("view")
+        return try r.read(String.self)
+    }
+
+    /// Restores a view saved by `serialize`. `spec` is the current definition; features it adds
+    /// to the saved ones start from empty state (`ViewSpec.reconciled(withSaved:)`).
+    init(spec current: ViewSpec, from r: inout ByteReader) throws {
         try r.expect("view")
         let fingerprint = try r.read(String.self)
-        guard fingerprint == spec.fingerprint else {
-            throw StateMismatchError(view: spec.name, saved: fingerprint, current: spec.fingerprint)
-        }
+        let spec = fingerprint == current.fingerprint ? current : try current.reconciled(withSaved: fingerprint)
+        self.init(spec: spec)
+        // What was saved: the rings and kernels of the generations the saved state knew.
+        let savedGeneration = spec.features.filter { fingerprint.contains("\n\($0.name) = ") }.map(\.generation).max() ?? 0
         clock = try r.read()
         entities = try EntityIndex(keyTypes: spec.keyTypes, from: &r)
         let ringCount = try r.count(limit: 1024)
-        guard ringCount == rings.count else { throw StateFormatError(description: "view \(spec.name): ring count differs") }
-        for i in rings.indices { try rings[i].restore(from: &r) }
-        var v = RestoreVisitor(reader: r)
+        let saved = rings.indices.filter { ringGenerations[$0] <= savedGeneration }
+        guard ringCount == saved.count else { throw StateFormatError(description: "view \(spec.name): ring count differs") }
+        for i in saved { try rings[i].restore(from: &r) }
+        var v = RestoreVisitor(reader: r, upToGeneration: savedGeneration)
         kernels.forEach(&v)
         if let error = v.error { throw error }
         r = v.reader
         openEntities = try r.readArray()
         guard openEntities.allSatisfy({ Int($0) < entities.count }) else { throw StateFormatError(description: "view \(spec.name): open rows name unknown entities") }
+        // Added rings and kernels: empty partials for every known entity.
+        for i in rings.indices where ringGenerations[i] > savedGeneration { rings[i].addEntities(upTo: entities.count) }
+        var grow = GrowVisitor(count: entities.count)
+        kernels.forEach(&grow)
         emitted = Array(repeating: .never, count: entities.count)
     }
 }
 
-/// Restoring state saved under another definition of the view.
+/// Restoring state saved under a definition of the view that the new one cannot continue.
 public struct StateMismatchError: Error, Sendable, CustomStringConvertible {
     public var view: String
-    public var saved: String
-    public var current: String
+    public var problems: [String]
     public var description: String {
-        "the saved state of view \(view) was computed with another definition; rebuild it (delete the view's state and replay or backfill).\nsaved:\n\(saved)\ncurrent:\n\(current)"
+        """
+        the saved state of view \(view) cannot serve its new definition:
+        \(problems.map { "  - " + $0 }.joined(separator: "\n"))
+        Features can be added to a running view (they start from empty state; `tessera backfill` computes \
+        their history), not changed, removed or reordered. Restore the previous definition, give a changed \
+        feature a new name (it then starts from empty state), or rebuild the state: stop the workers, delete \
+        the group's checkpoints (STATE_DIR/GROUP) and the view's offline files, and replay the topic (or run \
+        `tessera backfill` over an archive of it).
+        """
     }
 }
 
@@ -538,9 +569,11 @@ private struct SerializeVisitor: KernelVisitor {
 
 private struct RestoreVisitor: KernelVisitor {
     var reader: ByteReader
+    /// Kernels of later generations were not saved (features added since): they stay empty.
+    var upToGeneration: Int
     var error: (any Error)?
     mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        guard error == nil else { return }
+        guard error == nil, c.placement.generation <= upToGeneration else { return }
         do { try c.restore(from: &reader) } catch { self.error = error }
     }
 }

@@ -105,6 +105,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private var retrying: String?
     private var totalPartitions: Int?
     private var stopRequested: @Sendable () -> Bool = { false }
+    /// What restoring checkpoints under a changed topology did (logged once, not per partition).
+    private var restoreNotesLogged: Set<String> = []
     private var nextStats = ContinuousClock.now
     private var lastStats = (time: ContinuousClock.now, events: 0, writes: 0)
 
@@ -193,6 +195,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                     let saved = try checkpoints.load(tp)
                     if let saved {
                         core = try PartitionAggregator(views: specs, allowedLateness: source.allowedLateness, restoring: saved.state)
+                        for note in core.restoreNotes where restoreNotesLogged.insert(note).inserted { logger.notice("\(note)") }
                         starts[tp] = saved.nextOffset
                         lastCreated = saved.lastCreated
                     } else {

@@ -24,6 +24,17 @@ public struct ByteWriter: Sendable {
         array.withUnsafeBytes { bytes.append(contentsOf: $0) }
     }
 
+    /// Writes a placeholder length; `endSection(at:)` fills in the bytes written since.
+    public mutating func beginSection() -> Int {
+        write(UInt64(0))
+        return bytes.count
+    }
+
+    public mutating func endSection(at start: Int) {
+        let length = UInt64(bytes.count - start).littleEndian
+        withUnsafeBytes(of: length) { for (i, b) in $0.enumerated() { bytes[start - 8 + i] = b } }
+    }
+
     public mutating func write<T: BitwiseCopyable>(arrays: [[T]]) {
         write(UInt64(arrays.count))
         for a in arrays { write(array: a) }
@@ -42,6 +53,17 @@ public struct ByteReader {
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     public var isAtEnd: Bool { position == bytes.count }
+
+    /// Reads a section's length (see `ByteWriter.beginSection`) and returns its byte range.
+    public mutating func section() throws -> Range<Int> {
+        let n = try count(limit: bytes.count - position - 8)
+        return position..<(position + n)
+    }
+
+    public mutating func seek(to offset: Int) throws {
+        guard offset >= 0, offset <= bytes.count else { throw StateFormatError(description: "state is truncated (seek to \(offset))") }
+        position = offset
+    }
 
     private mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
         guard n >= 0, n <= bytes.count - position else {

@@ -9,6 +9,8 @@ struct Placement: Sendable, Hashable {
     var field: Int?
     /// Index of the filter in the view's distinct predicates.
     var filter: Int?
+    /// The generation of its features (`FeatureSpec.generation`): generations never share partials.
+    var generation = 0
 }
 
 /// A feature computed by a kernel: which window partial, which finalize mode, which output column.
