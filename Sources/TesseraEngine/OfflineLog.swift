@@ -23,6 +23,8 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
     private let views: [String: FeatureView]
     /// The sequence number of the next file of each (view, partition).
     private var sequences: [Key: Int64] = [:]
+    /// Rows written per view since the log was opened (for metrics).
+    public private(set) var rowsWritten: [String: Int] = [:]
 
     struct Key: Hashable {
         var view: String
@@ -102,6 +104,7 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
         for (key, buffer) in buffers where buffer.rows > 0 && (partitions?.contains(key.partition) ?? true) {
             try write(key, buffer)
             rows += buffer.rows
+            rowsWritten[key.view, default: 0] += buffer.rows
             buffers[key] = nil
         }
         return rows

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import TesseraCore
 import TesseraRedis
 import TesseraTopology
@@ -63,6 +64,9 @@ final class OnlineWriter: @unchecked Sendable {  // add/flush* are called from t
     var pendingRows: Int { pending.values.reduce(0) { $0 + $1.count } }
     var writes: Int { flusher.counters.writes }
     var commands: Int { flusher.counters.commands }
+    /// Running totals for metrics: rows written per view, failed Redis round trips.
+    var writesByView: [String: Int] { flusher.counters.writesByView }
+    var failures: Int { flusher.counters.failures }
     /// Whether the flusher is retrying because Redis is unreachable.
     var isRetrying: Bool { flusher.counters.retrying }
 
@@ -166,6 +170,8 @@ final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `
     struct Counters: Sendable {
         var writes = 0
         var commands = 0
+        var writesByView: [String: Int] = [:]
+        var failures = 0
         var retrying = false
     }
 
@@ -178,6 +184,8 @@ final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `
     private var stopping = false
     private var state = Counters()
     private var thread: Thread?
+    /// Event time → the row written to Redis, per row.
+    private let freshness = Recorder(label: "tessera_freshness_seconds", aggregate: true)
 
     init(connection: RedisConnection, views: [String: OnlineWriter.ViewLayout], logger: Logger) {
         self.connection = connection
@@ -252,7 +260,7 @@ final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `
             }
             condition.unlock()
             var delay = 0.05
-            var result: (writes: Int, commands: Int) = (0, 0)
+            var result: (writes: Int, commands: Int, byView: [String: Int]) = (0, 0, [:])
             var error: (any Error)?
             while true {
                 do {
@@ -261,6 +269,7 @@ final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `
                 } catch let e as RedisError where e.isRetriable {
                     condition.lock()
                     state.retrying = true
+                    state.failures += 1
                     let stop = stopping
                     condition.unlock()
                     if stop {
@@ -278,6 +287,7 @@ final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `
             condition.lock()
             state.writes += result.writes
             state.commands += result.commands
+            for (view, n) in result.byView { state.writesByView[view, default: 0] += n }
             state.retrying = false
             if let error { failure = error } else { job = nil }
             condition.broadcast()
@@ -287,8 +297,9 @@ final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `
     }
 
     /// Writes every row, in chunks of a few thousand commands per round trip.
-    private func write(_ rows: [OnlineWriter.Key: OnlineWriter.Rows], _ resp: inout RESPBuffer, _ scratch: inout [UInt8]) throws -> (Int, Int) {
+    private func write(_ rows: [OnlineWriter.Key: OnlineWriter.Rows], _ resp: inout RESPBuffer, _ scratch: inout [UInt8]) throws -> (Int, Int, [String: Int]) {
         var writes = 0, commands = 0
+        var byView: [String: Int] = [:]
         let chunk = 2_000
         for (key, p) in rows where p.count > 0 {
             guard let v = views[key.view] else { continue }
@@ -303,10 +314,13 @@ final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `
                 }
                 commands += resp.commands
                 writes += end - start
+                byView[key.view, default: 0] += end - start
+                let now = Double(Date().timeIntervalSince1970)
+                for slot in start..<end { freshness.record(now - Double(p.eventTime[slot]) / 1_000_000) }
                 start = end
             }
         }
-        return (writes, commands)
+        return (writes, commands, byView)
     }
 
     /// HSET key f v … _event_ts t _created_ts c; HDEL key <null features>; PEXPIRE key ttl.

@@ -25,6 +25,8 @@ final class PartitionPipeline {
     var nextOffset: Int64 = -1
     /// The last created timestamp given out (created timestamps increase per partition).
     var lastCreated: Micros = 0
+    /// Emissions per view since the owner last took them (for metrics).
+    var emitted: [Int]
     private var created: [Micros] = []
     private var offsets: [Int64] = []
 
@@ -34,6 +36,7 @@ final class PartitionPipeline {
         self.views = views
         self.core = core
         decoder = JSONEventDecoder(source: source, maxBytes: maxMessageBytes)
+        emitted = Array(repeating: 0, count: views.count)
         batch = ColumnBatch(schema: source.schema.types)
     }
 
@@ -85,6 +88,7 @@ final class PartitionPipeline {
         for (v, view) in views.enumerated() {
             let e = core.views[v].emissions
             guard e.count > 0 else { continue }
+            emitted[v] += e.count
             created.removeAll(keepingCapacity: true)
             offsets.removeAll(keepingCapacity: true)
             for i in 0..<e.count {

@@ -39,6 +39,8 @@ public struct WorkerOptions: Sendable {
     public var badPartitionThreshold = 10_000
     /// Called on the worker thread after every poll, with the counters so far.
     public var onProgress: (@Sendable (WorkerStats) -> Void)?
+    /// Updated between polls for health and readiness endpoints.
+    public var health: WorkerHealth?
 
     public init(topologies: [Topology], brokers: String, redis: RedisEndpoint, offlineDirectory: String) {
         self.topologies = topologies
@@ -94,6 +96,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     let offline: OfflineLog
     let deadLetters: DeadLetterSink
     let checkpoints: CheckpointStore?
+    let metrics = WorkerMetrics()
     let sources: [Source]
     /// Views per source index.
     let views: [[FeatureView]]
@@ -105,6 +108,12 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private var retrying: String?
     private var totalPartitions: Int?
     private var stopRequested: @Sendable () -> Bool = { false }
+    /// Failed attempts per storage component (offline, checkpoint, dead_letters, kafka), for metrics.
+    private var failures: [String: Int] = [:]
+    private var checkpointsTaken = 0
+    private var lastCheckpoint: ContinuousClock.Instant?
+    private var joined = false
+    private var nextGauges = ContinuousClock.now
     /// What restoring checkpoints under a changed topology did (logged once, not per partition).
     private var restoreNotesLogged: Set<String> = []
     private var nextStats = ContinuousClock.now
@@ -115,18 +124,26 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         let tp: TopicPartition
         let topicIndex: Int
         let pipeline: PartitionPipeline
+        /// The source's name (the metrics' `source` label).
+        let source: String
         var committedOffset: Int64 = -1
+        var lag: Int64 = 0
+        /// Records of the current poll.
+        var batchRecords = 0
         var lastEvent = ContinuousClock.now
         var touched = false
         /// Events rejected in a row (for the bad-partition policy).
         var consecutiveBad = 0
         var partition: Int32 { tp.partition }
 
-        init(tp: TopicPartition, topicIndex: Int, pipeline: PartitionPipeline) {
+        init(tp: TopicPartition, topicIndex: Int, pipeline: PartitionPipeline, source: String) {
             self.tp = tp
             self.topicIndex = topicIndex
             self.pipeline = pipeline
+            self.source = source
         }
+
+        var labels: [(String, String)] { [("topic", tp.topic), ("partition", String(tp.partition))] }
     }
 
     public init(options: WorkerOptions, logger: Logger) throws {
@@ -167,6 +184,20 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         deadLetters = try DeadLetterSink(destination: options.deadLetters ?? .file("\(options.offlineDirectory)/_dead_letters.jsonl"), producer: producer)
         checkpoints = options.stateDirectory.map { CheckpointStore(directory: "\($0)/\(options.group)") }
         consumer.setListener(self)
+        // Every counter is exported from the start, at 0.
+        for source in sources {
+            for name in ["tessera_events_consumed_total", "tessera_events_aggregated_total", "tessera_events_late_total"] {
+                metrics.add(name, [("source", source.name)], 0)
+            }
+            for reason in DeadLetterReason.allCases { metrics.add("tessera_events_dead_lettered_total", [("source", source.name), ("reason", reason.rawValue)], 0) }
+        }
+        for view in allViews {
+            metrics.add("tessera_emissions_total", [("view", view.name)], 0)
+            if view.offline { metrics.add("tessera_offline_rows_total", [("view", view.name)], 0) }
+            if view.online { metrics.add("tessera_redis_writes_total", [("view", view.name)], 0) }
+        }
+        for component in ["redis", "kafka", "offline", "checkpoint", "dead_letters"] { metrics.add("tessera_errors_total", [("component", component)], 0) }
+        for name in ["tessera_redis_commands_total", "tessera_checkpoints_total", "tessera_commits_total"] { metrics.add(name, [], 0) }
     }
 
     /// The partition worker of a record's topic index and partition.
@@ -183,6 +214,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     /// checkpoint the partition starts empty from the beginning of the topic and its offline files
     /// are rebuilt. A checkpoint that cannot be used stops the worker: guessing would count twice.
     public func assigned(_ tps: [TopicPartition]) -> [TopicPartition: Int64] {
+        joined = true
         var starts: [TopicPartition: Int64] = [:]
         for tp in tps {
             guard let s = sources.firstIndex(where: { $0.topic == tp.topic }) else { continue }
@@ -212,7 +244,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             let pipeline = PartitionPipeline(topic: tp.topic, partition: tp.partition, source: source, views: views[s], core: core,
                                              maxMessageBytes: options.maxMessageBytes)
             pipeline.lastCreated = lastCreated
-            let worker = PartitionWorker(tp: tp, topicIndex: consumer.topics.firstIndex(of: tp.topic) ?? 0, pipeline: pipeline)
+            let worker = PartitionWorker(tp: tp, topicIndex: consumer.topics.firstIndex(of: tp.topic) ?? 0, pipeline: pipeline, source: source.name)
             if let start = starts[tp] { pipeline.nextOffset = start; worker.committedOffset = start }
             partitions[tp] = worker
         }
@@ -230,7 +262,14 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             online.discard(partitions: numbers)
             offline.discard(partitions: numbers)
         }
-        for tp in tps { partitions[tp] = nil }
+        for tp in tps {
+            if let p = partitions[tp] {
+                publishEmissions(p)
+                metrics.remove("tessera_partition_lag", p.labels)
+                metrics.remove("tessera_partition_watermark_seconds", p.labels)
+            }
+            partitions[tp] = nil
+        }
     }
 
     private func checkpoint(_ tp: TopicPartition) throws {
@@ -245,6 +284,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     /// then flushes, commits, checkpoints and leaves the group.
     public func run(shouldStop: @escaping @Sendable () -> Bool) throws -> WorkerStats {
         stopRequested = shouldStop
+        defer { options.health?.update { $0.stopped = true } }
+        lastCheckpoint = .now  // the age of the state the worker resumed from counts from here
         let clock = ContinuousClock()
         var nextFlush = clock.now + options.flushInterval
         var nextRoll = clock.now + options.rollInterval
@@ -283,6 +324,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         try makeDurable(partitions: nil, checkpoint: true)
         refreshStats()
         updateLag()
+        publishMetrics(gauges: true)
         consumer.close()
         if let fatal { throw fatal }
         online.stop()
@@ -294,6 +336,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private func report() {
         refreshStats()
         let now = ContinuousClock.now
+        publishMetrics(gauges: now >= nextGauges)
+        if now >= nextGauges { nextGauges = now + .seconds(1) }
         if let interval = options.statsInterval, now >= nextStats {
             updateLag()
             let seconds = (now - lastStats.time) / .seconds(1)
@@ -311,6 +355,48 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             nextStats = now + interval
         }
         options.onProgress?(stats)
+    }
+
+    /// Counters from the running totals, lag and watermarks; with `gauges`, also memory and health.
+    private func publishMetrics(gauges: Bool) {
+        for p in partitions.values { publishEmissions(p) }
+        for (view, n) in offline.rowsWritten { metrics.total("tessera_offline_rows_total", [("view", view)], n) }
+        for (view, n) in online.writesByView { metrics.total("tessera_redis_writes_total", [("view", view)], n) }
+        metrics.total("tessera_redis_commands_total", [], stats.redisCommands)
+        metrics.total("tessera_errors_total", [("component", "redis")], online.failures)
+        metrics.total("tessera_errors_total", [("component", "kafka")], consumer.transientErrors + (failures["kafka"] ?? 0))
+        for (component, n) in failures where component != "kafka" { metrics.total("tessera_errors_total", [("component", component)], n) }
+        metrics.total("tessera_checkpoints_total", [], checkpointsTaken)
+        metrics.total("tessera_commits_total", [], stats.commits)
+        updateLag()
+        for p in partitions.values {
+            metrics.set("tessera_partition_lag", p.labels, Double(p.lag))
+            let t = p.pipeline.core.streamTime
+            if t != .min { metrics.set("tessera_partition_watermark_seconds", p.labels, Double(t - p.pipeline.core.allowedLateness) / 1_000_000) }
+        }
+        metrics.set("tessera_partitions_assigned", [], Double(partitions.count))
+        guard gauges else { return }
+        if let lastCheckpoint { metrics.set("tessera_checkpoint_age_seconds", [], (ContinuousClock.now - lastCheckpoint) / .seconds(1)) }
+        metrics.set("tessera_retrying", [], stats.retrying == nil ? 0 : 1)
+        metrics.set("tessera_process_resident_memory_bytes", [], WorkerMetrics.residentBytes())
+        if let health = options.health {
+            let (joined, count, lag, retrying) = (self.joined, partitions.count, stats.lag, stats.retrying)
+            health.update { s in
+                s.lastReport = .now
+                s.joined = joined
+                s.partitions = count
+                s.lag = lag
+                s.retrying = retrying
+            }
+            metrics.set("tessera_ready", [], health.isReady ? 1 : 0)
+        }
+    }
+
+    private func publishEmissions(_ p: PartitionWorker) {
+        for (v, n) in p.pipeline.emitted.enumerated() where n > 0 {
+            metrics.add("tessera_emissions_total", [("view", p.pipeline.views[v].name)], n)
+            p.pipeline.emitted[v] = 0
+        }
     }
 
     private func refreshStats() {
@@ -368,21 +454,34 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 }
             }
             guard let p = current else { continue }
+            p.batchRecords += 1
             if let rejection = p.pipeline.decode(r.payload, offset: r.offset, record: index) {
                 try deadLetters.record(topic: p.tp.topic, partition: p.tp.partition, offset: r.offset, rejection: rejection, payload: r.payload)
+                metrics.add("tessera_events_dead_lettered_total", [("source", p.source), ("reason", rejection.reason.rawValue)], 1)
                 p.consecutiveBad += 1
             } else {
                 p.consecutiveBad = 0
             }
         }
-        for p in touched { p.touched = false }
+        metrics.batchSize.record(records.count)
+        for p in touched {
+            p.touched = false
+            metrics.add("tessera_events_consumed_total", [("source", p.source)], p.batchRecords)
+            p.batchRecords = 0
+        }
         for p in touched where p.pipeline.pending > 0 {
             let outcome = p.pipeline.aggregate(online: online, offline: offline)
+            var late = 0
             for (record, offset, reason) in outcome.rejected {
-                if case .late = reason { stats.late += 1 }
+                if case .late = reason { late += 1 }
+                let rejection = Rejection(reason)
                 try deadLetters.record(topic: p.tp.topic, partition: p.tp.partition, offset: offset,
-                                       rejection: Rejection(reason), payload: records[record].payload)
+                                       rejection: rejection, payload: records[record].payload)
+                metrics.add("tessera_events_dead_lettered_total", [("source", p.source), ("reason", rejection.reason.rawValue)], 1)
             }
+            stats.late += late
+            metrics.add("tessera_events_late_total", [("source", p.source)], late)
+            metrics.add("tessera_events_aggregated_total", [("source", p.source)], outcome.aggregated)
             stats.aggregated += outcome.aggregated
             stats.emissions += outcome.closed
             if outcome.aggregated == 0 { p.consecutiveBad += outcome.rejected.count }
@@ -415,17 +514,23 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     /// partitions and commits the offsets behind the checkpoints (never ahead of one).
     private func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool) throws {
         try online.flush(whileWaiting: { self.report() })
-        try withBackoff("write the offline log") {
+        try withBackoff("write the offline log", component: "offline") {
             do { stats.offlineRows += try offline.roll(partitions: only) } catch { throw StorageError("\(error)") }
         }
-        try withBackoff("write dead letters") {
+        try withBackoff("write dead letters", component: "dead_letters") {
             do { try deadLetters.flush() } catch let e as any RetriableError { throw e } catch { throw StorageError("\(error)") }
         }
         guard checkpoint else { return }
+        let started = ContinuousClock.now
         for tp in partitions.keys.sorted() where only?.contains(tp.partition) ?? true {
-            try withBackoff("write the checkpoint of \(tp)") {
+            try withBackoff("write the checkpoint of \(tp)", component: "checkpoint") {
                 do { try self.checkpoint(tp) } catch { throw StorageError("\(error)") }
             }
+        }
+        if checkpoints != nil {
+            checkpointsTaken += 1
+            lastCheckpoint = .now
+            metrics.checkpointDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
         }
         var commit: [TopicPartition: Int64] = [:]
         for (tp, p) in partitions where (only?.contains(tp.partition) ?? true) && p.pipeline.nextOffset > p.committedOffset {
@@ -433,7 +538,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         }
         guard !commit.isEmpty else { return }
         do {
-            try withBackoff("commit offsets") { try consumer.commit(commit) }
+            try withBackoff("commit offsets", component: "kafka") { try consumer.commit(commit) }
         } catch let e as KafkaError where e.isRebalance {
             // The group is rebalancing: this commit is refused, the next one (or the revoke) makes it.
             logger.info("commit deferred during a rebalance", metadata: ["error": "\(e)"])
@@ -446,7 +551,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     /// Retries retriable failures with exponential backoff (up to 5 s between tries) until they
     /// succeed or a stop is requested; while retrying the worker does not poll, so nothing buffers
     /// without bound.
-    private func withBackoff(_ what: String, _ body: () throws -> Void) throws {
+    private func withBackoff(_ what: String, component: String, _ body: () throws -> Void) throws {
         var delay = 0.05
         while true {
             do {
@@ -456,6 +561,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
             } catch let e as any RetriableError where e.isRetriable {
                 logger.warning("cannot \(what), retrying in \(delay) s: \(e)")
                 retrying = what
+                failures[component, default: 0] += 1
             }
             if stopRequested() { throw WorkerError("stopped while trying to \(what)") }
             let until = Date().addingTimeInterval(delay)
@@ -470,7 +576,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private func updateLag() {
         var lag: Int64 = 0
         for (tp, p) in partitions {
-            if let high = consumer.highWatermark(tp), p.pipeline.nextOffset >= 0 { lag += max(0, high - p.pipeline.nextOffset) }
+            if let high = consumer.highWatermark(tp), p.pipeline.nextOffset >= 0 { p.lag = max(0, high - p.pipeline.nextOffset) }
+            lag += p.lag
         }
         stats.lag = lag
     }

@@ -42,6 +42,7 @@ public final class KafkaConsumer: @unchecked Sendable {  // confined to the poll
     /// The last transient error librdkafka reported (all brokers down, timeouts) and when; it
     /// keeps reconnecting by itself, so these are reported, not thrown.
     public private(set) var lastTransientError: (error: KafkaError, at: ContinuousClock.Instant)?
+    public private(set) var transientErrors = 0
     /// Partitions paused by `pause` (not fetched until resumed).
     public private(set) var paused: Set<TopicPartition> = []
 
@@ -161,6 +162,7 @@ public final class KafkaConsumer: @unchecked Sendable {  // confined to the poll
                     let error = kafkaError(m.err, "consume")
                     if error.isRetriable {
                         lastTransientError = (error, .now)
+                        transientErrors += 1
                         logger.warning("Kafka: \(error); librdkafka retries")
                     } else {
                         failure = error

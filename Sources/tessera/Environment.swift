@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import TesseraTopology
+import Yams
 
 /// Flags may also come from `TESSERA_<FLAG>` environment variables (`--offline-dir` →
 /// `TESSERA_OFFLINE_DIR`); a flag on the command line wins.
@@ -41,8 +42,13 @@ func loadTopologies(_ paths: [String]) throws -> [Topology] {
 /// librdkafka properties from `--kafka-config KEY=VALUE` flags, `TESSERA_KAFKA_<PROPERTY>`
 /// variables (`TESSERA_KAFKA_SASL_PASSWORD` → `sasl.password`) and `--kafka-config-file`. Secrets are
 /// refused on the command line, where every user of the machine can read them.
-func kafkaProperties(flags: [String], file: String?) throws -> [(String, String)] {
+func kafkaProperties(flags: [String], file: String?, configured: [String] = []) throws -> [(String, String)] {
     var properties: [(String, String)] = []
+    // From the worker config file (lowest precedence): KEY=VALUE strings; secrets allowed (a file).
+    for entry in configured {
+        guard let eq = entry.firstIndex(of: "=") else { throw ValidationError("kafka-config in the config file takes KEY=VALUE, got \(entry)") }
+        properties.append((String(entry[..<eq]), String(entry[entry.index(after: eq)...])))
+    }
     if let file = setting(file, "kafka-config-file") {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read \(file)") }
         for line in text.split(whereSeparator: \.isNewline) {
@@ -71,9 +77,9 @@ func isSecret(_ key: String) -> Bool {
 }
 
 /// Logs to stderr: text on a terminal, JSON lines otherwise (for log collectors).
-func makeLogger(_ label: String, level: Logger.Level = .info) -> Logger {
+func makeLogger(_ label: String, level: Logger.Level? = nil) -> Logger {
     var logger = Logger(label: label) { label in StderrLogHandler(label: label, json: isatty(2) == 0) }
-    logger.logLevel = setting(nil, "log-level").flatMap(Logger.Level.init(rawValue:)) ?? level
+    logger.logLevel = level ?? setting(nil, "log-level").flatMap(Logger.Level.init(rawValue:)) ?? .info
     return logger
 }
 
@@ -116,4 +122,109 @@ func jsonText(_ s: String) -> String {
         }
     }
     return out + "\""
+}
+
+/// Settings resolved flag > `TESSERA_*` variable > worker config file, remembering where each
+/// came from (for `tessera config`). The file is YAML whose keys are the flags' names; a list
+/// (`topology`, `kafka-config`) may be a YAML sequence, and `kafka-config` also a mapping.
+struct Settings {
+    struct Entry {
+        var name: String
+        var value: String
+        var origin: String
+    }
+
+    private(set) var entries: [Entry] = []
+    private var file: [String: [String]] = [:]
+    private var used: Set<String> = []
+    private let path: String?
+
+    init(file path: String?) throws {
+        self.path = path
+        guard let path else { return }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read the config file \(path)") }
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch { throw ValidationError("\(path): not YAML: \(error)") }
+        guard let mapping = node?.mapping else {
+            if node == nil { return }
+            throw ValidationError("\(path): expected a mapping of setting names to values")
+        }
+        for (k, v) in mapping {
+            guard let key = k.string else { continue }
+            if let list = v.sequence {
+                file[key] = list.compactMap(\.string)
+            } else if let map = v.mapping {
+                file[key] = map.compactMap { pair in pair.key.string.flatMap { k in pair.value.string.map { "\(k)=\($0)" } } }
+            } else if let scalar = v.string {
+                file[key] = [scalar]
+            }
+        }
+    }
+
+    mutating func record(_ name: String, _ value: String, _ origin: String) {
+        entries.append(Entry(name: name, value: value, origin: origin))
+    }
+
+    func fileValue(_ name: String) -> String? { file[name]?.first }
+
+    mutating func fileList(_ name: String) -> [String] {
+        used.insert(name)
+        return file[name] ?? []
+    }
+
+    mutating func value(_ flag: String?, _ name: String) -> String? {
+        used.insert(name)
+        let key = "TESSERA_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+        if let flag {
+            record(name, flag, "flag")
+            return flag
+        }
+        if let v = ProcessInfo.processInfo.environment[key], !v.isEmpty {
+            record(name, v, "env \(key)")
+            return v
+        }
+        if let v = file[name]?.first {
+            record(name, v, "file")
+            return v
+        }
+        return nil
+    }
+
+    mutating func required(_ flag: String?, _ name: String) throws -> String {
+        guard let v = value(flag, name) else {
+            throw ValidationError("missing --\(name) (or TESSERA_\(name.uppercased().replacingOccurrences(of: "-", with: "_")), or \(name): in the config file)")
+        }
+        return v
+    }
+
+    mutating func number(_ flag: Double?, _ name: String) throws -> Double? {
+        guard let text = value(flag.map { $0 == $0.rounded() ? String(Int($0)) : String($0) }, name) else { return nil }
+        guard let v = Double(text) else { throw ValidationError("\(name) takes a number, got \(text)") }
+        return v
+    }
+
+    /// Repeatable settings: the flags if any, else the variable (comma-separated), else the file's list.
+    mutating func list(_ flags: [String], _ name: String) -> [String] {
+        used.insert(name)
+        let key = "TESSERA_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+        var values = flags, origin = "flag"
+        if values.isEmpty, let v = ProcessInfo.processInfo.environment[key], !v.isEmpty {
+            values = v.split(separator: ",").map(String.init)
+            origin = "env \(key)"
+        }
+        if values.isEmpty, let v = file[name] {
+            values = v
+            origin = "file"
+        }
+        for v in values { record(name, v, origin) }
+        return values
+    }
+
+    /// A key of the config file that no setting reads is a mistake (a typo would go unnoticed).
+    func checkUnused() throws {
+        let unknown = Set(file.keys).subtracting(used).subtracting(["redis-password", "redis-password-file"])
+        guard unknown.isEmpty else {
+            throw ValidationError("\(path ?? "config"): unknown settings \(unknown.sorted().joined(separator: ", ")) (keys are `tessera run` flag names)")
+        }
+    }
 }

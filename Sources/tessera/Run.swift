@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import Synchronization
 import TesseraEngine
@@ -8,12 +10,11 @@ import TesseraKafka
 import TesseraRedis
 import TesseraTopology
 
-/// `tessera run`: the worker.
-struct Run: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Run the worker: consume the topologies' topics, write Redis and the offline log.",
-        discussion: "Every flag can also be set as TESSERA_<FLAG> (e.g. TESSERA_BROKERS). Secrets come from the environment: TESSERA_REDIS_PASSWORD, TESSERA_KAFKA_SASL_PASSWORD.")
-
+/// The worker's settings: flags, then `TESSERA_*` environment variables, then the worker config
+/// file (`--config`), in that precedence. Shared by `tessera run` and `tessera config`.
+struct WorkerFlags: ParsableArguments {
+    @Option(help: "Worker config file (YAML; keys are these flags' names). Flags and TESSERA_* variables override it.")
+    var config: String?
     @Option(name: .customLong("topology"), help: "Topology files or directories (repeatable).")
     var topologies: [String] = []
     @Option(help: "Kafka bootstrap servers, HOST:PORT,…") var brokers: String?
@@ -37,54 +38,127 @@ struct Run: AsyncParsableCommand {
     var badPartition: String?
     @Option(help: "Rejected events in a row that make a partition bad (default 10000).") var badPartitionThreshold: Int?
     @Option(help: "Events larger than this many bytes are dead-lettered as oversized without being parsed (default 1048576).") var maxMessageBytes: Int?
+    @Option(help: "Serve /metrics (Prometheus), /health and /ready on this port (default: off).") var metricsPort: Int?
+    @Option(help: "Address the metrics port binds to (default 127.0.0.1).") var metricsHost: String?
+    @Option(help: "Ready means caught up within this many events of lag (default 10000).") var readyLag: Int?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).") var logLevel: String?
 
-    func run() async throws {
-        let logger = makeLogger("tessera")
-        let topologyPaths = topologies.isEmpty ? (setting(nil, "topology").map { $0.split(separator: ",").map(String.init) } ?? []) : topologies
-        guard !topologyPaths.isEmpty else { throw ValidationError("missing --topology") }
-        let loaded = try loadTopologies(topologyPaths)
-        let offlineDir = try required(self.offlineDir, "offline-dir")
-        var options = WorkerOptions(topologies: loaded, brokers: try required(brokers, "brokers"),
-                                    redis: try RedisEndpoint(url: try required(redis, "redis"), environment: ProcessInfo.processInfo.environment),
-                                    offlineDirectory: offlineDir)
-        options.group = setting(group, "group") ?? "tessera"
-        options.stateDirectory = setting(stateDir, "state-dir") ?? "\(offlineDir)/_state"
-        options.kafkaProperties = try kafkaProperties(flags: kafkaConfig, file: kafkaConfigFile)
-        options.untilEnd = untilEnd || setting(nil, "until-end") == "1"
-        if let ms = setting(flushMs.map(String.init), "flush-ms").flatMap(Int.init) { options.flushInterval = .milliseconds(ms) }
-        if let s = setting(rollSeconds.map { String($0) }, "roll-seconds").flatMap(Double.init) { options.rollInterval = .milliseconds(Int(s * 1_000)) }
-        if let s = setting(checkpointSeconds.map { String($0) }, "checkpoint-seconds").flatMap(Double.init) { options.checkpointInterval = .milliseconds(Int(s * 1_000)) }
-        if let s = setting(idleSeconds.map { String($0) }, "idle-seconds").flatMap(Double.init) { options.idleTimeout = s > 0 ? .milliseconds(Int(s * 1_000)) : nil }
-        if let s = setting(statsSeconds.map { String($0) }, "stats-seconds").flatMap(Double.init) { options.statsInterval = s > 0 ? .milliseconds(Int(s * 1_000)) : nil }
-        if let topic = setting(deadLetterTopic, "dead-letter-topic") { options.deadLetters = .topic(topic) }
-        if let file = setting(deadLetterFile, "dead-letter-file") { options.deadLetters = .file(file) }
-        if let prefix = setting(keyPrefix, "key-prefix") { options.keyPrefix = prefix }
-        if let policy = setting(badPartition, "bad-partition") {
+    /// The resolved worker options, and every setting with where it came from (secrets redacted).
+    /// With `loadingTopologies` false (`tessera config`), topology files are listed, not read.
+    func resolve(loadingTopologies: Bool = true) throws -> (options: WorkerOptions, metrics: (host: String, port: Int)?, logLevel: Logger.Level, entries: [Settings.Entry]) {
+        var s = try Settings(file: config ?? ProcessInfo.processInfo.environment["TESSERA_CONFIG"])
+        let topologyPaths = s.list(topologies, "topology")
+        guard !topologyPaths.isEmpty else { throw ValidationError("missing --topology (or TESSERA_TOPOLOGY, or topology: in the config file)") }
+        let loaded = loadingTopologies ? try loadTopologies(topologyPaths) : []
+        let offlineDir = try s.required(offlineDir, "offline-dir")
+        var environment = ProcessInfo.processInfo.environment
+        for key in ["TESSERA_REDIS_PASSWORD", "TESSERA_REDIS_PASSWORD_FILE"] where environment[key] == nil {
+            if let v = s.fileValue(key.dropFirst("TESSERA_".count).lowercased().replacingOccurrences(of: "_", with: "-")) { environment[key] = v }
+        }
+        let endpoint = try RedisEndpoint(url: try s.required(redis, "redis"), environment: environment)
+        if endpoint.password != nil { s.record("redis-password", "***", environment["TESSERA_REDIS_PASSWORD"] != nil ? "env TESSERA_REDIS_PASSWORD" : "file") }
+        var options = WorkerOptions(topologies: loaded, brokers: try s.required(brokers, "brokers"), redis: endpoint, offlineDirectory: offlineDir)
+        options.group = s.value(group, "group") ?? "tessera"
+        options.stateDirectory = s.value(stateDir, "state-dir") ?? "\(offlineDir)/_state"
+        options.kafkaProperties = try kafkaProperties(flags: kafkaConfig, file: s.value(kafkaConfigFile, "kafka-config-file"),
+                                                      configured: s.fileList("kafka-config"))
+        for (key, value) in options.kafkaProperties { s.record("kafka-config", "\(key)=\(isSecret(key) ? "***" : value)", "") }
+        options.untilEnd = untilEnd || s.value(nil, "until-end").map { ["1", "true", "yes"].contains($0.lowercased()) } == true
+        if let ms = try s.number(flushMs.map(Double.init), "flush-ms") { options.flushInterval = .milliseconds(Int(ms)) }
+        if let v = try s.number(rollSeconds, "roll-seconds") { options.rollInterval = .milliseconds(Int(v * 1_000)) }
+        if let v = try s.number(checkpointSeconds, "checkpoint-seconds") { options.checkpointInterval = .milliseconds(Int(v * 1_000)) }
+        if let v = try s.number(idleSeconds, "idle-seconds") { options.idleTimeout = v > 0 ? .milliseconds(Int(v * 1_000)) : nil }
+        if let v = try s.number(statsSeconds, "stats-seconds") { options.statsInterval = v > 0 ? .milliseconds(Int(v * 1_000)) : nil }
+        if let topic = s.value(deadLetterTopic, "dead-letter-topic") { options.deadLetters = .topic(topic) }
+        if let file = s.value(deadLetterFile, "dead-letter-file") { options.deadLetters = .file(file) }
+        if let prefix = s.value(keyPrefix, "key-prefix") { options.keyPrefix = prefix }
+        if let policy = s.value(badPartition, "bad-partition") {
             guard let p = BadPartitionPolicy(rawValue: policy) else {
                 throw ValidationError("--bad-partition takes \(BadPartitionPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got \(policy)")
             }
             options.badPartitionPolicy = p
         }
-        if let n = setting(badPartitionThreshold.map(String.init), "bad-partition-threshold") {
-            guard let v = Int(n), v > 0 else { throw ValidationError("--bad-partition-threshold takes a positive count, got \(n)") }
-            options.badPartitionThreshold = v
+        if let v = try s.number(badPartitionThreshold.map(Double.init), "bad-partition-threshold") {
+            guard v >= 1 else { throw ValidationError("--bad-partition-threshold takes a positive count") }
+            options.badPartitionThreshold = Int(v)
         }
-        if let n = setting(maxMessageBytes.map(String.init), "max-message-bytes") {
-            guard let v = Int(n), v > 0 else { throw ValidationError("--max-message-bytes takes a positive size, got \(n)") }
-            options.maxMessageBytes = v
+        if let v = try s.number(maxMessageBytes.map(Double.init), "max-message-bytes") {
+            guard v >= 1 else { throw ValidationError("--max-message-bytes takes a positive size") }
+            options.maxMessageBytes = Int(v)
         }
+        let readyLag = try s.number(readyLag.map(Double.init), "ready-lag").map { Int64($0) } ?? 10_000
+        var metrics: (String, Int)?
+        if let port = try s.number(metricsPort.map(Double.init), "metrics-port") {
+            metrics = (s.value(metricsHost, "metrics-host") ?? "127.0.0.1", Int(port))
+            options.health = WorkerHealth(readyLag: readyLag)
+        }
+        let levelName = s.value(logLevel, "log-level") ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical, got \(levelName)") }
+        try s.checkUnused()
+        return (options, metrics, level, s.entries)
+    }
+}
 
+/// `tessera run`: the worker.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the worker: consume the topologies' topics, write Redis and the offline log.",
+        discussion: """
+            Settings come from flags, then TESSERA_<FLAG> variables (e.g. TESSERA_BROKERS), then the worker config \
+            file (--config or TESSERA_CONFIG). Secrets come from the environment: TESSERA_REDIS_PASSWORD, \
+            TESSERA_KAFKA_SASL_PASSWORD. `tessera config` prints the resolved settings, redacted.
+            """)
+
+    @OptionGroup var flags: WorkerFlags
+
+    func run() async throws {
+        let resolved = try flags.resolve()
+        let options = resolved.options
+        let logger = makeLogger("tessera", level: resolved.logLevel)
         logger.info("starting", metadata: ["brokers": "\(options.brokers)", "redis": "\(options.redis)", "group": "\(options.group)",
-                                           "views": "\(loaded.flatMap(\.views).map(\.name))", "librdkafka": "\(librdkafkaVersion)"])
+                                           "views": "\(options.topologies.flatMap(\.views).map(\.name))", "librdkafka": "\(librdkafkaVersion)"])
         let service = WorkerService(options: options, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        if let (host, port) = resolved.metrics, let health = options.health {
+            let registry = PrometheusCollectorRegistry()
+            var factory = PrometheusMetricsFactory(registry: registry)
+            factory.defaultValueHistogramBuckets = [1, 10, 100, 1_000, 10_000]
+            factory.valueHistogramBuckets["tessera_freshness_seconds"] = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3_600, 86_400]
+            factory.defaultDurationHistogramBuckets = [.milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100),
+                                                       .milliseconds(500), .seconds(1), .seconds(5), .seconds(30)]
+            MetricsSystem.bootstrap(factory)
+            services.append(.init(service: operationsServer(host: host, port: port, registry: registry, health: health, logger: logger)))
+            logger.info("metrics, health and readiness", metadata: ["address": "http://\(host):\(port)/metrics"])
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        if let error = service.failure.withLock({ $0 }) { throw error }
         if let stats = service.result.withLock({ $0 }) {
             logger.info("stopped", metadata: ["events": "\(stats.events)", "aggregated": "\(stats.aggregated)", "late": "\(stats.late)",
                                               "dead_lettered": "\(stats.deadLettered)", "emissions": "\(stats.emissions)",
                                               "redis_writes": "\(stats.redisWrites)", "offline_rows": "\(stats.offlineRows)"])
+        }
+    }
+}
+
+/// `tessera config`: the worker's resolved settings and where each came from, secrets redacted.
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Print the worker's resolved settings (flags > TESSERA_* variables > config file), secrets redacted.")
+
+    @OptionGroup var flags: WorkerFlags
+
+    func run() async throws {
+        let resolved = try flags.resolve(loadingTopologies: false)
+        let width = resolved.entries.map(\.name.count).max() ?? 0
+        let valueWidth = resolved.entries.map(\.value.count).max() ?? 0
+        for e in resolved.entries {
+            let name = e.name + ":" + String(repeating: " ", count: width - e.name.count)
+            let value = e.value + String(repeating: " ", count: valueWidth - e.value.count)
+            print("\(name) \(value)\(e.origin.isEmpty ? "" : "  # \(e.origin)")")
         }
     }
 }
@@ -97,11 +171,12 @@ final class StopFlag: Sendable {
 }
 
 /// The blocking worker loop on its own thread, as a `Service`: a graceful shutdown (SIGTERM)
-/// makes it flush, commit, checkpoint and leave the group.
+/// makes it flush, commit, checkpoint and leave the group. Its end ends the service group.
 final class WorkerService: Service {
     let options: WorkerOptions
     let logger: Logger
     let result = Mutex<WorkerStats?>(nil)
+    let failure = Mutex<(any Error)?>(nil)
 
     init(options: WorkerOptions, logger: Logger) {
         self.options = options
@@ -111,23 +186,28 @@ final class WorkerService: Service {
     func run() async throws {
         let stop = StopFlag()
         let options = self.options, logger = self.logger
-        let stats: WorkerStats = try await withGracefulShutdownHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<WorkerStats, any Error>) in
-                let thread = Thread {
-                    do {
-                        let worker = try Worker(options: options, logger: logger)
-                        continuation.resume(returning: try worker.run(shouldStop: { stop.isSet }))
-                    } catch {
-                        continuation.resume(throwing: error)
+        do {
+            let stats: WorkerStats = try await withGracefulShutdownHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<WorkerStats, any Error>) in
+                    let thread = Thread {
+                        do {
+                            let worker = try Worker(options: options, logger: logger)
+                            continuation.resume(returning: try worker.run(shouldStop: { stop.isSet }))
+                        } catch {
+                            continuation.resume(throwing: error)
+                        }
                     }
+                    thread.name = "tessera-worker"
+                    thread.stackSize = 8 << 20
+                    thread.start()
                 }
-                thread.name = "tessera-worker"
-                thread.stackSize = 8 << 20
-                thread.start()
+            } onGracefulShutdown: {
+                stop.set()
             }
-        } onGracefulShutdown: {
-            stop.set()
+            result.withLock { $0 = stats }
+        } catch {
+            // Reported by `tessera run` once the other services (the metrics server) have stopped.
+            failure.withLock { $0 = error }
         }
-        result.withLock { $0 = stats }
     }
 }
