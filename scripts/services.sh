@@ -3,6 +3,8 @@
 # them by PID (never by name). State lives in a directory of the caller's choice:
 #
 #   scripts/services.sh start-redis DIR   → DIR/redis.port, DIR/redis.pid
+#       with REDIS_PASSWORD set, clients must AUTH with it (requirepass, read from DIR/redis-auth.conf
+#       so that it never shows in the server's argv; letters, digits and punctuation other than " and \)
 #   scripts/services.sh start-tansu DIR   → DIR/tansu.port, DIR/tansu.pid, DIR/librdkafka/ (current librdkafka)
 #   scripts/services.sh librdkafka DIR    → prints a directory holding a current librdkafka.so.1
 #   scripts/services.sh stop DIR          → stops every server started in DIR
@@ -40,12 +42,17 @@ librdkafka_dir() {
 }
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,12p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,13p' "$0"; exit 2; }
 mkdir -p "$dir"
 case "$cmd" in
   start-redis)
     port=$(free_port)
-    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+    conf=()
+    if [ -n "${REDIS_PASSWORD:-}" ]; then
+      (umask 077 && printf 'requirepass "%s"\n' "$REDIS_PASSWORD" > "$dir/redis-auth.conf")
+      conf=("$dir/redis-auth.conf")
+    fi
+    redis-server ${conf[@]+"${conf[@]}"} --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
       --dir "$dir" --logfile "$dir/redis.log" &
     echo $! > "$dir/redis.pid"
     wait_for_port "$port" 10 "$(cat "$dir/redis.pid")" || { echo "redis-server did not start (see $dir/redis.log)" >&2; exit 1; }
@@ -79,5 +86,5 @@ case "$cmd" in
       rm -f "$f"
     done
     ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

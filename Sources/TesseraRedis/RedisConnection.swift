@@ -7,7 +7,7 @@ import Glibc
 /// Where Redis is: `redis://[user@]HOST:PORT[/DB]`. The password never comes from the URL (argv
 /// is visible to every user of the machine): it is read from `TESSERA_REDIS_PASSWORD` or from the
 /// file named by `TESSERA_REDIS_PASSWORD_FILE`.
-public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
+public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
     public var host: String
     public var port: Int32
     public var database: Int
@@ -28,7 +28,9 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(url: String, environment: [String: String]) throws {
-        guard url.hasPrefix("redis://") else { throw ParseError(description: "a Redis URL looks like redis://HOST:PORT[/DB], got \(url)") }
+        // Errors describe what is wrong without quoting the URL: whatever is misplaced in it may be a
+        // password (`redis://HOST:PASSWORD`, `?password=…`, a password given as the URL).
+        guard url.hasPrefix("redis://") else { throw ParseError(description: "the Redis URL must look like redis://[USER@]HOST:PORT[/DB]") }
         var rest = Substring(url.dropFirst("redis://".count))
         if let at = rest.firstIndex(of: "@") {
             let credentials = rest[..<at]
@@ -41,15 +43,15 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         var database = 0
         if let slash = rest.firstIndex(of: "/") {
             let db = rest[rest.index(after: slash)...]
-            guard db.isEmpty || Int(db) != nil else { throw ParseError(description: "database in \(url) must be a number") }
+            guard db.isEmpty || Int(db) != nil else { throw ParseError(description: "the database in the Redis URL must be a number (redis://HOST:PORT/DB)") }
             database = Int(db) ?? 0
             rest = rest[..<slash]
         }
         let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let first = parts.first, !first.isEmpty else { throw ParseError(description: "no host in \(url)") }
+        guard parts.count <= 2, let first = parts.first, !first.isEmpty else { throw ParseError(description: "the Redis URL has no host (redis://HOST:PORT)") }
         host = String(first)
         if parts.count == 2 {
-            guard let p = Int32(parts[1]), p > 0 else { throw ParseError(description: "port in \(url) must be a number") }
+            guard let p = Int32(parts[1]), p > 0 else { throw ParseError(description: "the port in the Redis URL must be a number (redis://HOST:PORT)") }
             port = p
         } else {
             port = 6379
@@ -67,6 +69,12 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "redis://\(user.map { "\($0)@" } ?? "")\(host):\(port)/\(database)" }
+
+    /// What `dump` and debuggers show: everything but the password.
+    public var customMirror: Mirror {
+        Mirror(self, children: ["host": host, "port": port, "database": database, "user": user as Any, "password": password == nil ? "nil" : "***"],
+               displayStyle: .struct)
+    }
 }
 
 extension String {
@@ -216,14 +224,20 @@ public final class RedisConnection: @unchecked Sendable {  // confined to its ow
         var setup = RESPBuffer()
         if let password = endpoint.password {
             if let user = endpoint.user { setup.command(["AUTH", user, password]) } else { setup.command(["AUTH", password]) }
+        } else {
+            // A server that requires a password accepts the connection, then refuses every command
+            // (or drops the connection on a large pipeline, which would look like an outage): ask
+            // now, so that the error says what is missing.
+            setup.command(["PING"])
         }
         if endpoint.database != 0 { setup.command(["SELECT", String(endpoint.database)]) }
-        if setup.commands > 0 {
-            let replies = try send(setup)
-            if let failure = replies.first(where: { if case .error = $0 { return true } else { return false } }), case .error(let message) = failure {
-                disconnect()
-                throw RedisError(message: "Redis refused the connection setup: \(message.hasPrefix("WRONGPASS") || message.contains("AUTH") ? "authentication failed" : message)", isRetriable: false)
-            }
+        let replies = try send(setup)
+        if let failure = replies.first(where: { if case .error = $0 { return true } else { return false } }), case .error(let message) = failure {
+            disconnect()
+            // Redis's own words, except about authentication: never more than "it failed".
+            let reason = message.hasPrefix("NOAUTH") ? "it requires a password; set TESSERA_REDIS_PASSWORD or TESSERA_REDIS_PASSWORD_FILE"
+                : message.hasPrefix("WRONGPASS") || message.uppercased().contains("AUTH") ? "authentication failed" : message
+            throw RedisError(message: "Redis refused the connection setup: \(reason)", isRetriable: false)
         }
     }
 

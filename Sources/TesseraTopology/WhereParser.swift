@@ -10,6 +10,12 @@ import TesseraCore
 /// Literals are numbers, strings in double or single quotes, `true`, `false`; `== null` and
 /// `!= null` test for a missing value. Fields must exist in the source and literals must match
 /// their type. Errors carry the character offset in the expression.
+///
+/// An expression nests at most `maxNesting` levels of parentheses and `not`, and holds at most
+/// `maxComparisons` comparisons: the parser and every later walk of the predicate (evaluation,
+/// hashing, the checkpoint fingerprint) recurse once per level of the tree, so without limits a
+/// long enough `where` (`((((…`, or `a > 1 and a > 1 and …`) overflows the stack instead of
+/// being reported.
 struct WhereParser {
     struct Failure: Error {
         var offset: Int
@@ -29,6 +35,10 @@ struct WhereParser {
     private var tokens: [(token: Token, offset: Int)] = []
     private var position = 0
     private let schema: Schema
+    static let maxNesting = 64
+    static let maxComparisons = 256
+    private var nesting = 0
+    private var comparisons = 0
 
     static func parse(_ text: String, schema: Schema) -> Result<Predicate, Failure> {
         var parser = WhereParser(text: text, schema: schema)
@@ -150,6 +160,11 @@ struct WhereParser {
     }
 
     private mutating func parseUnary() throws -> Predicate {
+        nesting += 1
+        defer { nesting -= 1 }
+        guard nesting <= WhereParser.maxNesting else {
+            throw Failure(offset: current.offset, message: "where nests more than \(WhereParser.maxNesting) levels of parentheses and 'not'")
+        }
         if isKeyword("not") {
             _ = advance()
             return .not(try parseUnary())
@@ -165,6 +180,10 @@ struct WhereParser {
     }
 
     private mutating func parseComparison() throws -> Predicate {
+        comparisons += 1
+        guard comparisons <= WhereParser.maxComparisons else {
+            throw Failure(offset: current.offset, message: "where has more than \(WhereParser.maxComparisons) comparisons; test a field against many values with 'in [...]'")
+        }
         let (token, offset) = advance()
         guard case .identifier(let name) = token, !["and", "or", "not", "in", "true", "false", "null"].contains(name) else {
             throw Failure(offset: offset, message: "expected a field name in where, found \(describe(token))")
