@@ -134,12 +134,21 @@ final class OnlineWriter: @unchecked Sendable {  // add/flush* are called from t
     }
 
     /// Returns once Redis holds every row added so far (retrying while Redis is unreachable,
-    /// unless the flusher is stopped). `whileWaiting` runs about twice a second meanwhile.
-    func flush(whileWaiting: () -> Void = {}) throws {
-        try flusher.waitIdle(whileWaiting)
+    /// unless the flusher is stopped). `whileWaiting` runs about twice a second meanwhile; when
+    /// `giveUp` says so while Redis is unreachable, the wait ends with an error (the rows not
+    /// written are replayed from the last checkpoint by the next run).
+    func flush(whileWaiting: () -> Void = {}, giveUp: () -> Bool = { false }) throws {
+        let check = { [flusher] in
+            whileWaiting()
+            if giveUp() && flusher.counters.retrying {
+                flusher.stop()
+                throw WorkerError("stopped while Redis was unreachable; what was not written is replayed from the last checkpoint")
+            }
+        }
+        try flusher.waitIdle(check)
         if !pending.isEmpty {
             handOver()
-            try flusher.waitIdle(whileWaiting)
+            try flusher.waitIdle(check)
         }
     }
 
@@ -220,12 +229,12 @@ final class RedisFlusher: @unchecked Sendable {  // shared state is guarded by `
         condition.unlock()
     }
 
-    func waitIdle(_ whileWaiting: () -> Void = {}) throws {
+    func waitIdle(_ whileWaiting: () throws -> Void = {}) throws {
         condition.lock()
         while job != nil && failure == nil {
             if !condition.wait(until: Date().addingTimeInterval(0.5)) {
                 condition.unlock()
-                whileWaiting()
+                try whileWaiting()
                 condition.lock()
             }
         }

@@ -513,7 +513,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     /// Makes every emission so far durable in both sinks; with `checkpoint`, then checkpoints the
     /// partitions and commits the offsets behind the checkpoints (never ahead of one).
     private func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool) throws {
-        try online.flush(whileWaiting: { self.report() })
+        try online.flush(whileWaiting: { self.report() }, giveUp: stopRequested)
         try withBackoff("write the offline log", component: "offline") {
             do { stats.offlineRows += try offline.roll(partitions: only) } catch { throw StorageError("\(error)") }
         }

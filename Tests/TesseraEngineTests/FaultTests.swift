@@ -47,6 +47,28 @@ struct FaultTests {
         #expect(try run.finish(worker) == expected)
     }
 
+    @Test("stopped while Redis is down: the worker exits with an error; the next run replays what was not written")
+    func stopDuringOutage() throws {
+        let expected = try Self.undisturbed()
+        let run = try DisturbedRun()
+        try run.produce(0..<3_000)
+        let worker = run.start()
+        #expect(worker.wait { $0.events == 3_000 })
+        try run.redis.shutdownSaving()
+        try run.produce(3_000..<Self.events)
+        #expect(worker.wait(seconds: 30) { $0.retrying == "Redis unreachable" })
+        #expect {
+            _ = try worker.stop()
+        } throws: { error in
+            "\(error)".contains("stopped while Redis was unreachable")
+        }
+        try run.redis.restart()
+        var last = run.options
+        last.untilEnd = true
+        _ = try RunningWorker(last).join()
+        #expect(try Outputs(offline: run.offline, redis: run.redis, view: run.topology.views[0]) == expected)
+    }
+
     @Test("a broker down for 3 s and injected fetch, commit and heartbeat errors: outputs equal an undisturbed run")
     func brokerFaults() throws {
         let expected = try Self.undisturbed()
