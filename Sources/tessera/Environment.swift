@@ -46,7 +46,7 @@ func kafkaProperties(flags: [String], file: String?, configured: [String] = []) 
     var properties: [(String, String)] = []
     // From the worker config file (lowest precedence): KEY=VALUE strings; secrets allowed (a file).
     for entry in configured {
-        guard let eq = entry.firstIndex(of: "=") else { throw ValidationError("kafka-config in the config file takes KEY=VALUE, got \(entry)") }
+        guard let eq = entry.firstIndex(of: "=") else { throw ValidationError("kafka-config in the config file takes KEY=VALUE, got \(isSecret(entry) ? "something naming a secret (not shown)" : entry)") }
         properties.append((String(entry[..<eq]), String(entry[entry.index(after: eq)...])))
     }
     if let file = setting(file, "kafka-config-file") {
@@ -61,7 +61,7 @@ func kafkaProperties(flags: [String], file: String?, configured: [String] = []) 
         properties.append((key.dropFirst("TESSERA_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: "."), value))
     }
     for flag in flags {
-        guard let eq = flag.firstIndex(of: "=") else { throw ValidationError("--kafka-config takes KEY=VALUE, got \(flag)") }
+        guard let eq = flag.firstIndex(of: "=") else { throw ValidationError("--kafka-config takes KEY=VALUE, got \(isSecret(flag) ? "something naming a secret (not shown)" : flag)") }
         let key = String(flag[..<eq])
         if isSecret(key) {
             throw ValidationError("\(key) is a secret: pass it as TESSERA_KAFKA_\(key.uppercased().replacingOccurrences(of: ".", with: "_")) or in --kafka-config-file, not on the command line")
@@ -124,6 +124,21 @@ func jsonText(_ s: String) -> String {
     return out + "\""
 }
 
+/// A YAML error by position and problem only: Yams's description quotes the offending line, and
+/// a config file may hold secrets (`redis-password`, `kafka-config`).
+func yamlProblem(_ error: any Error) -> String {
+    switch error as? YamlError {
+    case .scanner(_, let problem, let mark, _)?, .parser(_, let problem, let mark, _)?, .composer(_, let problem, let mark, _)?:
+        return "line \(mark.line), column \(mark.column): \(problem)"
+    case .reader(let problem, let offset, _, _)?:
+        return "\(problem)\(offset.map { " at byte \($0)" } ?? "")"
+    case .duplicatedKeysInMapping(let duplicates, let context)?:
+        return "line \(context.mark.line), column \(context.mark.column): duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", "))"
+    default:
+        return "cannot parse it"
+    }
+}
+
 /// Settings resolved flag > `TESSERA_*` variable > worker config file, remembering where each
 /// came from (for `tessera config`). The file is YAML whose keys are the flags' names; a list
 /// (`topology`, `kafka-config`) may be a YAML sequence, and `kafka-config` also a mapping.
@@ -144,7 +159,7 @@ struct Settings {
         guard let path else { return }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read the config file \(path)") }
         let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch { throw ValidationError("\(path): not YAML: \(error)") }
+        do { node = try Yams.compose(yaml: text) } catch { throw ValidationError("\(path): not YAML: \(yamlProblem(error))") }
         guard let mapping = node?.mapping else {
             if node == nil { return }
             throw ValidationError("\(path): expected a mapping of setting names to values")
