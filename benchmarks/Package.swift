@@ -28,6 +28,15 @@ let package = Package(
             path: "Sources/KafkaCeiling"
         ),
         .executableTarget(
+            name: "rate-load",
+            dependencies: [
+                .product(name: "TesseraCore", package: "tessera"),
+                .product(name: "TesseraKafka", package: "tessera"),
+                .product(name: "TesseraWorkload", package: "tessera"),
+            ],
+            path: "Sources/RateLoad"
+        ),
+        .executableTarget(
             name: "CoreUpdate",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Point-in-time join benchmark: `tessera historical` against DuckDB, polars and pandas.
 
-    python3 benchmarks/historical.py [--rows 10000000] [--entities 1000000] [--dir DIR] [--tessera BIN]
+    python3 benchmarks/historical.py [--rows 10000000] [--entities 1000000] [--dir DIR] [--tessera BIN] [--json FILE]
 
 Generates (or reuses, with --dir) an offline log of the reference view `user_stats` in Tessera's
 layout (DIR/offline/user_stats/partition=P/SEQUENCE-FIRST-LAST.parquet, 4 partitions, users keyed by
@@ -17,7 +17,8 @@ All apply the view's TTL (1 day). Event timestamps are unique within a partition
 two rows with the same event time and the created-timestamp tie-break cannot change an answer:
 the peers' plain as-of joins compute exactly Tessera's semantics here. The script checks that
 every engine agrees on a sample of entity rows, then prints wall time, the ratio to Tessera and
-peak RSS for each. Needs polars besides the test tools (`pip install polars`).
+peak RSS for each (and, with --json, writes them to FILE). `benchmarks/run` runs it as its
+point-in-time join measurement. Needs polars besides the test tools (`pip install polars`).
 """
 import argparse
 import os
@@ -185,6 +186,7 @@ def main():
     parser.add_argument("--peers", default="duckdb,polars,pandas", help="comma-separated peers to run (default all)")
     parser.add_argument("--sample", type=int, default=2000, help="entity rows compared across engines")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", help="also write the results to this file as JSON")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -192,6 +194,7 @@ def main():
         return peer(args.peer, args.dir, args.out)
 
     directory = args.dir or tempfile.mkdtemp(prefix="tessera-historical-")
+    started = time.perf_counter()
     users = args.users or max(1, args.rows // 10)
     stamp = os.path.join(directory, f"generated-{args.rows}-{args.entities}-{users}-{args.file_rows}-{args.seed}")
     if not os.path.exists(stamp):
@@ -201,6 +204,7 @@ def main():
         generate(directory, args.rows, args.entities, users, 4, args.file_rows, args.seed)
         open(stamp, "w").close()
 
+    generated = time.perf_counter()
     outputs, results = {}, []
     out = os.path.join(directory, "tessera.parquet")
     wall, rss = timed([args.tessera, "historical", "--topology", os.path.join(ROOT, "topologies", "growth.yaml"),
@@ -222,6 +226,13 @@ def main():
     base = results[0][1]
     for name, wall, rss in results:
         print(f"{name:<30} {wall:>8.2f} {wall / base:>10.2f} {rss:>13.0f}")
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump({"rows": args.rows, "entities": args.entities, "users": users, "cores": os.cpu_count(),
+                       "sampled_rows_agree": compared, "sampled_rows_with_match": matched,
+                       "generate_seconds": generated - started,
+                       "engines": [{"engine": name, "seconds": wall, "peak_rss_mib": rss} for name, wall, rss in results]}, f)
 
 
 if __name__ == "__main__":
