@@ -117,15 +117,10 @@ public final class RedisServerProcess: @unchecked Sendable {  // `child` changes
     /// Stops the server after it saved its data to its directory (`SHUTDOWN SAVE`), so that
     /// `restart()` brings the same data back on the same port: an outage, not a data loss.
     public func shutdownSaving() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(port).bigEndian
-        let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let fd = Self.connectLoopback(port)
+        defer { if fd >= 0 { close(fd) } }
         let command = Array("SHUTDOWN SAVE\r\n".utf8)
-        guard connected == 0, write(fd, command, command.count) == command.count else {
+        guard fd >= 0, write(fd, command, command.count) == command.count else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "cannot send SHUTDOWN to redis-server on port \(port)"])
         }
         let deadline = Date().addingTimeInterval(10)
@@ -157,12 +152,23 @@ public final class RedisServerProcess: @unchecked Sendable {  // `child` changes
     }
 
     public static func listening(_ port: Int32) -> Bool {
+        let fd = connectLoopback(port)
+        if fd >= 0 { close(fd) }
+        return fd >= 0
+    }
+
+    /// A socket connected to 127.0.0.1:`port`, or -1.
+    static func connectLoopback(_ port: Int32) -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = UInt16(port).bigEndian
-        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+        let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard connected == 0 else {
+            close(fd)
+            return -1
+        }
+        return fd
     }
 }

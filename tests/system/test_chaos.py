@@ -10,32 +10,16 @@ import os
 import random
 import signal
 import subprocess
-import tempfile
 import time
 from collections import Counter
 
 import pyarrow.dataset as ds
-import pytest
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, ".build", "release", "tessera"))
-SERVICES = os.path.join(ROOT, "scripts", "services.sh")
 TOPOLOGY = os.path.join(ROOT, "topologies", "growth.yaml")
 EVENTS, CHUNKS = 200_000, 6
-
-
-@pytest.fixture(scope="module")
-def services():
-    state = tempfile.mkdtemp(prefix="tessera-chaos-")
-    subprocess.run([SERVICES, "start-redis", state], check=True)
-    subprocess.run([SERVICES, "start-tansu", state], check=True)
-    env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(state, "librdkafka"))
-    ports = {name: int(open(os.path.join(state, f"{name}.port")).read()) for name in ("redis", "tansu")}
-    try:
-        yield state, env, ports
-    finally:
-        subprocess.run([SERVICES, "stop", state], check=False)
 
 
 def produce(env, brokers, topic, chunk):

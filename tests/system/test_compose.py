@@ -28,12 +28,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+from conftest import running_services
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -447,15 +447,8 @@ def live_services():
     code, help_text = run_help("run")
     if code != 0 or "--metrics-port" not in help_text:
         pytest.skip("this tessera binary has no `run --metrics-port` yet (the metrics endpoint is not built in)")
-    state = tempfile.mkdtemp(prefix="tessera-compose-")
-    subprocess.run([SERVICES, "start-redis", state], check=True)
-    subprocess.run([SERVICES, "start-tansu", state], check=True)
-    env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(state, "librdkafka"))
-    ports = {name: int(open(os.path.join(state, f"{name}.port")).read()) for name in ("redis", "tansu")}
-    try:
-        yield state, env, ports
-    finally:
-        subprocess.run([SERVICES, "stop", state], check=False)
+    with running_services("tessera-compose-") as s:
+        yield s
 
 
 EVENTS, BAD = 5000, 7

@@ -22,7 +22,6 @@ from confluent_kafka import Producer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, ".build", "release", "tessera"))
-SERVICES = os.path.join(ROOT, "scripts", "services.sh")
 TOPOLOGY = os.path.join(ROOT, "topologies", "growth.yaml")
 GOOD, BAD = 4_000, 37
 
@@ -66,19 +65,6 @@ def scrape(port):
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
     return samples
-
-
-@pytest.fixture(scope="module")
-def services():
-    state = tempfile.mkdtemp(prefix="tessera-ops-")
-    subprocess.run([SERVICES, "start-redis", state], check=True)
-    subprocess.run([SERVICES, "start-tansu", state], check=True)
-    env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(state, "librdkafka"))
-    ports = {name: int(open(os.path.join(state, f"{name}.port")).read()) for name in ("redis", "tansu")}
-    try:
-        yield state, env, ports
-    finally:
-        subprocess.run([SERVICES, "stop", state], check=False)
 
 
 def test_metrics_health_and_readiness(services):

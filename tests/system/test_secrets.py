@@ -13,17 +13,16 @@ import os
 import secrets
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
 
 import pytest
+from conftest import running_services
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, ".build", "release", "tessera"))
-SERVICES = os.path.join(ROOT, "scripts", "services.sh")
 TOPOLOGY = os.path.join(ROOT, "topologies", "growth.yaml")
 EVENTS, USERS = 3_000, 100
 
@@ -53,17 +52,9 @@ def assert_no_secret_in_files(directory):
 
 @pytest.fixture(scope="module")
 def services():
-    state = tempfile.mkdtemp(prefix="tessera-secrets-")
-    subprocess.run([SERVICES, "start-redis", state], check=True, env=dict(os.environ, REDIS_PASSWORD=REDIS_SECRET))
-    subprocess.run([SERVICES, "start-tansu", state], check=True)
-    # Secrets are only ever given per command, below.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    env["LD_LIBRARY_PATH"] = os.path.join(state, "librdkafka")
-    ports = {name: int(open(os.path.join(state, f"{name}.port")).read()) for name in ("redis", "tansu")}
-    try:
-        yield state, env, ports
-    finally:
-        subprocess.run([SERVICES, "stop", state], check=False)
+    with running_services("tessera-secrets-", redis_password=REDIS_SECRET) as (state, env, ports):
+        # Secrets are only ever given per command, below.
+        yield state, {k: v for k, v in env.items() if not k.startswith("TESSERA_")}, ports
 
 
 def worker_args(ports, offline, group, *extra):

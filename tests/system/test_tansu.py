@@ -9,31 +9,15 @@ offline log, and third-party readers (pyarrow, DuckDB) check what Tessera wrote:
 import json
 import os
 import subprocess
-import tempfile
 from collections import Counter
 
 import duckdb
 import pyarrow.dataset as ds
-import pytest
 import redis
 from confluent_kafka import Consumer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, ".build", "release", "tessera"))
-SERVICES = os.path.join(ROOT, "scripts", "services.sh")
-
-
-@pytest.fixture(scope="module")
-def services():
-    state = tempfile.mkdtemp(prefix="tessera-system-")
-    subprocess.run([SERVICES, "start-redis", state], check=True)
-    subprocess.run([SERVICES, "start-tansu", state], check=True)
-    env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(state, "librdkafka"))
-    ports = {name: int(open(os.path.join(state, f"{name}.port")).read()) for name in ("redis", "tansu")}
-    try:
-        yield state, env, ports
-    finally:
-        subprocess.run([SERVICES, "stop", state], check=False)
 
 
 def test_produce_run_and_read_back(services):
