@@ -165,7 +165,7 @@ public struct OnlineLookup: Sendable {
 
     /// RFC 3339 in UTC with as many fraction digits as needed: none, 3 or 6 (as Feast writes them).
     static func timestamp(_ t: Micros) -> String {
-        let iso = OnlineRow.iso(t)  // …SS.ffffffZ
+        let iso = RFC3339.format(t)  // …SS.ffffffZ
         let micros = t - Time.floorDiv(t, Time.second) * Time.second
         let base = iso.prefix(19)
         if micros == 0 { return base + "Z" }

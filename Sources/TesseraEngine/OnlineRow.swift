@@ -35,8 +35,8 @@ public struct OnlineRow: Sendable {
         var parts: [String] = []
         for ((name, _), value) in zip(view.joinKeys, key) { parts.append("\(jsonString(name)): \(OnlineRow.json(value))") }
         for f in view.spec.features { parts.append("\(jsonString(f.name)): \(fields[f.name].map(OnlineRow.json) ?? "null")") }
-        parts.append("\"event_timestamp\": \(eventTime.map { jsonString(OnlineRow.iso($0)) } ?? "null")")
-        parts.append("\"created_timestamp\": \(createdTime.map { jsonString(OnlineRow.iso($0)) } ?? "null")")
+        parts.append("\"event_timestamp\": \(eventTime.map { jsonString(RFC3339.format($0)) } ?? "null")")
+        parts.append("\"created_timestamp\": \(createdTime.map { jsonString(RFC3339.format($0)) } ?? "null")")
         return "{" + parts.joined(separator: ", ") + "}"
     }
 
@@ -46,14 +46,5 @@ public struct OnlineRow: Sendable {
         case .double(let d): return d.isFinite ? String(d) : "null"
         default: return v.description
         }
-    }
-
-    /// `2026-01-01T23:58:03.359999Z`: exact to the microsecond (no floating point on the way).
-    public static func iso(_ t: Micros) -> String {
-        let seconds = Time.floorDiv(t, Time.second)
-        let micros = t - seconds * Time.second
-        let whole = Date(timeIntervalSince1970: Double(seconds)).formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
-        let fraction = String(micros)
-        return whole.replacingOccurrences(of: "Z", with: "") + "." + String(repeating: "0", count: 6 - fraction.count) + fraction + "Z"
     }
 }

@@ -135,7 +135,7 @@ enum CSV {
             appendText(column.bytes[start..<end], to: &out)
         case .int64:
             if kind == .typed(.timestampMicros) {
-                Timestamps.format(column.ints[row], into: &out)
+                RFC3339.format(column.ints[row], into: &out)
             } else {
                 appendInteger(column.ints[row], to: &out)
             }

@@ -64,7 +64,7 @@ public enum Timestamps {
         guard let year = digits(4), expect(0x2D), let month = digits(2), expect(0x2D), let day = digits(2),
               expect(0x54, 0x74, 0x20), let hour = digits(2), expect(0x3A), let minute = digits(2), expect(0x3A),
               let second = digits(2),
-              (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
+              (1...12).contains(month), day >= 1, day <= RFC3339.daysIn(month: month, year: year),
               hour < 24, minute < 60, second < 61
         else { return nil }
         var micros = 0
@@ -93,7 +93,7 @@ public enum Timestamps {
             return nil
         }
         guard i == n else { return nil }
-        let days = daysFromCivil(year: year, month: month, day: day)
+        let days = RFC3339.daysFromCivil(year: year, month: month, day: day)
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offset)
         return seconds * Time.second + Int64(micros)
     }
@@ -101,71 +101,5 @@ public enum Timestamps {
     public static func parse(_ text: String) -> Micros? {
         var copy = text
         return copy.withUTF8 { parse($0) }
-    }
-
-    /// Appends `2026-01-01T12:00:00.123456Z` (always six fractional digits, UTC).
-    public static func format(_ t: Micros, into out: inout [UInt8]) {
-        let seconds = Time.floorDiv(t, Time.second)
-        let micros = Int(t - seconds * Time.second)
-        let days = Int(Time.floorDiv(seconds, 86_400))
-        let secondOfDay = Int(seconds - Int64(days) * 86_400)
-        let (year, month, day) = civilFromDays(days)
-        func put(_ v: Int, _ width: Int) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
-            var v = v
-            while divisor > 0 {
-                out.append(UInt8(0x30 + v / divisor))
-                v %= divisor
-                divisor /= 10
-            }
-        }
-        if year < 0 || year > 9999 {
-            out.append(contentsOf: String(year).utf8)
-        } else {
-            put(year, 4)
-        }
-        out.append(0x2D); put(month, 2); out.append(0x2D); put(day, 2)
-        out.append(0x54); put(secondOfDay / 3600, 2); out.append(0x3A); put(secondOfDay / 60 % 60, 2)
-        out.append(0x3A); put(secondOfDay % 60, 2); out.append(0x2E); put(micros, 6); out.append(0x5A)
-    }
-
-    public static func format(_ t: Micros) -> String {
-        var out: [UInt8] = []
-        format(t, into: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
-
-    static func daysIn(month: Int, year: Int) -> Int {
-        switch month {
-        case 2: return isLeap(year) ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (eras of 400 years).
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
-
-    /// The inverse of `daysFromCivil`.
-    static func civilFromDays(_ days: Int) -> (year: Int, month: Int, day: Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }

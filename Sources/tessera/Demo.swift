@@ -83,11 +83,11 @@ struct Demo: ParsableCommand {
         if history.rows.count > 2 {
             let mid = history.rows[history.rows.count / 2].time + 1
             let asOf = history.row(asOf: mid)!
-            print("\nPoint-in-time lookup: user_id=1 as of \(OnlineRow.iso(mid)) (\(history.rows.count) offline rows for this user):")
+            print("\nPoint-in-time lookup: user_id=1 as of \(RFC3339.format(mid)) (\(history.rows.count) offline rows for this user):")
             let names = view.spec.features.map(\.name)
-            print("  row current since \(OnlineRow.iso(asOf.time)): " + zip(names, asOf.features).map { "\($0)=\($1.map(\.description) ?? "null")" }.joined(separator: ", "))
+            print("  row current since \(RFC3339.format(asOf.time)): " + zip(names, asOf.features).map { "\($0)=\($1.map(\.description) ?? "null")" }.joined(separator: ", "))
             let now = history.rows.last!
-            print("  latest row (\(OnlineRow.iso(now.time))) equals Redis: \(try OnlineRow.fetch(view: view, key: [.int(1)], layout: OnlineLayout(), connection: connection).matches(now.features, view: view))")
+            print("  latest row (\(RFC3339.format(now.time))) equals Redis: \(try OnlineRow.fetch(view: view, key: [.int(1)], layout: OnlineLayout(), connection: connection).matches(now.features, view: view))")
         }
         print("\nInspect the offline log with: tessera inspect \(dir)/offline")
     }

@@ -45,7 +45,7 @@ struct Inspect: ParsableCommand {
                 if files { print("  \(path): \(reader.rowCount) rows, \(reader.rowGroups.count) row group(s)") }
             }
             print("\(view): \(rows) rows in \(paths.count) Parquet files (\(bytes / 1024) KiB)")
-            if first <= last { print("  event_timestamp \(OnlineRow.iso(first)) … \(OnlineRow.iso(last))") }
+            if first <= last { print("  event_timestamp \(RFC3339.format(first)) … \(RFC3339.format(last))") }
             if let schema { print("  columns: " + schema.fields.map { "\($0.name) \($0.type.rawValue)\($0.nullable ? "" : " not null")" }.joined(separator: ", ")) }
             for (partition, p) in byPartition.sorted(by: { $0.key < $1.key }) {
                 print("  \(partition): \(p.files) files, \(p.rows) rows, input offsets \(p.minOffset)…\(p.maxOffset)")

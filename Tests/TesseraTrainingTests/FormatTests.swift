@@ -14,7 +14,7 @@ struct FormatTests {
         formatter.formatOptions = [.withInternetDateTime]
         for _ in 0..<2_000 {
             let t = Micros.random(in: (-2_000_000_000 * Time.second)...(4_000_000_000 * Time.second), using: &g)
-            let text = Timestamps.format(t)
+            let text = RFC3339.format(t)
             #expect(text.count == 27 && text.hasSuffix("Z"), "\(text)")
             #expect(Timestamps.parse(text) == t, "\(text)")
             let seconds = Time.floorDiv(t, Time.second)

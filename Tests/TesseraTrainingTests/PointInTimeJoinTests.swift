@@ -107,10 +107,10 @@ struct Scenario {
         for (i, e) in entities.enumerated() {
             let ts: String
             switch (variant + i) % 3 {
-            case 0 where variant % 2 == 0: ts = Timestamps.format(e.ts)
+            case 0 where variant % 2 == 0: ts = RFC3339.format(e.ts)
             case 1 where variant % 2 == 0:
-                ts = Timestamps.format(e.ts + 2 * Time.hour).replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: "+02:00")
-            case 2 where variant % 2 == 0: ts = "\"" + Timestamps.format(e.ts) + "\""
+                ts = RFC3339.format(e.ts + 2 * Time.hour).replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: "+02:00")
+            case 2 where variant % 2 == 0: ts = "\"" + RFC3339.format(e.ts) + "\""
             default: ts = String(e.ts)
             }
             text += [e.user.map(String.init) ?? "", quoted(e.card), e.merchant.map(String.init) ?? "", ts,

@@ -1,7 +1,6 @@
-import TesseraCore
-
 /// RFC 3339 timestamps (`2026-01-01T12:00:00.123456Z`, `…+02:00`) to microseconds since the
-/// epoch. Digits beyond microseconds are truncated; `t`, `z` and a space separator are accepted.
+/// epoch and back, with the proleptic Gregorian calendar arithmetic they need (shared by the
+/// event decoder, training sets and every printed timestamp). Digits beyond microseconds are truncated; `t`, `z` and a space separator are accepted.
 public enum RFC3339 {
     public static func parse(_ text: [UInt8]) -> Micros? {
         var i = 0
@@ -56,32 +55,42 @@ public enum RFC3339 {
         return seconds * 1_000_000 + Int64(micros)
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds) for years 0001–9999.
-    public static func format(_ micros: Micros) -> String {
-        let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
-        let fraction = Int(micros - seconds * 1_000_000)
-        let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
-        let inDay = Int(seconds - Int64(days) * 86_400)
-        // Civil date from days since 1970-01-01 (eras of 400 years).
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func pad(_ v: Int, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
+    /// Appends `2026-01-01T12:00:00.123456Z` (always six fractional digits, UTC).
+    public static func format(_ t: Micros, into out: inout [UInt8]) {
+        let seconds = Time.floorDiv(t, Time.second)
+        let micros = Int(t - seconds * Time.second)
+        let days = Int(Time.floorDiv(seconds, 86_400))
+        let secondOfDay = Int(seconds - Int64(days) * 86_400)
+        let (year, month, day) = civilFromDays(days)
+        func put(_ v: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var v = v
+            while divisor > 0 {
+                out.append(UInt8(0x30 + v / divisor))
+                v %= divisor
+                divisor /= 10
+            }
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(inDay / 3600, 2)):\(pad(inDay / 60 % 60, 2)):\(pad(inDay % 60, 2)).\(pad(fraction, 6))Z"
+        if year < 0 || year > 9999 {
+            out.append(contentsOf: String(year).utf8)
+        } else {
+            put(year, 4)
+        }
+        out.append(0x2D); put(month, 2); out.append(0x2D); put(day, 2)
+        out.append(0x54); put(secondOfDay / 3600, 2); out.append(0x3A); put(secondOfDay / 60 % 60, 2)
+        out.append(0x3A); put(secondOfDay % 60, 2); out.append(0x2E); put(micros, 6); out.append(0x5A)
     }
 
-    static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
+    public static func format(_ t: Micros) -> String {
+        var out: [UInt8] = []
+        format(t, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
 
-    static func daysIn(month: Int, year: Int) -> Int {
+    public static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
+
+    public static func daysIn(month: Int, year: Int) -> Int {
         switch month {
         case 2: return isLeap(year) ? 29 : 28
         case 4, 6, 9, 11: return 30
@@ -90,12 +99,25 @@ public enum RFC3339 {
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (eras of 400 years).
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+    public static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400
         let yearOfEra = y - era * 400
         let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
         let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
         return era * 146_097 + dayOfEra - 719_468
+    }
+
+    /// The inverse of `daysFromCivil`.
+    public static func civilFromDays(_ days: Int) -> (year: Int, month: Int, day: Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }
