@@ -2,6 +2,8 @@
 by scripts/services.sh and stopped by PID when the module's tests are done."""
 import contextlib
 import os
+import shutil
+import socket
 import subprocess
 import tempfile
 
@@ -28,7 +30,19 @@ def running_services(prefix, redis_password=None):
         subprocess.run([SERVICES, "stop", state], check=False)
 
 
+def free_port():
+    """A loopback port nothing listens on (for servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def services(request):
+    """The module's servers. Their state directory (logs, offline output) is removed when every
+    test of the module passed and kept for a look when one failed."""
+    failed = request.session.testsfailed
     with running_services(f"tessera-{request.module.__name__.removeprefix('test_')}-") as s:
         yield s
+    if request.session.testsfailed == failed:
+        shutil.rmtree(s[0], ignore_errors=True)

@@ -26,14 +26,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-from conftest import running_services
+from conftest import free_port, running_services
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -408,12 +407,6 @@ def run_help(*subcommand):
     assert os.access(TESSERA, os.X_OK), f"no tessera binary at {TESSERA} (set TESSERA_BIN)"
     result = subprocess.run([TESSERA, *subcommand, "--help"], capture_output=True, text=True, timeout=60)
     return result.returncode, result.stdout + result.stderr
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(port, path):

@@ -19,19 +19,12 @@ import urllib.request
 import pytest
 import redis
 from confluent_kafka import Producer
+from conftest import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, ".build", "release", "tessera"))
 TOPOLOGY = os.path.join(ROOT, "topologies", "growth.yaml")
 GOOD, BAD = 4_000, 37
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def get(url):

@@ -11,14 +11,13 @@ password, none at all, a password in the Redis URL, a secret on the command line
 """
 import os
 import secrets
-import socket
 import subprocess
 import threading
 import time
 import urllib.request
 
 import pytest
-from conftest import running_services
+from conftest import free_port, running_services
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,12 +27,6 @@ EVENTS, USERS = 3_000, 100
 
 REDIS_SECRET = "redis-" + secrets.token_hex(16)
 KAFKA_SECRET = "kafka-" + secrets.token_hex(16)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_no_secret(text, *extra):
