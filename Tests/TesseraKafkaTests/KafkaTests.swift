@@ -1,6 +1,6 @@
 import Logging
 import Testing
-import TesseraKafka
+@testable import TesseraKafka
 
 let quiet: Logger = {
     var l = Logger(label: "test")
@@ -96,5 +96,19 @@ struct KafkaTests {
         #expect(first == [0: 40, 1: 45])
         #expect(count == 10 + 5)
         consumer.close()
+    }
+}
+
+@Suite struct RepeatedLogLines {
+    @Test func aLineRepeatedWithinTheQuietSpellIsCountedAndReportedWithItsNextShowing() {
+        let sink = LogSink(logger: quiet, quiet: .seconds(10))
+        let t0 = ContinuousClock.now
+        let refused = "FAIL: 127.0.0.1:9092/bootstrap: Connect failed: Connection refused"
+        #expect(sink.admit(refused, at: t0) == refused)
+        #expect(sink.admit(refused, at: t0 + .milliseconds(50)) == nil)
+        #expect(sink.admit(refused, at: t0 + .milliseconds(100)) == nil)
+        #expect(sink.admit("ERROR: 1/1 brokers are down", at: t0 + .milliseconds(120)) == "ERROR: 1/1 brokers are down")
+        #expect(sink.admit(refused, at: t0 + .seconds(11)) == refused + " (and 2 more times since its last showing)")
+        #expect(sink.admit(refused, at: t0 + .seconds(22)) == refused)
     }
 }

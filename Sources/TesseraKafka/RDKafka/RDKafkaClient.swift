@@ -1,5 +1,6 @@
 import CRdKafka
 import Logging
+import Synchronization
 
 /// The one place that owns librdkafka handles. Public types in this target never expose C types.
 
@@ -48,17 +49,41 @@ public var librdkafkaVersion: String { String(cString: rd_kafka_version_str()) }
 var supportsFetchQueueBackoff: Bool { rd_kafka_version() >= 0x0201_0000 }
 
 /// librdkafka logs through this: its callback runs on librdkafka's own threads, and a swift-log
-/// `Logger` is safe to use from any thread.
-final class LogSink: @unchecked Sendable {  // immutable after init
+/// `Logger` is safe to use from any thread. While a broker stays unreachable librdkafka repeats
+/// the same line on every reconnect attempt (as often as every 50 ms while closing): a line seen
+/// within the last `quiet` is counted instead of logged, and the count rides on its next showing.
+final class LogSink: Sendable {
     let logger: Logger
-    init(logger: Logger) { self.logger = logger }
+    private let quiet: Duration
+    private let recent = Mutex<[String: (shown: ContinuousClock.Instant, suppressed: Int)]>([:])
+
+    init(logger: Logger, quiet: Duration = .seconds(10)) {
+        self.logger = logger
+        self.quiet = quiet
+    }
+
+    /// The line to log now (with how many times it was held back before), or nil to hold it back.
+    func admit(_ text: String, at now: ContinuousClock.Instant = .now) -> String? {
+        recent.withLock { seen in
+            if let last = seen[text], now - last.shown < quiet {
+                seen[text] = (last.shown, last.suppressed + 1)
+                return nil
+            }
+            if seen.count >= 256 { seen = seen.filter { now - $0.value.shown < quiet } }
+            let held = seen[text]?.suppressed ?? 0
+            seen[text] = (now, 0)
+            return held == 0 ? text : "\(text) (and \(held) more time\(held == 1 ? "" : "s") since its last showing)"
+        }
+    }
 }
 
 func installLogCallback(_ conf: OpaquePointer) {
     rd_kafka_conf_set_log_cb(conf) { rk, level, facility, message in
         guard let rk, let opaque = rd_kafka_opaque(rk) else { return }
         let context = Unmanaged<ClientContext>.fromOpaque(opaque).takeUnretainedValue()
-        let text = "\(facility.map { String(cString: $0) } ?? ""): \(message.map { String(cString: $0) } ?? "")"
+        let line = "\(facility.map { String(cString: $0) } ?? ""): \(message.map { String(cString: $0) } ?? "")"
+        // Debug lines (level 7, with `debug=...`) are all shown.
+        guard let text = level >= 7 ? line : context.log.admit(line) else { return }
         switch level {
         case 0...3: context.log.logger.error("\(text)")
         case 4: context.log.logger.warning("\(text)")
