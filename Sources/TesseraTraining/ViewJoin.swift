@@ -22,7 +22,9 @@ struct ViewJoin {
         var keys: [Int]
         var event: Int
         var created: Int
-        var features: [Int]
+        /// Per requested feature, its column; nil in files written before the feature was added
+        /// to the view (its values there are null: the feature did not exist yet).
+        var features: [Int?]
         /// First row of each row group, plus the row count at the end.
         var rowGroupStarts: [Int]
     }
@@ -124,9 +126,13 @@ struct ViewJoin {
         do { reader = try ParquetFileReader(path: path) } catch { throw HistoricalError("\(error)") }
         let fields = reader.schema.fields
         func column(_ name: String, _ accepted: [ParquetType], _ what: String) throws -> Int {
-            guard let i = fields.firstIndex(where: { $0.name == name }) else {
+            guard let i = try optionalColumn(name, accepted) else {
                 throw HistoricalError("\(path) has no column '\(name)' (\(what) of view '\(view.name)')")
             }
+            return i
+        }
+        func optionalColumn(_ name: String, _ accepted: [ParquetType]) throws -> Int? {
+            guard let i = fields.firstIndex(where: { $0.name == name }) else { return nil }
             guard accepted.contains(fields[i].type) else {
                 throw HistoricalError("\(path): column '\(name)' is \(fields[i].type.rawValue), view '\(view.name)' needs \(accepted.map(\.rawValue).joined(separator: " or "))")
             }
@@ -135,10 +141,10 @@ struct ViewJoin {
         let keys = try view.joinKeys.map { try column($0.name, $0.type == .string ? [.string] : [.int64, .int32], "a join key") }
         let event = try column("event_timestamp", [.timestampMicros, .int64], "the event time")
         let created = try column("created_timestamp", [.timestampMicros, .int64], "the created time")
-        let featureColumns = try features.map { f -> Int in
+        let featureColumns = try features.map { f -> Int? in
             let feature = view.spec.features[f]
             let type = OfflineSchema.parquetType(view.spec.outputType(of: feature))
-            return try column(feature.name, type == .int64 ? [.int64, .int32] : [type], "a feature")
+            return try optionalColumn(feature.name, type == .int64 ? [.int64, .int32] : [type])
         }
         var starts = [0]
         for g in reader.rowGroups { starts.append(starts.last! + g.rowCount) }
@@ -366,12 +372,14 @@ struct ViewJoin {
                 var p = counts[f]
                 let end = counts[f + 1]
                 let file = files[f]
+                // Features the file has (those added to the view later stay null).
+                let present = file.features.indices.filter { file.features[$0] != nil }
                 for g in file.reader.rowGroups.indices where p < end {
                     let groupEnd = UInt64(file.rowGroupStarts[g + 1])
                     guard pairs[p] >> 32 < groupEnd else { continue }
                     let columns: [Column]
                     do {
-                        columns = try file.reader.read(rowGroup: g, columns: file.features)
+                        columns = try file.reader.read(rowGroup: g, columns: present.map { file.features[$0]! })
                     } catch {
                         throw HistoricalError("\(error)")
                     }
@@ -379,7 +387,7 @@ struct ViewJoin {
                     while q < end && pairs[q] >> 32 < groupEnd { q += 1 }
                     pairs.withUnsafeBufferPointer { all in
                         let slice = UnsafeBufferPointer(rebasing: all[p..<q])
-                        for (c, column) in columns.enumerated() {
+                        for (c, column) in zip(present, columns) {
                             output.fill(c, from: column, pairs: slice, base: file.rowGroupStarts[g], thread: t)
                         }
                     }

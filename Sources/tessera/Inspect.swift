@@ -23,10 +23,14 @@ struct Inspect: ParsableCommand {
             var rows = 0, bytes = 0
             var first = Int64.max, last = Int64.min
             var byPartition: [String: (files: Int, rows: Int, minOffset: Int64, maxOffset: Int64)] = [:]
-            var schema: ParquetSchema?
+            // Every column seen, in order of first appearance, and how many files hold it (files
+            // written before a feature was added to the view lack its column).
+            var columns: [(field: ParquetField, files: Int)] = []
             for path in paths {
                 let reader = try ParquetFileReader(path: path)
-                schema = schema ?? reader.schema
+                for field in reader.schema.fields {
+                    if let i = columns.firstIndex(where: { $0.field.name == field.name }) { columns[i].files += 1 } else { columns.append((field, 1)) }
+                }
                 rows += reader.rowCount
                 bytes += (try? fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
                 if let t = reader.schema.fields.firstIndex(where: { $0.name == "event_timestamp" }) {
@@ -36,17 +40,23 @@ struct Inspect: ParsableCommand {
                     }
                 }
                 let partition = URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
-                let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent.split(separator: "-").compactMap { Int64($0) }
                 var p = byPartition[partition] ?? (0, 0, .max, .min)
                 p.files += 1
                 p.rows += reader.rowCount
-                if name.count == 2 { p.minOffset = min(p.minOffset, name[0]); p.maxOffset = max(p.maxOffset, name[1]) }
+                if let name = OfflineLog.parse(fileName: URL(fileURLWithPath: path).lastPathComponent) {
+                    p.minOffset = min(p.minOffset, name.first)
+                    p.maxOffset = max(p.maxOffset, name.last)
+                }
                 byPartition[partition] = p
                 if files { print("  \(path): \(reader.rowCount) rows, \(reader.rowGroups.count) row group(s)") }
             }
             print("\(view): \(rows) rows in \(paths.count) Parquet files (\(bytes / 1024) KiB)")
             if first <= last { print("  event_timestamp \(RFC3339.format(first)) … \(RFC3339.format(last))") }
-            if let schema { print("  columns: " + schema.fields.map { "\($0.name) \($0.type.rawValue)\($0.nullable ? "" : " not null")" }.joined(separator: ", ")) }
+            if !columns.isEmpty {
+                print("  columns: " + columns.map { c in
+                    "\(c.field.name) \(c.field.type.rawValue)\(c.field.nullable ? "" : " not null")\(c.files < paths.count ? " (in \(c.files) of \(paths.count) files)" : "")"
+                }.joined(separator: ", "))
+            }
             for (partition, p) in byPartition.sorted(by: { $0.key < $1.key }) {
                 print("  \(partition): \(p.files) files, \(p.rows) rows, input offsets \(p.minOffset)…\(p.maxOffset)")
             }

@@ -320,3 +320,46 @@ struct PointInTimeJoinErrorTests {
         #expect(m.contains("'user_id' is string, but view 'user_view' joins on user_id as int64"))
     }
 }
+
+@Suite("Point-in-time joins over a view that gained a feature")
+struct AddedFeatureTests {
+    /// Two files of `user_view`: the first written before `ok` was added to the view (no such
+    /// column), the second after. Rows matched in the first file have `ok` null, the other
+    /// features as written; rows matched in the second have every feature.
+    @Test("files written before a feature was added give nulls for it, and every other feature")
+    func olderFilesLackTheNewColumn() throws {
+        let directory = temporaryDirectory("pit-added")
+        let view = try testViews().first { $0.name == "user_view" }!
+        let dir = "\(directory)/user_view/partition=0"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let full = OfflineLog.schema(of: view)
+        let before = ParquetSchema(full.fields.filter { $0.name != "ok" })
+        let t0 = RandomLog.start
+        func write(_ path: String, _ schema: ParquetSchema, user: Int64, at: Micros, n: Int64, ok: Bool?) throws {
+            let writer = try ParquetFileWriter(path: "\(dir)/\(path)", schema: schema)
+            let values: [String: Value?] = ["user_id": .int(user), "n": .int(n), "total": .double(Double(n) * 2.5), "status": .string("paid"),
+                                            "ok": ok.map { .bool($0) }, "event_timestamp": .int(at), "created_timestamp": .int(at),
+                                            OfflineLog.offsetColumn: .int(n)]
+            var columns: [Column] = []
+            for field in schema.fields {
+                var c = Column(type: field.type == .double ? .float64 : field.type == .string ? .string : field.type == .bool ? .bool : .int64)
+                c.append(values[field.name]!)
+                columns.append(c)
+            }
+            try writer.write(rowGroup: columns)
+            try writer.close()
+        }
+        try write("0000000000-00000000000000000001-00000000000000000001.parquet", before, user: 1, at: t0, n: 1, ok: nil)
+        try write("0000000001-00000000000000000002-00000000000000000002.parquet", full, user: 2, at: t0 + Time.minute, n: 2, ok: true)
+
+        let csv = "user_id,event_timestamp\n1,\(t0 + Time.second)\n2,\(t0 + 2 * Time.minute)\n3,\(t0 + 2 * Time.minute)\n"
+        try csv.write(toFile: "\(directory)/e.csv", atomically: true, encoding: .utf8)
+        let frame = try HistoricalRetrieval(views: try testViews(), offlineDirectory: directory)
+            .join(try Frame.read(path: "\(directory)/e.csv"), features: try FeatureReference.parse(list: "user_view:*"))
+        #expect(frame.names == ["user_id", "event_timestamp", "n", "total", "status", "ok"])
+        let rows = (0..<3).map { r in frame.columns[2...].map { $0.value(at: r) } }
+        #expect(rows[0] == [.int(1), .double(2.5), .string("paid"), nil])
+        #expect(rows[1] == [.int(2), .double(5), .string("paid"), .bool(true)])
+        #expect(rows[2] == [nil, nil, nil, nil])
+    }
+}
