@@ -3,7 +3,7 @@
 The first run computes `user_stats` over the first half of the `quick` stream; the second, with
 `orders_since_change` (a lifetime count) added, resumes from the checkpoints and reads the rest:
 - the saved features carry on (`total_orders` counts every event of a user, once); the new one
-  starts empty (it counts only the events of the second half);
+  starts empty (it counts only the events from the offsets the second run resumed at);
 - the offline log holds files with and without the new column: `tessera inspect` says which, and
   `tessera historical` equals an as-of query in DuckDB over the files read by name (null where the
   matched row predates the feature), at a time inside the first run and at each user's last
