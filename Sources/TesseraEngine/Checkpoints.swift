@@ -42,17 +42,37 @@ public struct CheckpointStore: Sendable {
             w.write(view)
             w.write(sequence)
         }
-        w.write(array: checkpoint.state)
+        // `write(array:)`'s framing, with the state written from where it lies (it can be large).
+        w.write(UInt64(checkpoint.state.count))
         let final = path(tp)
         let temporary = final + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(w.bytes)) else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary])
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw CheckpointWriteError(path: temporary, errno: errno) }
+        do {
+            try Self.write(fd, w.bytes, path: temporary)
+            try Self.write(fd, checkpoint.state, path: temporary)
+            guard fsync(fd) == 0 else { throw CheckpointWriteError(path: temporary, errno: errno) }
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
         }
-        let fd = open(temporary, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-        guard rename(temporary, final) == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: final]) }
+        guard rename(temporary, final) == 0 else { throw CheckpointWriteError(path: final, errno: errno) }
         let dfd = open(dir, O_RDONLY)
         if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    private static func write(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
+        try bytes.withUnsafeBytes { buffer in
+            var done = 0
+            while done < buffer.count {
+                let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw CheckpointWriteError(path: path, errno: errno) }
+                done += n
+            }
+        }
     }
 
     func load(_ tp: TopicPartition) throws -> Checkpoint? {
@@ -70,4 +90,11 @@ public struct CheckpointStore: Sendable {
         let state: [UInt8] = try r.readArray()
         return Checkpoint(nextOffset: next, lastCreated: created, nextSequences: sequences, state: state)
     }
+}
+
+/// A checkpoint file that could not be written (disk full, directory gone, …).
+struct CheckpointWriteError: Error, CustomStringConvertible {
+    var path: String
+    var errno: Int32
+    var description: String { "cannot write \(path): \(String(cString: strerror(errno)))" }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TesseraCore
 import TesseraOffline
 import TesseraTopology
@@ -23,15 +24,18 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
     private let views: [String: FeatureView]
     /// The sequence number of the next file of each (view, partition).
     private var sequences: [Key: Int64] = [:]
-    /// Rows written per view since the log was opened (for metrics).
-    public private(set) var rowsWritten: [String: Int] = [:]
+    /// Rows written per view since the log was opened (for metrics; files are written on the
+    /// worker's storage thread).
+    private let written = Mutex<[String: Int]>([:])
+    public var rowsWritten: [String: Int] { written.withLock { $0 } }
+    public var rowsWrittenTotal: Int { written.withLock { $0.values.reduce(0, +) } }
 
-    struct Key: Hashable {
+    struct Key: Hashable, Sendable {
         var view: String
         var partition: Int32
     }
 
-    struct Buffer {
+    struct Buffer: Sendable {
         var columns: [Column]
         var firstOffset: Int64 = -1
         var lastOffset: Int64 = -1
@@ -96,16 +100,46 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
 
     public var bufferedRows: Int { buffers.values.reduce(0) { $0 + $1.rows } }
 
-    /// Writes every buffered (view, partition) to its own file, optionally only some partitions.
-    /// On failure nothing buffered is lost (the failed buffers stay and are retried).
+    /// One buffered (view, partition) taken out of the log with its file's sequence number: what
+    /// a storage thread needs to write it.
+    struct PendingFile: Sendable {
+        var key: Key
+        var view: FeatureView
+        var buffer: Buffer
+        var sequence: Int64
+        var rows: Int { buffer.rows }
+        /// Roughly what it holds in memory (for back-pressure).
+        var bytes: Int { buffer.rows * buffer.columns.count * 9 }
+    }
+
+    /// Takes every buffered (view, partition) out of the log, optionally only some partitions,
+    /// numbering their files: they must be written (`write`) in the order returned, before a
+    /// checkpoint that records the sequences that follow them.
+    func detach(partitions: Set<Int32>? = nil) -> [PendingFile] {
+        var files: [PendingFile] = []
+        for (key, buffer) in buffers.sorted(by: { ($0.key.partition, $0.key.view) < ($1.key.partition, $1.key.view) })
+        where buffer.rows > 0 && (partitions?.contains(key.partition) ?? true) {
+            guard let view = views[key.view] else { continue }
+            let sequence = sequences[key, default: 0]
+            files.append(PendingFile(key: key, view: view, buffer: buffer, sequence: sequence))
+            sequences[key] = sequence + 1
+            buffers[key] = nil
+        }
+        return files
+    }
+
+    /// Writes every buffered (view, partition) to its own file here and now, optionally only some
+    /// partitions. On failure nothing buffered is lost (the failed buffers stay and are retried).
     @discardableResult
     func roll(partitions: Set<Int32>? = nil) throws -> Int {
         var rows = 0
         for (key, buffer) in buffers where buffer.rows > 0 && (partitions?.contains(key.partition) ?? true) {
-            try write(key, buffer)
-            rows += buffer.rows
-            rowsWritten[key.view, default: 0] += buffer.rows
+            guard let view = views[key.view] else { continue }
+            let file = PendingFile(key: key, view: view, buffer: buffer, sequence: sequences[key, default: 0])
+            try write(file)
+            sequences[key] = file.sequence + 1
             buffers[key] = nil
+            rows += file.rows
         }
         return rows
     }
@@ -119,12 +153,13 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
         "\(directory)/\(view)/partition=\(partition)"
     }
 
-    private func write(_ key: Key, _ buffer: Buffer) throws {
-        guard let view = views[key.view] else { return }
+    /// Writes one file: a temporary file, fsynced, renamed into place, the directory fsynced.
+    /// Safe on any thread (it touches only the file and the row counters).
+    func write(_ file: PendingFile) throws {
+        let key = file.key, buffer = file.buffer, view = file.view
         let dir = directory(view: key.view, partition: key.partition)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let sequence = sequences[key, default: 0]
-        let name = OfflineLog.fileName(sequence: sequence, first: buffer.firstOffset, last: buffer.lastOffset)
+        let name = OfflineLog.fileName(sequence: file.sequence, first: buffer.firstOffset, last: buffer.lastOffset)
         let temporary = "\(dir)/.\(name).tmp"
         let writer = try ParquetFileWriter(path: temporary, schema: OfflineLog.schema(of: view), compression: compression,
                                            metadata: [("tessera.view", key.view), ("tessera.partition", String(key.partition)),
@@ -141,7 +176,7 @@ public final class OfflineLog: @unchecked Sendable {  // owned by the worker thr
         }
         let fd = open(dir, O_RDONLY)
         if fd >= 0 { fsync(fd); close(fd) }
-        sequences[key] = sequence + 1
+        written.withLock { $0[key.view, default: 0] += buffer.rows }
     }
 
     /// `SEQUENCE-FIRST-LAST.parquet`: the file's number in its partition and the input offsets it covers.

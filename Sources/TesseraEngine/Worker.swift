@@ -33,6 +33,9 @@ public struct WorkerOptions: Sendable {
     public var keyPrefix = "tessera:"
     public var statsInterval: Duration? = .seconds(5)
     public var maxMessageBytes = 1 << 20
+    /// Offline files and checkpoint state waiting for the storage thread beyond this stop
+    /// consumption until it catches up.
+    public var maxPendingStorageBytes = 2 << 30
     public var batchSize = 8_192
     /// What happens to a partition whose last `badPartitionThreshold` events were all rejected.
     public var badPartitionPolicy = BadPartitionPolicy.keepGoing
@@ -96,6 +99,8 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     let offline: OfflineLog
     let deadLetters: DeadLetterSink
     let checkpoints: CheckpointStore?
+    /// Writes offline files and checkpoints off the worker's thread, in order.
+    let storage: DurableWriter
     let metrics = WorkerMetrics()
     let sources: [Source]
     /// Views per source index.
@@ -112,6 +117,13 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private var failures: [String: Int] = [:]
     private var checkpointsTaken = 0
     private var lastCheckpoint: ContinuousClock.Instant?
+    /// Checkpoint rounds queued on the storage thread: per mark, when the round began and the
+    /// offsets to commit (with the partition worker they belong to) once it is durable. A
+    /// partition that changed hands since is not committed for (its new owner commits).
+    private var pendingRounds: [Int: (started: ContinuousClock.Instant, commit: [TopicPartition: (Int64, PartitionWorker)])] = [:]
+    private var nextMark = 0
+    /// The storage thread's failing write last reported.
+    private var storageTrouble: (task: String, error: String)?
     private var joined = false
     private var nextGauges = ContinuousClock.now
     /// What restoring checkpoints under a changed topology did (logged once, not per partition).
@@ -183,6 +195,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         }
         deadLetters = try DeadLetterSink(destination: options.deadLetters ?? .file("\(options.offlineDirectory)/_dead_letters.jsonl"), producer: producer)
         checkpoints = options.stateDirectory.map { CheckpointStore(directory: "\($0)/\(options.group)") }
+        storage = DurableWriter(offline: offline, checkpoints: checkpoints)
         consumer.setListener(self)
         // Every counter is exported from the start, at 0.
         for source in sources {
@@ -205,7 +218,10 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         partitions[TopicPartition(consumer.topics[topic], partition)]
     }
 
-    deinit { online.stop() }
+    deinit {
+        online.stop()
+        storage.stop()
+    }
 
     // MARK: - Rebalances
 
@@ -215,6 +231,9 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     /// are rebuilt. A checkpoint that cannot be used stops the worker: guessing would count twice.
     public func assigned(_ tps: [TopicPartition]) -> [TopicPartition: Int64] {
         joined = true
+        // Nothing of an earlier ownership may be written over what recovery restores (a revoke
+        // waits for its writes; partitions lost without one may still have some queued).
+        storage.discard(partitions: Set(tps.map(\.partition)))
         var starts: [TopicPartition: Int64] = [:]
         for tp in tps {
             guard let s = sources.firstIndex(where: { $0.topic == tp.topic }) else { continue }
@@ -256,11 +275,12 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     public func revoked(_ tps: [TopicPartition]) {
         let numbers = Set(tps.map(\.partition))
         do {
-            try makeDurable(partitions: numbers, checkpoint: true)
+            try makeDurable(partitions: numbers, checkpoint: true, wait: true)
         } catch {
             logger.error("could not checkpoint revoked partitions \(tps.sorted()): \(error); their next owner replays from the last checkpoint")
             online.discard(partitions: numbers)
             offline.discard(partitions: numbers)
+            storage.discard(partitions: numbers)
         }
         for tp in tps {
             if let p = partitions[tp] {
@@ -272,10 +292,11 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         }
     }
 
-    private func checkpoint(_ tp: TopicPartition) throws {
-        guard let checkpoints, let p = partitions[tp]?.pipeline, p.nextOffset >= 0 else { return }
-        try checkpoints.save(tp, .init(nextOffset: p.nextOffset, lastCreated: p.lastCreated,
-                                       nextSequences: offline.nextSequences(partition: tp.partition), state: p.core.serialized()))
+    /// A partition's checkpoint as of now (its state serialized), or nil when it has nothing to save.
+    private func checkpoint(_ tp: TopicPartition) -> CheckpointStore.Checkpoint? {
+        guard checkpoints != nil, let p = partitions[tp]?.pipeline, p.nextOffset >= 0 else { return nil }
+        return .init(nextOffset: p.nextOffset, lastCreated: p.lastCreated,
+                     nextSequences: offline.nextSequences(partition: tp.partition), state: p.core.serialized())
     }
 
     // MARK: - The loop
@@ -284,7 +305,10 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     /// then flushes, commits, checkpoints and leaves the group.
     public func run(shouldStop: @escaping @Sendable () -> Bool) throws -> WorkerStats {
         stopRequested = shouldStop
-        defer { options.health?.update { $0.stopped = true } }
+        defer {
+            storage.stop()
+            options.health?.update { $0.stopped = true }
+        }
         lastCheckpoint = .now  // the age of the state the worker resumed from counts from here
         let clock = ContinuousClock()
         var nextFlush = clock.now + options.flushInterval
@@ -303,12 +327,13 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 nextFlush = now + options.flushInterval
             }
             if let fatal { throw fatal }
+            try checkStorage()
             if now >= nextCheckpoint {
-                try makeDurable(partitions: nil, checkpoint: true)
+                try makeDurable(partitions: nil, checkpoint: true, wait: false)
                 nextCheckpoint = now + options.checkpointInterval
                 nextRoll = now + options.rollInterval
             } else if now >= nextRoll {
-                try makeDurable(partitions: nil, checkpoint: false)
+                try makeDurable(partitions: nil, checkpoint: false, wait: false)
                 nextRoll = now + options.rollInterval
             }
             if let idle = options.idleTimeout, !options.untilEnd { advanceIdle(after: idle) }
@@ -321,7 +346,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
                 stats.emissions += p.pipeline.finish(online: online, offline: offline)
             }
         }
-        try makeDurable(partitions: nil, checkpoint: true)
+        try makeDurable(partitions: nil, checkpoint: true, wait: true)
         refreshStats()
         updateLag()
         publishMetrics(gauges: true)
@@ -365,7 +390,9 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         metrics.total("tessera_redis_commands_total", [], stats.redisCommands)
         metrics.total("tessera_errors_total", [("component", "redis")], online.failures)
         metrics.total("tessera_errors_total", [("component", "kafka")], consumer.transientErrors + (failures["kafka"] ?? 0))
-        for (component, n) in failures where component != "kafka" { metrics.total("tessera_errors_total", [("component", component)], n) }
+        for (component, n) in failures.merging(storage.failureCounts, uniquingKeysWith: +) where component != "kafka" {
+            metrics.total("tessera_errors_total", [("component", component)], n)
+        }
         metrics.total("tessera_checkpoints_total", [], checkpointsTaken)
         metrics.total("tessera_commits_total", [], stats.commits)
         updateLag()
@@ -404,6 +431,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
         stats.redisWrites = online.writes
         stats.redisCommands = online.commands
         stats.deadLettered = deadLetters.total
+        stats.offlineRows = offline.rowsWrittenTotal
         if stats.deadLettered > 0 {
             for (reason, n) in deadLetters.counts { stats.deadLetterReasons[reason.rawValue] = n }
         }
@@ -512,30 +540,87 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
 
     /// Makes every emission so far durable in both sinks; with `checkpoint`, then checkpoints the
     /// partitions and commits the offsets behind the checkpoints (never ahead of one).
-    private func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool) throws {
+    private func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool, wait: Bool) throws {
         try online.flush(whileWaiting: { self.report() }, giveUp: stopRequested)
-        try withBackoff("write the offline log", component: "offline") {
-            do { stats.offlineRows += try offline.roll(partitions: only) } catch { throw StorageError("\(error)") }
-        }
         try withBackoff("write dead letters", component: "dead_letters") {
             do { try deadLetters.flush() } catch let e as any RetriableError { throw e } catch { throw StorageError("\(error)") }
         }
-        guard checkpoint else { return }
-        let started = ContinuousClock.now
-        for tp in partitions.keys.sorted() where only?.contains(tp.partition) ?? true {
-            try withBackoff("write the checkpoint of \(tp)", component: "checkpoint") {
-                do { try self.checkpoint(tp) } catch { throw StorageError("\(error)") }
+        if checkpoint && !pendingRounds.isEmpty {
+            // One checkpoint round at a time: the state is not serialized again while the last
+            // copy still waits to be written.
+            try awaitStorage()
+        }
+        var jobs = offline.detach(partitions: only).map { DurableWriter.Job.offline($0) }
+        if checkpoint {
+            let started = ContinuousClock.now
+            var commit: [TopicPartition: (Int64, PartitionWorker)] = [:]
+            for tp in partitions.keys.sorted() where only?.contains(tp.partition) ?? true {
+                if let c = self.checkpoint(tp) { jobs.append(.checkpoint(tp, c)) }
+                if let p = partitions[tp], p.pipeline.nextOffset > p.committedOffset { commit[tp] = (p.pipeline.nextOffset, p) }
             }
+            pendingRounds[nextMark] = (started, commit)
+            jobs.append(.mark(nextMark))
+            nextMark += 1
         }
-        if checkpoints != nil {
-            checkpointsTaken += 1
-            lastCheckpoint = .now
-            metrics.checkpointDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
+        storage.enqueue(jobs)
+        if wait {
+            try awaitStorage()
+        } else if storage.pendingBytes > options.maxPendingStorageBytes {
+            try awaitStorage()  // the disk is slower than the stream: stop consuming until it catches up
         }
-        var commit: [TopicPartition: Int64] = [:]
-        for (tp, p) in partitions where (only?.contains(tp.partition) ?? true) && p.pipeline.nextOffset > p.committedOffset {
-            commit[tp] = p.pipeline.nextOffset
+    }
+
+    /// Between polls: commits behind the checkpoint rounds the storage thread has finished, and
+    /// stops consuming (waiting, reporting) while one of its writes fails.
+    private func checkStorage() throws {
+        try finishRounds()
+        if storage.currentTrouble != nil { try awaitStorage() }
+    }
+
+    /// Waits until everything handed to the storage thread is durable, reporting meanwhile (and
+    /// any write it is retrying); then commits behind the finished checkpoint rounds.
+    private func awaitStorage() throws {
+        while !storage.waitUntilIdle(timeout: .milliseconds(100)) {
+            if let trouble = storage.currentTrouble {
+                if storageTrouble?.task != trouble.task || storageTrouble?.error != trouble.error {
+                    logger.warning("cannot \(trouble.task), retrying: \(trouble.error)")
+                    storageTrouble = (trouble.task, trouble.error)
+                }
+                retrying = trouble.task
+            }
+            if stopRequested() {
+                let what = retrying ?? "write the offline log and checkpoints"
+                storage.stop()
+                throw WorkerError("stopped while trying to \(what)")
+            }
+            report()
         }
+        if storageTrouble != nil {
+            retrying = nil
+            storageTrouble = nil
+        }
+        try finishRounds()
+    }
+
+    /// Commits the offsets of every checkpoint round now durable (for partitions still owned by
+    /// the same partition worker that queued them).
+    private func finishRounds() throws {
+        for mark in storage.takeFinishedMarks() {
+            guard let round = pendingRounds.removeValue(forKey: mark) else { continue }
+            if checkpoints != nil {
+                checkpointsTaken += 1
+                lastCheckpoint = .now
+                metrics.checkpointDuration.recordNanoseconds(Int64((ContinuousClock.now - round.started) / .nanoseconds(1)))
+            }
+            var commit: [TopicPartition: Int64] = [:]
+            for (tp, (offset, worker)) in round.commit where partitions[tp] === worker && offset > worker.committedOffset {
+                commit[tp] = offset
+            }
+            try commitOffsets(commit)
+        }
+    }
+
+    private func commitOffsets(_ commit: [TopicPartition: Int64]) throws {
         guard !commit.isEmpty else { return }
         do {
             try withBackoff("commit offsets", component: "kafka") { try consumer.commit(commit) }
