@@ -104,6 +104,15 @@ public struct PartitionAggregator: Sendable {
 
     /// The whole partition state as bytes. Emissions not yet taken are not part of it.
     public func serialized() -> [UInt8] {
+        var bytes = unsealedState()
+        bytes += Self.seal(bytes)
+        return bytes
+    }
+
+    /// `serialized()` without its trailing checksum (`seal`), for a caller that checksums and
+    /// writes it elsewhere (the worker's storage thread): the state followed by `seal(state)` is
+    /// `serialized()`.
+    public func unsealedState() -> [UInt8] {
         var w = ByteWriter()
         w.write("tessera-partition")
         w.write(PartitionAggregator.formatVersion)
@@ -115,9 +124,14 @@ public struct PartitionAggregator: Sendable {
             v.serialize(into: &w)
             w.endSection(at: start)
         }
-        // A checksum of everything before it: a torn or garbled checkpoint is refused, not half-read.
-        let checksum = w.bytes.withUnsafeBufferPointer { StableHash.hash(bytes: $0) }
-        w.write(checksum)
+        return w.bytes
+    }
+
+    /// The trailer of a serialized state: a checksum of everything before it, so that a torn or
+    /// garbled checkpoint is refused, not half-read.
+    public static func seal(_ unsealed: [UInt8]) -> [UInt8] {
+        var w = ByteWriter()
+        w.write(unsealed.withUnsafeBufferPointer { StableHash.hash(bytes: $0) })
         return w.bytes
     }
 

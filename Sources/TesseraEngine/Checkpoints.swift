@@ -24,7 +24,10 @@ public struct CheckpointStore: Sendable {
         var lastCreated: Micros
         /// The sequence number of each view's next offline file for this partition.
         var nextSequences: [String: Int64]
+        /// The partition's `serialized()` state; when `sealed` is false, without its checksum
+        /// (`save` appends it: the hash is computed where the file is written).
         var state: [UInt8]
+        var sealed = true
     }
 
     func path(_ tp: TopicPartition) -> String { "\(directory)/\(tp.topic)/\(tp.partition).state" }
@@ -43,7 +46,8 @@ public struct CheckpointStore: Sendable {
             w.write(sequence)
         }
         // `write(array:)`'s framing, with the state written from where it lies (it can be large).
-        w.write(UInt64(checkpoint.state.count))
+        let trailer = checkpoint.sealed ? [] : PartitionAggregator.seal(checkpoint.state)
+        w.write(UInt64(checkpoint.state.count + trailer.count))
         let final = path(tp)
         let temporary = final + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
@@ -51,6 +55,7 @@ public struct CheckpointStore: Sendable {
         do {
             try Self.write(fd, w.bytes, path: temporary)
             try Self.write(fd, checkpoint.state, path: temporary)
+            try Self.write(fd, trailer, path: temporary)
             guard fsync(fd) == 0 else { throw CheckpointWriteError(path: temporary, errno: errno) }
             close(fd)
         } catch {

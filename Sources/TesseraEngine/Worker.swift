@@ -296,7 +296,7 @@ public final class Worker: RebalanceListener, @unchecked Sendable {  // confined
     private func checkpoint(_ tp: TopicPartition) -> CheckpointStore.Checkpoint? {
         guard checkpoints != nil, let p = partitions[tp]?.pipeline, p.nextOffset >= 0 else { return nil }
         return .init(nextOffset: p.nextOffset, lastCreated: p.lastCreated,
-                     nextSequences: offline.nextSequences(partition: tp.partition), state: p.core.serialized())
+                     nextSequences: offline.nextSequences(partition: tp.partition), state: p.core.unsealedState(), sealed: false)
     }
 
     // MARK: - The loop
