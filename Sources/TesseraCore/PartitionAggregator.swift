@@ -114,6 +114,7 @@ public struct PartitionAggregator: Sendable {
     /// `serialized()`.
     public func unsealedState() -> [UInt8] {
         var w = ByteWriter()
+        w.reserveCapacity(views.reduce(1 << 16) { $0 + $1.footprint.bytes })
         w.write("tessera-partition")
         w.write(PartitionAggregator.formatVersion)
         w.write(allowedLateness)

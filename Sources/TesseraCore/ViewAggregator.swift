@@ -440,10 +440,13 @@ public struct ViewAggregator: Sendable {
         entities.serialize(into: &w)
         w.write(UInt64(rings.count))
         for r in rings { r.serialize(into: &w) }
-        var v = SerializeVisitor(writer: w)
+        // The visitor takes the buffer over and hands it back (a copy would share it and make
+        // the first append copy everything written so far).
+        var v = SerializeVisitor(writer: ByteWriter())
+        swap(&v.writer, &w)
         var copy = kernels
         copy.forEach(&v)
-        w = v.writer
+        swap(&v.writer, &w)
         w.write(array: openEntities)
     }
 

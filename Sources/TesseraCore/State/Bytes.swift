@@ -4,6 +4,10 @@ public struct ByteWriter: Sendable {
 
     public init() {}
 
+    /// Room for `count` bytes in all, so that a large state is written without regrowing (and
+    /// recopying) the buffer; untouched room costs address space, not memory.
+    public mutating func reserveCapacity(_ count: Int) { bytes.reserveCapacity(count) }
+
     public mutating func write<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
