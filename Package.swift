@@ -100,11 +100,11 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "TesseraOfflineTests",
-            dependencies: ["TesseraOffline", "TesseraCore"],
+            dependencies: ["TesseraOffline", "TesseraCore", "TesseraTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "TesseraSourceTests",
-            dependencies: ["TesseraSource", "TesseraCore", "TesseraTopology", "TesseraWorkload"],
+            dependencies: ["TesseraSource", "TesseraCore", "TesseraTopology", "TesseraWorkload", "TesseraTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "TesseraKafkaTests",
@@ -126,7 +126,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "TesseraTopologyTests",
-            dependencies: ["TesseraTopology", "TesseraCore"],
+            dependencies: ["TesseraTopology", "TesseraCore", "TesseraTestSupport"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

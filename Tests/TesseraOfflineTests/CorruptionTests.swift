@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TesseraCore
+import TesseraTestSupport
 @testable import TesseraOffline
 
 /// A small file with every type, two row groups and dictionary pages; returns its bytes and columns.

@@ -1,4 +1,5 @@
 import Testing
+import TesseraTestSupport
 @testable import TesseraOffline
 
 @Suite struct EncodingTests {

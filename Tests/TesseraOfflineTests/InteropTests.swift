@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TesseraCore
+import TesseraTestSupport
 @testable import TesseraOffline
 
 /// Reads one of our files with pyarrow (page checksums verified) and DuckDB and prints a canonical dump.

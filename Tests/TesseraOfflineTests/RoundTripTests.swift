@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TesseraCore
+import TesseraTestSupport
 @testable import TesseraOffline
 
 /// Every type, required and nullable, plus strings that defeat the dictionary.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TesseraCore
+import TesseraTestSupport
 import TesseraSource
 import TesseraTopology
 import TesseraWorkload
@@ -21,7 +22,7 @@ private let growthOrders: Source = {
 
 /// Byte-level mutations of JSON payloads, each chosen to reach a different way of being wrong.
 struct PayloadMutator {
-    var g: SplitMix
+    var g: SeededGenerator
     /// Fragments spliced into payloads: field names, literals JSON does not have, numbers out of
     /// every range, broken escapes and UTF-8.
     static let tokens: [[UInt8]] = ([
@@ -35,7 +36,7 @@ struct PayloadMutator {
         [0xFF], [0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0x00], [0xEF, 0xBB, 0xBF], [0xC3, 0xA9],
     ]
 
-    init(seed: UInt64) { g = SplitMix(seed: seed) }
+    init(seed: UInt64) { g = SeededGenerator(seed: seed) }
 
     mutating func int(_ range: Range<Int>) -> Int { Int.random(in: range, using: &g) }
 
@@ -81,7 +82,7 @@ struct PayloadMutator {
 struct DecoderFuzzTests {
     /// Valid payloads to mutate: reference orders and the varied documents of `RandomJSON`.
     static func corpus(seed: UInt64) -> [[UInt8]] {
-        var g = SplitMix(seed: seed)
+        var g = SeededGenerator(seed: seed)
         let workload = ReferenceWorkload(.init(events: 10_000, users: 100, skew: 1.1, span: Time.day, disorder: 0, seed: seed))
         return (0..<64).map { i in
             if i % 2 == 0 {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TesseraCore
+import TesseraTestSupport
 import TesseraSource
 import TesseraTopology
 import TesseraWorkload
@@ -147,7 +148,7 @@ struct JSONEventDecoderTests {
 
     @Test("random valid documents decode like Foundation's JSONSerialization reads them", arguments: 0..<20)
     func differential(seed: Int) throws {
-        var g = SplitMix(seed: UInt64(seed))
+        var g = SeededGenerator(seed: UInt64(seed))
         var decoder = referenceDecoder()
         for _ in 0..<200 {
             var batch = ColumnBatch(schema: decoder.schema.types)
@@ -167,7 +168,7 @@ struct JSONEventDecoderTests {
 
     @Test("mutated documents never crash: accepted or rejected, nothing in between", arguments: 0..<10)
     func mutations(seed: Int) {
-        var g = SplitMix(seed: UInt64(seed) &+ 1_000)
+        var g = SeededGenerator(seed: UInt64(seed) &+ 1_000)
         var decoder = referenceDecoder()
         var batch = ColumnBatch(schema: decoder.schema.types)
         for _ in 0..<2_000 {
@@ -189,24 +190,13 @@ struct JSONEventDecoderTests {
     }
 }
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
 /// Random valid event documents: fields in any order, whitespace, undeclared nested values,
 /// escapes and numbers in varied notations.
 enum RandomJSON {
-    static func ws(_ g: inout SplitMix) -> String { ["", " ", "\n  ", "\t"].randomElement(using: &g)! }
+    static func ws(_ g: inout SeededGenerator) -> String { ["", " ", "\n  ", "\t"].randomElement(using: &g)! }
 
-    static func string(_ g: inout SplitMix) -> String {
+    static func string(_ g: inout SeededGenerator) -> String {
         var s = "\""
         for _ in 0..<Int.random(in: 0...12, using: &g) {
             switch Int.random(in: 0..<10, using: &g) {
@@ -222,7 +212,7 @@ enum RandomJSON {
         return s + "\""
     }
 
-    static func number(_ g: inout SplitMix) -> String {
+    static func number(_ g: inout SeededGenerator) -> String {
         switch Int.random(in: 0..<6, using: &g) {
         case 0: return String(Int.random(in: -1_000_000...1_000_000, using: &g))
         case 1: return String(format: "%.2f", Double.random(in: 0..<10_000, using: &g))
@@ -233,7 +223,7 @@ enum RandomJSON {
         }
     }
 
-    static func value(_ g: inout SplitMix, depth: Int) -> String {
+    static func value(_ g: inout SeededGenerator, depth: Int) -> String {
         switch Int.random(in: 0..<(depth > 2 ? 4 : 6), using: &g) {
         case 0: return string(&g)
         case 1: return number(&g)
@@ -244,7 +234,7 @@ enum RandomJSON {
         }
     }
 
-    static func document(_ g: inout SplitMix) -> String {
+    static func document(_ g: inout SeededGenerator) -> String {
         var fields = ["\"event_timestamp\":\(Int64.random(in: 0...4_000_000_000_000, using: &g))"]
         if Bool.random(using: &g) { fields.append("\"amount\":" + ws(&g) + number(&g)) }
         if Bool.random(using: &g) { fields.append("\"status\":" + string(&g)) }

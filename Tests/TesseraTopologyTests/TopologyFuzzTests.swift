@@ -1,28 +1,17 @@
 import Foundation
 import Testing
 import TesseraCore
+import TesseraTestSupport
 @testable import TesseraTopology
 
 // Seeded random mutation of topology files, the quick in-suite companion of the libFuzzer target in
 // fuzz/ (scripts/fuzz.sh): whatever the text, the loader returns a model or errors, each located
 // at a line and column of the file (DESIGN §6), and never crashes.
 
-/// A small seeded generator (SplitMix64), so a failure replays from its seed.
-struct TopologyRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
 /// Line- and byte-level mutations of YAML text.
 struct YAMLMutator {
-    var g: TopologyRandom
+    var g: SeededGenerator
 
     /// Keys and values the loader knows, and YAML syntax that changes what a line means.
     static let tokens: [String] = [
@@ -35,7 +24,7 @@ struct YAMLMutator {
         "1e400", ".nan", ".inf", "0.95", "2", "status == ", " and ", " or not ", " in [", "\"x\\", "'it''s'",
     ]
 
-    init(seed: UInt64) { g = TopologyRandom(seed: seed) }
+    init(seed: UInt64) { g = SeededGenerator(seed: seed) }
 
     mutating func int(_ range: Range<Int>) -> Int { Int.random(in: range, using: &g) }
 
