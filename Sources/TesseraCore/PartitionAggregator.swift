@@ -67,7 +67,7 @@ public struct PartitionAggregator: Sendable {
             streamTimes.append(now)
         }
         for v in views.indices {
-            let missing = views[v].apply(batch, accepted: accepted, streamTimes: streamTimes, end: now)
+            let missing = views[v].apply(batch, accepted: accepted, streamTimes: streamTimes, end: now, lateness: allowedLateness)
             for row in missing { rejected.append((row, .missingKey(view: views[v].spec.name))) }
         }
         streamTime = now
@@ -81,7 +81,7 @@ public struct PartitionAggregator: Sendable {
         guard time > streamTime, PartitionAggregator.validTimes.contains(time) else { return }
         streamTime = time
         for v in views.indices {
-            _ = views[v].apply(nil, accepted: [], streamTimes: [], end: time)
+            _ = views[v].apply(nil, accepted: [], streamTimes: [], end: time, lateness: allowedLateness)
         }
     }
 
@@ -89,7 +89,7 @@ public struct PartitionAggregator: Sendable {
     /// holds those rows, closed.
     public mutating func finish() {
         for v in views.indices {
-            _ = views[v].apply(nil, accepted: [], streamTimes: [], end: streamTime, closeAll: true)
+            _ = views[v].apply(nil, accepted: [], streamTimes: [], end: streamTime, lateness: allowedLateness, closeAll: true)
         }
     }
 
@@ -99,8 +99,11 @@ public struct PartitionAggregator: Sendable {
 
     // MARK: - Checkpoints
 
-    /// 2: each view in its own length-prefixed section, found by name (views may be added or removed).
-    static let formatVersion: UInt32 = 2
+    /// 3: per view, entity records and tile blocks as laid out in memory (`ViewLayout`), sliding
+    /// sketches. (2, the structure-of-arrays layout of earlier releases, is refused: its partition
+    /// is rebuilt by replaying the topic.)
+    /// Each view is in its own length-prefixed section, found by name (views may be added or removed).
+    static let formatVersion: UInt32 = 3
 
     /// The whole partition state as bytes. Emissions not yet taken are not part of it.
     public func serialized() -> [UInt8] {
@@ -114,7 +117,7 @@ public struct PartitionAggregator: Sendable {
     /// `serialized()`.
     public func unsealedState() -> [UInt8] {
         var w = ByteWriter()
-        w.reserveCapacity(views.reduce(1 << 16) { $0 + $1.footprint.bytes })
+        w.reserveCapacity(views.reduce(1 << 16) { $0 + $1.memory })
         w.write("tessera-partition")
         w.write(PartitionAggregator.formatVersion)
         w.write(allowedLateness)
@@ -156,7 +159,11 @@ public struct PartitionAggregator: Sendable {
         try r.expect("tessera-partition")
         let version = try r.read(UInt32.self)
         guard version == PartitionAggregator.formatVersion else {
-            throw StateFormatError(description: "state format \(version) is not supported (this build reads \(PartitionAggregator.formatVersion))")
+            throw StateFormatError(description: """
+                state format \(version) is not supported (this build reads \(PartitionAggregator.formatVersion)): it was saved by \
+                \(version < PartitionAggregator.formatVersion ? "an earlier" : "a later") Tessera. Rebuild the state: stop the workers, \
+                delete the group's checkpoints (STATE_DIR/GROUP) and the views' offline files, and replay the topic
+                """)
         }
         self.allowedLateness = allowedLateness
         _ = try r.read(Micros.self)

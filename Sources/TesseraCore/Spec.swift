@@ -1,7 +1,7 @@
 /// What a feature view computes, in the core's terms: field indices instead of names,
 /// microseconds instead of duration strings. Built by the topology compiler (or by tests).
 
-/// The aggregates of DESIGN §2.
+/// The aggregates of a feature.
 public enum Aggregate: String, Sendable, Hashable, CaseIterable {
     case count, sum, mean, min, max, first, last, variance, stddev
     case approxCountDistinct = "approx_count_distinct"
@@ -33,7 +33,11 @@ public enum Window: Sendable, Hashable, CustomStringConvertible {
     case lifetime
     case sliding(length: Micros, hop: Micros)
 
-    /// DESIGN §2: `W ≤ 12h → 5m`, `W ≤ 12d → 1h`, else `1d`.
+    /// Most tiles a window may span (window ÷ hop): tiles are numbered relative to one another in
+    /// 26 bits inside sliding sketches, which leaves room for a window and its lateness.
+    public static let maxTiles: Int64 = 1 << 20
+
+    /// `W ≤ 12h → 5m`, `W ≤ 12d → 1h`, else `1d`.
     public static func defaultHop(for length: Micros) -> Micros {
         if length <= 12 * Time.hour { return 5 * Time.minute }
         if length <= 12 * Time.day { return Time.hour }
@@ -195,6 +199,7 @@ public struct ViewSpec: Sendable, Hashable {
             }
             if case .sliding(let w, let h) = f.window {
                 guard h > 0, w >= h, w % h == 0 else { throw fail("feature \(f.name): the hop must divide the window") }
+                guard w / h <= Window.maxTiles else { throw fail("feature \(f.name): the window spans more than \(Window.maxTiles) tiles") }
             }
             if f.aggregate == .approxPercentile {
                 guard let p = f.percentile, p >= 0, p <= 1 else { throw fail("feature \(f.name): approx_percentile needs a percentile in [0, 1]") }

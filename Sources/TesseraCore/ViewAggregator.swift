@@ -1,63 +1,61 @@
-import CPrefetch
+import CIntrinsics
 
 /// The windowed aggregation of one feature view over one partition.
+///
+/// State is one record per entity (`ViewLayout`) plus each entity's tiles (`TileDeque`): an event
+/// touches its entity's record, the newest tile of each ring, and whatever its sketches hold. A
+/// batch is applied in one pass over its rows, in arrival order:
+///
+///     row ─▶ stream time moved? cross the tile boundaries on the way (time order):
+///              every entity holding the leaving tile changes and emits at the boundary
+///         ─▶ the row's entity: its emission, its tile on each ring, every kernel's update
+///
+/// Emissions are numbered as they are made (one per entity and stream time, in time order), and
+/// an emission's values are written right after each change that makes or touches it, while the
+/// entity's record is in cache (a later change at the same time writes them again).
 ///
 /// Emissions are *open* while stream time stays at their time (more events at that time may
 /// still change them) and *closed* once it moves on. The closed stream is the same however the
 /// input is cut into batches, and however often the state is checkpointed and restored.
-///
-/// A batch is applied in two phases (see `Plan`). Phase 1 walks the rows in arrival order:
-/// resolves each row's entity and its tile on every ring, crosses the tile boundaries that stream
-/// time passes (in time order), and numbers the emissions — one per entity and stream time, an
-/// accepted row always emitting its entity's row and a tile leaving a window emitting at that
-/// boundary. Phase 2 runs kernel by kernel over the rows: update tile and window partials, rebuild
-/// a window from the entity's remaining tiles when a tile leaves it, and finalise each emitted
-/// value where its emission's last writer stands.
 public struct ViewAggregator: Sendable {
     public let spec: ViewSpec
-    var entities: EntityIndex
-    var rings: [TileRing]
-    /// The generation of each ring's features (see `FeatureSpec.generation`).
-    var ringGenerations: [Int] = []
-    var kernels = KernelSet()
-    var predicates: [Predicate]
+    let program: ViewProgram
+    let layout: ViewLayout
+    var keys: KeyIndex
+    /// Entity records, indexed by entity id.
+    var records: Slab
+    var rings: [RingStore]
+    var kernels: KernelSet
+    var distinctStores: [DistinctStore]
+    var quantileStores: [QuantileStore]
+    var dictionaries: [StringDictionary]
     /// The stream time this view has processed up to; `.min` before the first event.
     public internal(set) var clock: Micros = .min
-
-    /// Per entity: the time and serial number of its latest emission (to coalesce equal times
-    /// within a batch). Serial numbers count every emission this view ever made.
-    var emitted: [LastEmission] = []
-    struct LastEmission: BitwiseCopyable, Sendable {
-        var time: Micros
-        var serial: Int64
-        static let never = LastEmission(time: .min, serial: -1)
-    }
-    var firstSerial: Int64 = 0
+    /// No tile leaves a window before this time: every window's boundaries are multiples of its
+    /// ring's hop, so it is the first multiple of a hop after `clock`.
+    var nextBoundary: Micros = .min
+    /// Numbers the batches: a record's emission index belongs to this batch when its epoch is this.
+    var epoch: UInt32 = 0
+    /// Entities whose row at the current stream time is still open (part of the state).
+    var openEntities: [UInt32] = []
 
     /// Emissions produced since the caller last cleared them.
     public internal(set) var emissions: EmissionBatch
 
-    // Scratch, kept to avoid allocating per batch.
-    var plan = Plan()
+    // Per batch, kept to avoid allocating.
     var ids: [UInt32] = []
+    var inputs = InputBuffers()
+    var scratch: Scratch
+    /// `scratch`'s buffers.
+    var buffers: Buffers
+    /// Where the records and rings are, for the batch being applied (see `makeUnique`).
+    var recordCore: SlabCore
+    /// Emissions made in this batch (in `scratch`), and how many of them are closed.
+    var made = 0
+    var closedUpTo = 0
     var filterResults: [[Bool]] = []
     var predicateScratch: [[UInt8]] = []
     var boundaries: [Boundary] = []
-    /// Per new emission: its last writer, a row (≥ 0) or an emit-group entry (−1 − index).
-    var lastWriter: [Int] = []
-    var values: [UInt64] = []
-    var valid: [Bool] = []
-    var firstNew = 0
-    /// Emissions before this index are closed; `pendingClosers` says by which row.
-    var closedUpTo = 0
-    var pendingClosers: [(Int, Int32)] = []
-
-    /// Entities whose row at the current stream time is still open (part of the state).
-    var openEntities: [UInt32] = []
-
-    /// Per ring and window: whether a kernel there rebuilds its window from the remaining tiles
-    /// when a tile leaves (invertible kernels subtract the tile instead).
-    var rebuilds: [[Bool]] = []
 
     struct Boundary {
         var time: Micros
@@ -66,346 +64,634 @@ public struct ViewAggregator: Sendable {
         var tile: Int64
     }
 
+    /// Raw per-batch buffers: the rows' tiles, the ring cores, and this batch's emissions — time,
+    /// entity, closer, key (single int64 join key) and values (row-major, one row of features per
+    /// emission) — until they are materialised into `emissions`. Plain pointers (no reference
+    /// counting, no exclusivity checks in the loops); `Scratch` owns the memory.
+    struct Buffers: BitwiseCopyable, @unchecked Sendable {  // valid for the batch being applied, see `Scratch`
+        var tiles: UnsafeMutablePointer<TileRef>
+        var rings: UnsafeMutablePointer<RingCore>
+        var times: UnsafeMutablePointer<Micros>
+        var entities: UnsafeMutablePointer<UInt32>
+        var closers: UnsafeMutablePointer<Int32>
+        var keys: UnsafeMutablePointer<Int64>
+        var values: UnsafeMutablePointer<UInt64>
+        var valid: UnsafeMutablePointer<Bool>
+        /// Per distinct store, where its exact sets are.
+        var sets: UnsafeMutablePointer<UnsafePointer<SlabCore>>
+        /// Emissions room is kept for.
+        var capacity: Int
+    }
+
+    final class Scratch: @unchecked Sendable {  // used by one view value at a time (replaced when shared)
+        private(set) var buffers: Buffers
+        let features: Int
+
+        init(rings: Int, features: Int, distincts: Int) {
+            self.features = features
+            buffers = Buffers(tiles: .allocate(capacity: max(1, rings)), rings: .allocate(capacity: max(1, rings)),
+                              times: .allocate(capacity: 1), entities: .allocate(capacity: 1), closers: .allocate(capacity: 1),
+                              keys: .allocate(capacity: 1), values: .allocate(capacity: 1), valid: .allocate(capacity: 1),
+                              sets: .allocate(capacity: max(1, distincts)), capacity: 0)
+            reserve(4_096, keeping: 0)
+        }
+
+        deinit {
+            buffers.tiles.deallocate()
+            buffers.rings.deallocate()
+            buffers.times.deallocate()
+            buffers.entities.deallocate()
+            buffers.closers.deallocate()
+            buffers.keys.deallocate()
+            buffers.values.deallocate()
+            buffers.valid.deallocate()
+            buffers.sets.deallocate()
+        }
+
+        /// Room for `n` emissions, keeping the first `keep`.
+        func reserve(_ n: Int, keeping keep: Int) {
+            guard n > buffers.capacity else { return }
+            let capacity = max(n, buffers.capacity * 2)
+            func grow<T>(_ p: UnsafeMutablePointer<T>, _ per: Int) -> UnsafeMutablePointer<T> {
+                let q = UnsafeMutablePointer<T>.allocate(capacity: max(1, capacity * per))
+                q.moveInitialize(from: p, count: keep * per)
+                p.deallocate()
+                return q
+            }
+            var b = buffers
+            b.times = grow(b.times, 1)
+            b.entities = grow(b.entities, 1)
+            b.closers = grow(b.closers, 1)
+            b.keys = grow(b.keys, 1)
+            b.values = grow(b.values, features)
+            b.valid = grow(b.valid, features)
+            b.capacity = capacity
+            buffers = b
+        }
+    }
+
     public init(spec: ViewSpec) {
         self.spec = spec
-        entities = EntityIndex(keyTypes: spec.keyTypes)
-        emissions = EmissionBatch(keyTypes: spec.keyTypes, featureTypes: spec.features.map { spec.outputType(of: $0) })
-
-        // Features in state order: by generation (features added to a running view come after
-        // the ones whose state was saved, and never share their tiles or partials).
-        let order = spec.features.indices.sorted { (spec.features[$0].generation, $0) < (spec.features[$1].generation, $1) }
-
-        // Rings: one per hop (and generation), serving every window length with that hop.
-        struct RingKey: Hashable { var hop: Micros; var generation: Int }
-        var hops: [RingKey] = []
-        var lengths: [RingKey: Set<Micros>] = [:]
-        for f in order.map({ spec.features[$0] }) {
-            if case .sliding(let w, let h) = f.window {
-                let key = RingKey(hop: h, generation: f.generation)
-                if lengths[key] == nil { hops.append(key) }
-                lengths[key, default: []].insert(w)
-            }
-        }
-        rings = hops.map { TileRing(hop: $0.hop, windows: lengths[$0]!.sorted()) }
-        ringGenerations = hops.map(\.generation)
-
-        // Kernels: one per (family, ring, field, filter); features that agree share it.
-        var predicates: [Predicate] = []
-        struct Key: Hashable { var family: Family; var placement: Placement }
-        struct Pending { var key: Key; var windows: Set<Int> = []; var outputs: [KernelOutput] = []; var percentiles: [Double] = [] }
-        var pending: [Pending] = []
-        var byKey: [Key: Int] = [:]
-        for index in order {
-            let f = spec.features[index]
-            var filter: Int?
-            if let p = f.filter {
-                if let existing = predicates.firstIndex(of: p) { filter = existing } else { predicates.append(p); filter = predicates.count - 1 }
-            }
-            var ring: Int?
-            var window = 0
-            if case .sliding(let w, let h) = f.window {
-                ring = hops.firstIndex(of: RingKey(hop: h, generation: f.generation))!
-                window = rings[ring!].windows.firstIndex(of: w)!
-            }
-            let key = Key(family: Family(f.aggregate), placement: Placement(ring: ring, field: f.field, filter: filter, generation: f.generation))
-            let k: Int
-            if let existing = byKey[key] { k = existing } else {
-                k = pending.count
-                byKey[key] = k
-                pending.append(Pending(key: key))
-            }
-            var mode = (f.aggregate == .stddev || f.aggregate == .mean) ? 1 : 0
-            if f.aggregate == .approxPercentile {
-                let p = f.percentile ?? 0.5
-                if let m = pending[k].percentiles.firstIndex(of: p) { mode = m } else {
-                    pending[k].percentiles.append(p)
-                    mode = pending[k].percentiles.count - 1
-                }
-            }
-            pending[k].windows.insert(window)
-            pending[k].outputs.append(KernelOutput(feature: index, window: window, mode: mode))
-        }
-        self.predicates = predicates
-        for p in pending {
-            let ringWindows = p.key.placement.ring == nil ? [0] : p.windows.sorted()
-            let outputs = p.outputs.map { KernelOutput(feature: $0.feature, window: ringWindows.firstIndex(of: $0.window)!, mode: $0.mode) }
-            let fieldType = p.key.placement.field.map { spec.schema.types[$0] } ?? .int64
-            func column<K: AggregateKernel>(_ kernel: K) -> KernelColumn<K> {
-                KernelColumn(kernel: kernel, placement: p.key.placement, ringWindows: ringWindows, outputs: outputs)
-            }
-            switch p.key.family {
-            case .count: kernels.counts.append(column(CountKernel()))
-            case .sum: kernels.sums.append(column(SumKernel()))
-            case .min: kernels.extrema.append(column(ExtremumKernel(isMax: false)))
-            case .max: kernels.extrema.append(column(ExtremumKernel(isMax: true)))
-            case .moments: kernels.moments.append(column(MomentsKernel()))
-            case .first: kernels.picks.append(column(PickKernel(isLast: false, type: fieldType)))
-            case .last: kernels.picks.append(column(PickKernel(isLast: true, type: fieldType)))
-            case .distinct: kernels.distincts.append(column(DistinctKernel()))
-            case .percentile: kernels.percentiles.append(column(PercentileKernel(percentiles: p.percentiles)))
-            }
-        }
-        var v = RebuildVisitor(rebuilds: rings.map { Array(repeating: false, count: $0.windows.count) })
-        kernels.forEach(&v)
-        rebuilds = v.rebuilds
+        let program = ViewProgram(spec: spec)
+        self.program = program
+        layout = program.layout
+        keys = KeyIndex(keyTypes: spec.keyTypes)
+        records = Slab(itemBytes: program.layout.stride, chunkBytes: 1 << 21)
+        recordCore = records.core
+        rings = (0..<program.layout.ringCount).map { RingStore(layout: program.layout.ring($0)) }
+        kernels = program.kernels
+        distinctStores = Array(repeating: DistinctStore(), count: program.distinctStores)
+        quantileStores = Array(repeating: QuantileStore(), count: program.quantileStores)
+        dictionaries = Array(repeating: StringDictionary(), count: program.dictionaries)
+        emissions = EmissionBatch(keyTypes: spec.keyTypes, featureTypes: program.types)
+        scratch = Scratch(rings: program.layout.ringCount, features: spec.features.count, distincts: program.distinctStores)
+        buffers = scratch.buffers
     }
 
-    enum Family: Hashable {
-        case count, sum, min, max, moments, first, last, distinct, percentile
-        init(_ a: Aggregate) {
-            switch a {
-            case .count: self = .count
-            case .sum, .mean: self = .sum
-            case .min: self = .min
-            case .max: self = .max
-            case .variance, .stddev: self = .moments
-            case .first: self = .first
-            case .last: self = .last
-            case .approxCountDistinct: self = .distinct
-            case .approxPercentile: self = .percentile
-            }
-        }
-    }
-
-    public var entityCount: Int { entities.count }
+    public var entityCount: Int { keys.count }
 
     /// The join-key values of an entity id that appears in `emissions`.
-    public func key(of entity: UInt32) -> [Value] { entities.key(of: entity) }
+    public func key(of entity: UInt32) -> [Value] {
+        var columns = spec.keyTypes.map(Column.init(type:))
+        if keys.singleInt {
+            columns[0].append(int: records.pointer(entity).load(fromByteOffset: ViewLayout.keyOffset, as: Int64.self))
+        } else {
+            keys.appendKey(entity, to: &columns)
+        }
+        return columns.map { $0.value(at: 0)! }
+    }
 
     // MARK: - Applying a batch
+
+    /// Gives this value its own storage where it shares some with a copy (a checkpoint being
+    /// written), and refreshes the cores the hot loops use. Called before any write.
+    private mutating func makeUnique() {
+        records.makeUnique()
+        recordCore = records.core
+        keys.makeUnique()
+        for r in rings.indices { rings[r].makeUnique() }
+        for s in distinctStores.indices { distinctStores[s].makeUnique() }
+        for s in quantileStores.indices { quantileStores[s].makeUnique() }
+        if !isKnownUniquelyReferenced(&scratch) { scratch = Scratch(rings: rings.count, features: spec.features.count, distincts: distinctStores.count) }
+        buffers = scratch.buffers
+        for r in rings.indices { buffers.rings[r] = rings[r].core }
+        for s in distinctStores.indices { buffers.sets[s] = distinctStores[s].cores }
+    }
 
     /// Aggregates the rows of `batch` for which `accepted[i]` (`streamTimes[i]` is the partition's
     /// stream time after row `i`), then moves the clock to `end`, crossing the boundaries on the
     /// way. New emissions are appended to `emissions`. Returns the rows without an entity key.
-    mutating func apply(_ batch: ColumnBatch?, accepted: [Bool], streamTimes: [Micros], end: Micros, closeAll: Bool = false) -> [Int] {
+    /// `lateness` is the source's allowed lateness (which tiles can still change).
+    mutating func apply(_ batch: ColumnBatch?, accepted: [Bool], streamTimes: [Micros], end: Micros, lateness: Micros,
+                        closeAll: Bool = false) -> [Int] {
+        makeUnique()
+        epoch = epoch == UInt32.max - 1 ? 0 : epoch + 1
         let n = batch?.count ?? 0
         var missingKey: [Int] = []
-        plan.reset(rows: n, rings: rings.count)
-        firstNew = emissions.count
-        closedUpTo = firstNew
-        defer { firstSerial += Int64(emissions.count - firstNew) }
-        lastWriter.removeAll(keepingCapacity: true)
+        made = 0
+        closedUpTo = 0
         // Rows left open by the previous batch (at the current stream time) continue here: they
         // may still change at this time, and close when stream time moves on.
         if !openEntities.isEmpty && (n > 0 || end > clock || closeAll) {
-            let groupStart = plan.emits.count
             for e in openEntities {
-                let (index, isNew) = emission(of: e, at: clock)
-                if isNew {
-                    lastWriter[Int(index)] = -1 - plan.emits.count
-                    plan.emits.append(Plan.GroupEmission(entity: e, emission: index, isFinal: false, beforeRow: 0))
-                }
+                let record = recordCore.pointer(e)
+                emit(e, at: clock, record)
+                finalize(record)
             }
-            plan.steps.append(Plan.Step(kind: .emit, beforeRow: 0, ring: 0, window: 0, from: groupStart, to: plan.emits.count))
             openEntities.removeAll(keepingCapacity: true)
         }
-        if let batch {
-            let added = entities.resolve(batch, keyFields: spec.keyFields, use: accepted, into: &ids)
-            if added > 0 { addEntities() }
-            for i in 0..<n where accepted[i] && ids[i] == EntityIndex.noEntity { missingKey.append(i) }
-            planRows(batch, streamTimes: streamTimes)
+        if let batch, n > 0 {
+            let added = keys.resolve(batch, keyFields: spec.keyFields, use: accepted, into: &ids)
+            if added > 0 { addEntities(added, batch) }
+            for i in 0..<n where accepted[i] && ids[i] == KeyIndex.noEntity { missingKey.append(i) }
+            prepareKernels(batch)
+            aggregate(batch, streamTimes: streamTimes, lateness: lateness)
         }
-        if end > clock { planBoundaries(through: end, beforeRow: n) }
-        lastWriter.withUnsafeBufferPointer { lastWriter in
-            for i in 0..<n {
-                let e = plan.emission[i]
-                plan.finalRow[i] = e >= 0 && lastWriter[Int(e)] == i
-            }
-        }
-        for g in plan.emits.indices { plan.emits[g].isFinal = lastWriter[Int(plan.emits[g].emission)] == -1 - g }
+        if end > clock { advance(to: end, closer: Int32(n), lateness: lateness) }
         // Rows at the final stream time stay open unless the run ends here.
         if closeAll {
             close(upTo: clock + 1, by: Int32(n))
         } else {
-            for i in closedUpTo..<emissions.count { openEntities.append(emissions.entityIds[i]) }
+            for i in closedUpTo..<made { openEntities.append(buffers.entities[i]) }
         }
-        emissions.closers.append(contentsOf: repeatElement(-1, count: emissions.count - emissions.closers.count))
-        for (i, row) in pendingClosers { emissions.closers[i] = row }
-        pendingClosers.removeAll(keepingCapacity: true)
-
-        let count = emissions.count - firstNew
-        if let batch, n > 0 { prepareKernels(batch) }
-        if count > 0 || !plan.steps.isEmpty { execute(count: count) }
-        for r in rings.indices {
-            for s in plan.retired[r] { rings[r].remove(slot: s) }
-        }
+        materialize()
         return missingKey
     }
 
-    // MARK: Phase 1
-
-    private mutating func planRows(_ batch: ColumnBatch, streamTimes: [Micros]) {
-        let n = batch.count
-        let entity = plan.entity.buffer, time = plan.time.buffer, emission = plan.emission.buffer
-        let slots = plan.slot.buffer, firsts = plan.firstWindow.buffer
-        for i in 0..<n {
-            let e = ids[i]
-            let t = batch.eventTimes[i]
-            entity[i] = e
-            time[i] = t
-            // Stream time is the partition's: a row this view cannot key still moves it.
-            let now = streamTimes[i]
-            if now > clock { planBoundaries(through: now, beforeRow: i) }
-            guard e != EntityIndex.noEntity else {
-                emission[i] = -1
-                for r in rings.indices { slots[r &* n &+ i] = TileRing.none; firsts[r &* n &+ i] = 0 }
-                continue
-            }
-            for r in rings.indices {
-                let k = Time.floorDiv(t, rings[r].hop)
-                let first = rings[r].firstWindowContaining(tile: k, at: now)
-                firsts[r &* n &+ i] = UInt8(truncatingIfNeeded: first)
-                if first < rings[r].windows.count {
-                    let (slot, created) = rings[r].slot(entity: e, tile: k)
-                    if created { plan.created[r].append(slot) }
-                    slots[r &* n &+ i] = slot
-                } else {
-                    slots[r &* n &+ i] = TileRing.none
-                }
-            }
-            let (index, _) = self.emission(of: e, at: now)
-            lastWriter[Int(index)] = i
-            emission[i] = index
+    /// New entities: records from the template, with their key.
+    private mutating func addEntities(_ added: Int, _ batch: ColumnBatch) {
+        let first = keys.count - added
+        for e in first..<keys.count {
+            let id = records.allocate()
+            precondition(Int(id) == e)
+            records.pointer(id).copyMemory(from: layout.template, byteCount: layout.stride)
+        }
+        guard keys.singleInt else { return }
+        let column = batch.columns[spec.keyFields[0]]
+        for i in 0..<batch.count where ids[i] != KeyIndex.noEntity && Int(ids[i]) >= first {
+            records.pointer(ids[i]).storeBytes(of: column.ints[i], toByteOffset: ViewLayout.keyOffset, as: Int64.self)
         }
     }
 
-    /// The emission (relative to this batch) of `e` at `time`: shared with an earlier change of
-    /// the same entity at the same time in this batch, or new.
-    private mutating func emission(of e: UInt32, at time: Micros) -> (index: Int32, isNew: Bool) {
-        let last = emitted[Int(e)]
-        if last.time == time && last.serial >= firstSerial {
-            return (Int32(last.serial - firstSerial), false)
+    private mutating func prepareKernels(_ batch: ColumnBatch) {
+        while filterResults.count < program.predicates.count { filterResults.append([]) }
+        for (i, p) in program.predicates.enumerated() {
+            p.evaluate(on: batch, into: &filterResults[i], scratch: &predicateScratch)
         }
-        let index = Int32(emissions.count - firstNew)
-        emissions.eventTimes.append(time)
-        emissions.entityIds.append(e)
-        emitted[Int(e)] = LastEmission(time: time, serial: firstSerial + Int64(index))
-        lastWriter.append(0)
-        return (index, true)
+        let n = batch.count
+        var slot = 0
+        func next() -> KernelInputs {
+            defer { slot += 1 }
+            return inputs.inputs(slot, rows: n)
+        }
+        ids.withUnsafeBufferPointer { ids in
+            let e = ids.baseAddress!
+            for i in kernels.counts.indices { kernels.counts[i].prepare(batch, entities: e, filters: filterResults, buffers: next()) }
+            for i in kernels.moments.indices { kernels.moments[i].prepare(batch, entities: e, filters: filterResults, buffers: next()) }
+            for i in kernels.maxes.indices {
+                var none = StringDictionary()
+                kernels.maxes[i].prepare(batch, entities: e, filters: filterResults, buffers: next(), strings: &none)
+            }
+            for i in kernels.mins.indices {
+                var none = StringDictionary()
+                kernels.mins[i].prepare(batch, entities: e, filters: filterResults, buffers: next(), strings: &none)
+            }
+            for i in kernels.firsts.indices {
+                let d = kernels.firsts[i].dictionary
+                var strings = d >= 0 ? dictionaries[d] : StringDictionary()
+                if d >= 0 { dictionaries[d] = StringDictionary() }
+                kernels.firsts[i].prepare(batch, entities: e, filters: filterResults, buffers: next(), strings: &strings)
+                if d >= 0 { dictionaries[d] = strings }
+            }
+            for i in kernels.lasts.indices {
+                let d = kernels.lasts[i].dictionary
+                var strings = d >= 0 ? dictionaries[d] : StringDictionary()
+                if d >= 0 { dictionaries[d] = StringDictionary() }
+                kernels.lasts[i].prepare(batch, entities: e, filters: filterResults, buffers: next(), strings: &strings)
+                if d >= 0 { dictionaries[d] = strings }
+            }
+            for i in kernels.distincts.indices { kernels.distincts[i].prepare(batch, entities: e, filters: filterResults, buffers: next()) }
+            for i in kernels.quantiles.indices { kernels.quantiles[i].prepare(batch, entities: e, filters: filterResults, buffers: next()) }
+        }
+    }
+
+    /// Starts loading a whole record (its lines are scattered by the entity, not by the row).
+    @inline(__always)
+    private func prefetch(record: UnsafeMutableRawPointer) {
+        var o = 0
+        while o < layout.stride {
+            tessera_prefetch(record + o)
+            o &+= 64
+        }
+    }
+
+    /// How many rows ahead a record is prefetched.
+    static let distance = 16
+
+    /// The row loop.
+    private mutating func aggregate(_ batch: ColumnBatch, streamTimes: [Micros], lateness: Micros) {
+        let n = batch.count
+        let refs = buffers.tiles
+        for i in 0..<n {
+            let now = streamTimes[i]
+            if now > clock { advance(to: now, closer: Int32(i), lateness: lateness) }
+            // Cold entities' records are cache misses: ask for them some rows ahead, and for what
+            // they point to (the newest tiles, the sets) once they have arrived.
+            if i &+ Self.distance < n {
+                let ahead = ids[i &+ Self.distance]
+                if ahead != KeyIndex.noEntity { prefetch(record: recordCore.pointer(ahead)) }
+            }
+            if i &+ Self.distance / 2 < n {
+                let ahead = ids[i &+ Self.distance / 2]
+                if ahead != KeyIndex.noEntity { prefetchPointees(row: i &+ Self.distance / 2, recordCore.pointer(ahead)) }
+            }
+            let e = ids[i]
+            guard e != KeyIndex.noEntity else { continue }
+            let record = recordCore.pointer(e)
+            emit(e, at: now, record)
+            let t = batch.eventTimes[i]
+            for r in 0..<rings.count { refs[r] = tile(for: e, record, ring: r, time: t, now: now) }
+            update(row: i, time: t, now: now, record, refs)
+            finalize(record)
+        }
+    }
+
+    /// Starts loading the newest block tile of each ring and each exact set slot row `i` needs.
+    @inline(__always)
+    private func prefetchPointees(row i: Int, _ record: UnsafeMutableRawPointer) {
+        for r in 0..<rings.count {
+            let core = buffers.rings[r]
+            let h = core.header(record)
+            if h.sizeClass > 0 && h.count > 0 { tessera_prefetch(core.view(record, h).tile(Int(h.count) - 1)) }
+        }
+        for k in kernels.distincts.indices { kernels.distincts[k].prefetch(i, record, cores: buffers.sets[kernels.distincts[k].store]) }
+    }
+
+    /// The tile of event time `t` on ring `r` for an entity, created if needed (nil when the tile
+    /// is outside every window of the ring).
+    @inline(__always)
+    private mutating func tile(for e: UInt32, _ record: UnsafeMutableRawPointer, ring r: Int, time t: Micros, now: Micros) -> TileRef {
+        let core = buffers.rings[r]
+        let ring = core.layout
+        let view = core.view(record)
+        // The common case, first: the event falls in the entity's newest tile.
+        if view.count > 0 {
+            let newest = view.tile(view.count - 1)
+            let k = newest.load(as: Int64.self)
+            let start = k &* ring.hop
+            if t >= start && t &- start < ring.hop {
+                return TileRef(pointer: newest, index: k, first: ring.firstWindowContaining(tile: k, at: now), position: view.count - 1)
+            }
+        }
+        let k = Time.floorDiv(t, ring.hop)
+        let first = ring.firstWindowContaining(tile: k, at: now)
+        guard first < ring.windows.count else { return TileRef(pointer: nil, index: k, first: first, position: -1) }
+        var q = 0
+        if view.count > 0 {
+            let newest = view.index(view.count - 1)
+            if newest < k {
+                q = view.count
+            } else {
+                // A late event: walk back to its tile or to where it belongs.
+                var p = view.count - 2
+                while p >= 0 && view.index(p) > k { p -= 1 }
+                if p >= 0 && view.index(p) == k { return TileRef(pointer: view.tile(p), index: k, first: first, position: p) }
+                q = p + 1
+            }
+        }
+        let tile = rings[r].insert(record, at: q, index: k)
+        rings[r].roster.append(entity: e, tile: k)
+        // Windows that already left the tile behind count it among the tiles before their start.
+        for w in 0..<first where ring.startOffsets[w] >= 0 {
+            let o = ring.startOffsets[w]
+            record.storeBytes(of: record.load(fromByteOffset: o, as: UInt32.self) + 1, toByteOffset: o, as: UInt32.self)
+        }
+        let selectors = program.selectors(ring: r)
+        if selectors.count > 0 {
+            let after = core.view(record)
+            for s in selectors {
+                switch s.family {
+                case .max: kernels.maxes[s.index].created(record, after, position: q, index: k)
+                case .min: kernels.mins[s.index].created(record, after, position: q, index: k)
+                case .first: kernels.firsts[s.index].created(record, after, position: q, index: k)
+                case .last: kernels.lasts[s.index].created(record, after, position: q, index: k)
+                default: break
+                }
+            }
+        }
+        return TileRef(pointer: tile, index: k, first: first, position: q)
+    }
+
+    @inline(__always)
+    private mutating func update(row i: Int, time t: Micros, now: Micros, _ record: UnsafeMutableRawPointer, _ refs: UnsafePointer<TileRef>) {
+        let cores = UnsafePointer(buffers.rings)
+        for k in kernels.counts.indices { kernels.counts[k].update(i, record, refs) }
+        for k in kernels.moments.indices { kernels.moments[k].update(i, record, refs) }
+        for k in kernels.maxes.indices { kernels.maxes[k].update(i, time: t, record, refs, cores) }
+        for k in kernels.mins.indices { kernels.mins[k].update(i, time: t, record, refs, cores) }
+        for k in kernels.firsts.indices { kernels.firsts[k].update(i, time: t, record, refs, cores) }
+        for k in kernels.lasts.indices { kernels.lasts[k].update(i, time: t, record, refs, cores) }
+        // Kernels with stores of their own: touched only when the view has them (an access to an
+        // empty array of stores would copy it).
+        if !kernels.distincts.isEmpty { updateDistincts(row: i, now: now, record, refs) }
+        if !kernels.quantiles.isEmpty { updateQuantiles(row: i, record, refs) }
+    }
+
+    @inline(never)
+    private mutating func updateDistincts(row i: Int, now: Micros, _ record: UnsafeMutableRawPointer, _ refs: UnsafePointer<TileRef>) {
+        let cores = UnsafePointer(buffers.rings)
+        for k in kernels.distincts.indices {
+            kernels.distincts[k].update(i, now: now, record, refs, cores, store: &distinctStores[kernels.distincts[k].store])
+        }
+    }
+
+    @inline(never)
+    private mutating func updateQuantiles(row i: Int, _ record: UnsafeMutableRawPointer, _ refs: UnsafePointer<TileRef>) {
+        for k in kernels.quantiles.indices {
+            kernels.quantiles[k].update(i, record, refs, store: &quantileStores[kernels.quantiles[k].store])
+        }
+    }
+
+    // MARK: Emissions
+
+    /// The emission of `e` at `time`: shared with an earlier change of the same entity at the same
+    /// time in this batch, or new.
+    @inline(__always)
+    private mutating func emit(_ e: UInt32, at time: Micros, _ record: UnsafeMutableRawPointer) {
+        if record.load(fromByteOffset: ViewLayout.epochOffset, as: UInt32.self) == epoch {
+            let last = Int(record.load(fromByteOffset: ViewLayout.emissionOffset, as: UInt32.self))
+            if last < made && buffers.times[last] == time && buffers.entities[last] == e { return }
+        }
+        let index = made
+        if index == buffers.capacity {
+            scratch.reserve(index + 1, keeping: index)
+            buffers = scratch.buffers
+        }
+        let s = buffers
+        s.times[index] = time
+        s.entities[index] = e
+        s.closers[index] = -1
+        s.keys[index] = record.load(fromByteOffset: ViewLayout.keyOffset, as: Int64.self)
+        made = index + 1
+        record.storeBytes(of: epoch, toByteOffset: ViewLayout.epochOffset, as: UInt32.self)
+        record.storeBytes(of: UInt32(index), toByteOffset: ViewLayout.emissionOffset, as: UInt32.self)
+    }
+
+    /// Writes the values of the entity's current emission (this batch's) from its state.
+    @inline(__always)
+    private mutating func finalize(_ record: UnsafeMutableRawPointer) {
+        let index = Int(record.load(fromByteOffset: ViewLayout.emissionOffset, as: UInt32.self))
+        let base = index &* spec.features.count
+        let bits = buffers.values + base, present = buffers.valid + base
+        @inline(__always) func put(_ o: KernelOutput, _ v: UInt64?) {
+            bits[o.feature] = v ?? 0
+            present[o.feature] = v != nil
+        }
+        for k in kernels.counts.indices {
+            let kernel = kernels.counts[k]
+            for o in 0..<kernel.shape.outputCount {
+                let out = kernel.shape.outputs[o]
+                put(out, kernel.finalize(record, window: out.window))
+            }
+        }
+        for k in kernels.moments.indices {
+            let kernel = kernels.moments[k]
+            for o in 0..<kernel.shape.outputCount {
+                let out = kernel.shape.outputs[o]
+                put(out, kernel.finalize(record, window: out.window, mode: out.mode))
+            }
+        }
+        for k in kernels.maxes.indices {
+            let v = kernels.maxes[k].finalize(record)
+            for o in 0..<kernels.maxes[k].shape.outputCount { put(kernels.maxes[k].shape.outputs[o], v) }
+        }
+        for k in kernels.mins.indices {
+            let v = kernels.mins[k].finalize(record)
+            for o in 0..<kernels.mins[k].shape.outputCount { put(kernels.mins[k].shape.outputs[o], v) }
+        }
+        for k in kernels.firsts.indices {
+            let v = kernels.firsts[k].finalize(record)
+            for o in 0..<kernels.firsts[k].shape.outputCount { put(kernels.firsts[k].shape.outputs[o], v) }
+        }
+        for k in kernels.lasts.indices {
+            let v = kernels.lasts[k].finalize(record)
+            for o in 0..<kernels.lasts[k].shape.outputCount { put(kernels.lasts[k].shape.outputs[o], v) }
+        }
+        if !kernels.distincts.isEmpty { finalizeDistincts(record, bits, present) }
+        if !kernels.quantiles.isEmpty { finalizeQuantiles(record, bits, present) }
+    }
+
+    @inline(never)
+    private mutating func finalizeDistincts(_ record: UnsafeMutableRawPointer, _ bits: UnsafeMutablePointer<UInt64>, _ present: UnsafeMutablePointer<Bool>) {
+        for k in kernels.distincts.indices {
+            let kernel = kernels.distincts[k]
+            for o in 0..<kernel.shape.outputCount {
+                let out = kernel.shape.outputs[o]
+                bits[out.feature] = kernel.finalize(record, window: out.window, store: &distinctStores[kernel.store])
+                present[out.feature] = true
+            }
+        }
+    }
+
+    @inline(never)
+    private func finalizeQuantiles(_ record: UnsafeMutableRawPointer, _ bits: UnsafeMutablePointer<UInt64>, _ present: UnsafeMutablePointer<Bool>) {
+        for k in kernels.quantiles.indices {
+            let kernel = kernels.quantiles[k]
+            for o in 0..<kernel.shape.outputCount {
+                let out = kernel.shape.outputs[o]
+                let v = kernel.finalize(record, window: out.window, mode: out.mode, store: quantileStores[kernel.store])
+                bits[out.feature] = v ?? 0
+                present[out.feature] = v != nil
+            }
+        }
     }
 
     /// Marks every emission of this batch with a time before `time` as closed by input row `row`.
     private mutating func close(upTo time: Micros, by row: Int32) {
-        while closedUpTo < emissions.count && emissions.eventTimes[closedUpTo] < time {
-            pendingClosers.append((closedUpTo, row))
+        let s = buffers
+        while closedUpTo < made && s.times[closedUpTo] < time {
+            s.closers[closedUpTo] = row
             closedUpTo += 1
         }
     }
 
-    /// Crosses every tile boundary in `(clock, time]`, in time order, as steps before `row`.
-    private mutating func planBoundaries(through time: Micros, beforeRow row: Int) {
+    /// Appends this batch's emissions (times, entities, closers, keys, values) to `emissions`.
+    private mutating func materialize() {
+        let count = made
+        guard count > 0 else { return }
+        let s = buffers
+        emissions.eventTimes.append(contentsOf: UnsafeBufferPointer(start: s.times, count: count))
+        emissions.entityIds.append(contentsOf: UnsafeBufferPointer(start: s.entities, count: count))
+        emissions.closers.append(contentsOf: UnsafeBufferPointer(start: s.closers, count: count))
+        if keys.singleInt {
+            emissions.keys[0].ints.append(contentsOf: UnsafeBufferPointer(start: s.keys, count: count))
+            emissions.keys[0].validity.appendSet(count: count)
+        } else {
+            for i in 0..<count { keys.appendKey(s.entities[i], to: &emissions.keys) }
+        }
+        let features = spec.features.count
+        var strings: [Int: Int] = [:]
+        for k in kernels.firsts where k.dictionary >= 0 { for o in 0..<k.shape.outputCount { strings[k.shape.outputs[o].feature] = k.dictionary } }
+        for k in kernels.lasts where k.dictionary >= 0 { for o in 0..<k.shape.outputCount { strings[k.shape.outputs[o].feature] = k.dictionary } }
+        for f in 0..<features {
+            if emissions.features[f].type == .string {
+                let d = strings[f]!
+                for i in 0..<count {
+                    guard s.valid[i &* features &+ f] else { emissions.features[f].appendNull(); continue }
+                    dictionaries[d].withBytes(of: UInt32(s.values[i &* features &+ f])) { emissions.features[f].append(utf8: $0) }
+                }
+            } else {
+                emissions.features[f].append(bits: s.values + f, valid: s.valid + f, stride: features, count: count)
+            }
+        }
+    }
+
+    public mutating func removeAllEmissions() { emissions.removeAll() }
+
+    // MARK: Boundaries
+
+    /// Moves the clock to `time` (later than it), crossing the tile boundaries on the way.
+    @inline(__always)
+    private mutating func advance(to time: Micros, closer: Int32, lateness: Micros) {
+        if time >= nextBoundary {
+            crossBoundaries(through: time, closer: closer, lateness: lateness)
+        } else {
+            clock = time
+            close(upTo: time, by: closer)
+        }
+    }
+
+    /// Crosses every tile boundary in `(clock, time]`, in time order, before input row `closer`.
+    private mutating func crossBoundaries(through time: Micros, closer: Int32, lateness: Micros) {
         defer {
             clock = time
-            close(upTo: time, by: Int32(row))
+            close(upTo: time, by: closer)
+            nextBoundary = .max
+            for r in 0..<layout.ringCount {
+                let hop = layout.ring(r).hop
+                nextBoundary = min(nextBoundary, (Time.floorDiv(time, hop) + 1) * hop)
+            }
         }
         guard clock != .min else { return }
         boundaries.removeAll(keepingCapacity: true)
         for r in rings.indices {
             let live = rings[r].roster.range
             guard !live.isEmpty else { continue }
-            let hop = rings[r].hop
-            for (w, length) in rings[r].windows.enumerated() {
+            let ring = layout.ring(r)
+            for w in 0..<ring.windows.count {
+                let length = Int64(ring.windows[w])
                 // Tile k leaves window w at (k + 1)·hop + length.
-                let lo = max(Time.floorDiv(clock - length, hop), live.lowerBound)
-                let hi = min(Time.floorDiv(time - length, hop) - 1, live.upperBound - 1)
+                let lo = max(Time.floorDiv(clock - length, ring.hop), live.lowerBound)
+                let hi = min(Time.floorDiv(time - length, ring.hop) - 1, live.upperBound - 1)
                 guard lo <= hi else { continue }
                 for k in lo...hi where rings[r].roster.bucket(k) != nil {
-                    boundaries.append(Boundary(time: (k + 1) * hop + length, ring: r, window: w, tile: k))
+                    boundaries.append(Boundary(time: (k + 1) * ring.hop + length, ring: r, window: w, tile: k))
                 }
             }
         }
         guard !boundaries.isEmpty else { return }
-        boundaries.sort { ($0.time, $0.ring, $0.window) < ($1.time, $1.ring, $1.window) }
-        var i = 0
-        while i < boundaries.count {
-            let at = boundaries[i].time
-            let groupStart = plan.emits.count
-            while i < boundaries.count && boundaries[i].time == at {
-                planExpiry(boundaries[i], beforeRow: row)
-                i += 1
-            }
-            plan.steps.append(Plan.Step(kind: .emit, beforeRow: row, ring: 0, window: 0, from: groupStart, to: plan.emits.count))
-        }
+        if boundaries.count > 1 { boundaries.sort { ($0.time, $0.ring, $0.window) < ($1.time, $1.ring, $1.window) } }
+        // Taken out while crossing (crossing mutates the view), then put back to keep its capacity.
+        var crossing: [Boundary] = []
+        swap(&crossing, &boundaries)
+        for b in crossing { cross(b, lateness: lateness) }
+        swap(&crossing, &boundaries)
     }
 
     /// Tile `b.tile` leaves window `b.window`: every entity holding it changes at `b.time`.
-    private mutating func planExpiry(_ b: Boundary, beforeRow row: Int) {
+    private mutating func cross(_ b: Boundary, lateness: Micros) {
         guard let bucket = rings[b.ring].roster.bucket(b.tile) else { return }
-        let from = plan.expiries.count
-        let rebuild = rebuilds[b.ring][b.window]
-        for (i, s) in bucket.enumerated() {
-            // The bucket's slots belong to scattered entities: start their loads early, the slot's
-            // link 16 slots ahead, its entity's bookkeeping 8 ahead.
-            if i &+ 16 < bucket.count {
-                rings[b.ring].links.withUnsafeBufferPointer { tessera_prefetch($0.baseAddress! + Int(bucket[i &+ 16])) }
-            }
-            if i &+ 8 < bucket.count {
-                let ahead = Int(rings[b.ring].links[Int(bucket[i &+ 8])].entity)
-                emitted.withUnsafeBufferPointer { tessera_prefetch($0.baseAddress! + ahead) }
-                if rebuild { rings[b.ring].ends.withUnsafeBufferPointer { tessera_prefetch($0.baseAddress! + ahead) } }
-            }
-            let e = rings[b.ring].links[Int(s)].entity
-            let start = plan.remaining.count
-            var t = rebuild ? rings[b.ring].ends[Int(e)].newest : TileRing.none
-            while t != TileRing.none && rings[b.ring].links[Int(t)].tile > b.tile {
-                plan.remaining.append(t)
-                t = rings[b.ring].links[Int(t)].prev
-            }
-            plan.expiries.append(Plan.Expiry(entity: e, slot: s, from: Int32(start), to: Int32(plan.remaining.count)))
-            // Only this boundary's group can have emitted `e` at this time already (rows at
-            // this time come after it), and then `e` is listed in the group.
-            let (index, isNew) = emission(of: e, at: b.time)
-            if isNew {
-                lastWriter[Int(index)] = -1 - plan.emits.count
-                plan.emits.append(Plan.GroupEmission(entity: e, emission: index, isFinal: false, beforeRow: Int32(row)))
+        let longest = b.window == layout.ring(b.ring).longest
+        bucket.withUnsafeBufferPointer { entities in
+            for (i, e) in entities.enumerated() {
+                // The bucket's entities are scattered: start their loads early.
+                if i &+ 8 < entities.count { prefetch(record: recordCore.pointer(entities[i &+ 8])) }
+                let record = recordCore.pointer(e)
+                emit(e, at: b.time, record)
+                expire(record, ring: b.ring, window: b.window, tile: b.tile, at: b.time, lateness: lateness)
+                finalize(record)
             }
         }
-        plan.steps.append(Plan.Step(kind: .expire, beforeRow: row, ring: b.ring, window: b.window, from: from, to: plan.expiries.count))
-        if b.window == rings[b.ring].windows.count - 1 {
-            plan.retired[b.ring].append(contentsOf: bucket)
-            rings[b.ring].roster.drop(below: b.tile + 1)
+        if longest { rings[b.ring].roster.drop(below: b.tile + 1) }
+    }
+
+    /// An entity's tile `k` (the first in the window) leaves window `w` of ring `r` at `time`.
+    private mutating func expire(_ record: UnsafeMutableRawPointer, ring r: Int, window w: Int, tile k: Int64, at time: Micros,
+                                 lateness: Micros) {
+        let core = buffers.rings[r]
+        let ring = core.layout
+        let view = core.view(record)
+        let startOffset = ring.startOffsets[w]
+        let p = startOffset < 0 ? 0 : Int(record.load(fromByteOffset: startOffset, as: UInt32.self))
+        let tile = view.tile(p)
+        assert(p < view.count && view.index(p) == k, "tile \(k) is not the first of window \(w)")
+        for x in program.expiries(ring: r, window: w) {
+            switch x.family {
+            case .count: kernels.counts[x.index].expire(record, tile, window: x.window)
+            case .moments: kernels.moments[x.index].expire(record, tile, window: x.window)
+            case .distinct, .quantile: expireOwner(x, record, tile)
+            default: break
+            }
+        }
+        if w == ring.longest {
+            for x in program.owners(ring: r) { drop(x, record, tile, last: view.count == 1) }
+            rings[r].popFront(record)
+            for o in ring.startOffsets where o >= 0 {
+                record.storeBytes(of: record.load(fromByteOffset: o, as: UInt32.self) - 1, toByteOffset: o, as: UInt32.self)
+            }
+        } else {
+            record.storeBytes(of: UInt32(p + 1), toByteOffset: startOffset, as: UInt32.self)
+        }
+        // Selections: a front tile left: the next is the first; a back tile left: the front was
+        // used up, so the window is split again.
+        let pivotOffset = ring.pivotOffsets[w]
+        guard pivotOffset >= 0 else { return }
+        let after = core.view(record)
+        let start = startOffset < 0 ? 0 : p + 1
+        guard k >= record.load(fromByteOffset: pivotOffset, as: Int64.self) else {
+            for s in program.selections(ring: r, window: w) {
+                switch s.family {
+                case .max: kernels.maxes[s.index].refreshFront(record, after, start: start)
+                case .min: kernels.mins[s.index].refreshFront(record, after, start: start)
+                case .first: kernels.firsts[s.index].refreshFront(record, after, start: start)
+                case .last: kernels.lasts[s.index].refreshFront(record, after, start: start)
+                default: break
+                }
+            }
+            return
+        }
+        let pivot = max(k + 1, Time.floorDiv(time - lateness, ring.hop))
+        for s in program.selections(ring: r, window: w) {
+            switch s.family {
+            case .max: kernels.maxes[s.index].split(record, after, start: start, pivot: pivot)
+            case .min: kernels.mins[s.index].split(record, after, start: start, pivot: pivot)
+            case .first: kernels.firsts[s.index].split(record, after, start: start, pivot: pivot)
+            case .last: kernels.lasts[s.index].split(record, after, start: start, pivot: pivot)
+            default: break
+            }
+        }
+        record.storeBytes(of: pivot, toByteOffset: pivotOffset, as: Int64.self)
+    }
+
+    /// A distinct or percentile kernel loses a tile from one of its windows.
+    @inline(never)
+    private mutating func expireOwner(_ x: KernelRef, _ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer) {
+        if x.family == .distinct {
+            kernels.distincts[x.index].expire(record, tile, window: x.window, store: &distinctStores[kernels.distincts[x.index].store])
+        } else {
+            kernels.quantiles[x.index].expire(record, tile, window: x.window, store: &quantileStores[kernels.quantiles[x.index].store])
         }
     }
 
-    // MARK: Phase 2
-
-    private mutating func prepareKernels(_ batch: ColumnBatch) {
-        while filterResults.count < predicates.count { filterResults.append([]) }
-        for (i, p) in predicates.enumerated() {
-            p.evaluate(on: batch, into: &filterResults[i], scratch: &predicateScratch)
+    /// A tile leaves the ring: a kernel that keeps storage for it frees it.
+    @inline(never)
+    private mutating func drop(_ x: KernelRef, _ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, last: Bool) {
+        if x.family == .distinct {
+            kernels.distincts[x.index].drop(record, tile, last: last, store: &distinctStores[kernels.distincts[x.index].store])
+        } else {
+            kernels.quantiles[x.index].drop(tile, store: &quantileStores[kernels.quantiles[x.index].store])
         }
-        var prepare = PrepareVisitor(batch: batch, entities: ids, filters: filterResults)
-        kernels.forEach(&prepare)
     }
-
-    private mutating func execute(count: Int) {
-        let features = spec.features.count
-        values.removeAll(keepingCapacity: true)
-        values.append(contentsOf: repeatElement(0, count: features * count))
-        valid.removeAll(keepingCapacity: true)
-        valid.append(contentsOf: repeatElement(false, count: features * count))
-        var v = ExecuteVisitor(plan: plan, longest: rings.map { $0.windows.count - 1 }, count: count, values: [], valid: [])
-        swap(&v.values, &values)
-        swap(&v.valid, &valid)
-        kernels.forEach(&v)
-        entities.appendKeys(emissions.entityIds[firstNew...], to: &emissions.keys)
-        var m = MaterializeVisitor(count: count, values: v.values, valid: v.valid, features: emissions.features)
-        emissions.features = []
-        kernels.forEach(&m)
-        emissions.features = m.features
-        swap(&v.values, &values)
-        swap(&v.valid, &valid)
-    }
-
-    private mutating func addEntities() {
-        let n = entities.count
-        for r in rings.indices { rings[r].addEntities(upTo: n) }
-        emitted.append(contentsOf: repeatElement(.never, count: n - emitted.count))
-        var v = GrowVisitor(count: n)
-        kernels.forEach(&v)
-    }
-
-    public mutating func removeAllEmissions() { emissions.removeAll() }
 
     // MARK: - Introspection
 
@@ -414,75 +700,40 @@ public struct ViewAggregator: Sendable {
         public var entities: Int
         /// Non-empty (entity, tile) pairs across rings.
         public var tiles: Int
-        /// Bytes held by the state's arrays (their capacity, not just their count).
+        /// Bytes held by the state (reserved, not just what is used).
         public var bytes: Int
     }
 
     public var footprint: Footprint {
-        var bytes = entities.memory + emitted.capacity * MemoryLayout<LastEmission>.stride
         var tiles = 0
-        for r in rings {
-            tiles += r.liveSlots
-            bytes += r.memory
+        for e in 0..<keys.count {
+            let record = records.pointer(UInt32(e))
+            for r in rings { tiles += Int(r.header(record).count) }
         }
-        var v = MemoryVisitor()
-        var copy = kernels
-        copy.forEach(&v)
-        return Footprint(entities: entities.count, tiles: tiles, bytes: bytes + v.bytes)
+        return Footprint(entities: keys.count, tiles: tiles, bytes: memory)
     }
 
-    // MARK: - State
-
-    func serialize(into w: inout ByteWriter) {
-        w.write("view")
-        w.write(spec.fingerprint)
-        w.write(clock)
-        entities.serialize(into: &w)
-        w.write(UInt64(rings.count))
-        for r in rings { r.serialize(into: &w) }
-        // The visitor takes the buffer over and hands it back (a copy would share it and make
-        // the first append copy everything written so far).
-        var v = SerializeVisitor(writer: ByteWriter())
-        swap(&v.writer, &w)
-        var copy = kernels
-        copy.forEach(&v)
-        swap(&v.writer, &w)
-        w.write(array: openEntities)
+    /// Where the state's memory goes, for benchmarks and profiling.
+    public var memoryReport: String {
+        var lines = ["records: \(keys.count) × \(layout.stride) B = \(records.memory >> 20) MiB reserved, key index \(keys.memory >> 20) MiB"]
+        for (r, ring) in rings.enumerated() {
+            let classes = ring.blocks.enumerated().compactMap { c, slab in slab.map { "c\(c): \($0.liveCount) × \((2 << c) * layout.ring(r).tileStride) B" } }
+            lines.append("ring \(r) (hop \(Time.format(duration: layout.ring(r).hop)), tile \(layout.ring(r).tileStride) B, inline \(layout.ring(r).inlineCapacity)): \(ring.memory >> 20) MiB, roster \(ring.roster.memory >> 20) MiB; \(classes.joined(separator: ", "))")
+        }
+        for (i, d) in distinctStores.enumerated() {
+            let sets = d.sets.enumerated().compactMap { c, slab in slab.map { "c\(c): \($0.liveCount)" } }
+            lines.append("distinct \(i): \(d.memory >> 20) MiB; sets \(sets.joined(separator: ", ")); sketches \(d.sketches.count - d.freeSketches.count)")
+        }
+        for (i, q) in quantileStores.enumerated() { lines.append("percentile \(i): \(q.memory >> 20) MiB") }
+        return lines.joined(separator: "\n")
     }
 
-    /// The fingerprint a serialized view starts with (to match it with its current definition).
-    static func savedFingerprint(_ r: ByteReader) throws -> String {
-        var r = r
-        try r.expect("view")
-        return try r.read(String.self)
-    }
-
-    /// Restores a view saved by `serialize`. `spec` is the current definition; features it adds
-    /// to the saved ones start from empty state (`ViewSpec.reconciled(withSaved:)`).
-    init(spec current: ViewSpec, from r: inout ByteReader) throws {
-        try r.expect("view")
-        let fingerprint = try r.read(String.self)
-        let spec = fingerprint == current.fingerprint ? current : try current.reconciled(withSaved: fingerprint)
-        self.init(spec: spec)
-        // What was saved: the rings and kernels of the generations the saved state knew.
-        let savedGeneration = spec.features.filter { fingerprint.contains("\n\($0.name) = ") }.map(\.generation).max() ?? 0
-        clock = try r.read()
-        entities = try EntityIndex(keyTypes: spec.keyTypes, from: &r)
-        let ringCount = try r.count(limit: 1024)
-        let saved = rings.indices.filter { ringGenerations[$0] <= savedGeneration }
-        guard ringCount == saved.count else { throw StateFormatError(description: "view \(spec.name): ring count differs") }
-        for i in saved { try rings[i].restore(from: &r) }
-        var v = RestoreVisitor(reader: r, upToGeneration: savedGeneration)
-        kernels.forEach(&v)
-        if let error = v.error { throw error }
-        r = v.reader
-        openEntities = try r.readArray()
-        guard openEntities.allSatisfy({ Int($0) < entities.count }) else { throw StateFormatError(description: "view \(spec.name): open rows name unknown entities") }
-        // Added rings and kernels: empty partials for every known entity.
-        for i in rings.indices where ringGenerations[i] > savedGeneration { rings[i].addEntities(upTo: entities.count) }
-        var grow = GrowVisitor(count: entities.count)
-        kernels.forEach(&grow)
-        emitted = Array(repeating: .never, count: entities.count)
+    /// Bytes held by the state.
+    var memory: Int {
+        var bytes = records.memory + keys.memory + rings.reduce(0) { $0 + $1.memory } + openEntities.capacity * 4
+        bytes += distinctStores.reduce(0) { $0 + $1.memory } + quantileStores.reduce(0) { $0 + $1.memory }
+        bytes += dictionaries.reduce(0) { $0 + $1.storageBytes }
+        return bytes
     }
 }
 
@@ -500,83 +751,5 @@ public struct StateMismatchError: Error, Sendable, CustomStringConvertible {
         the group's checkpoints (STATE_DIR/GROUP) and the view's offline files, and replay the topic (or run \
         `tessera backfill` over an archive of it).
         """
-    }
-}
-
-// MARK: - Visitors
-
-private struct GrowVisitor: KernelVisitor {
-    let count: Int
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) { c.addEntities(upTo: count) }
-}
-
-private struct RebuildVisitor: KernelVisitor {
-    var rebuilds: [[Bool]]
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        guard let r = c.placement.ring, !K.isInvertible else { return }
-        for w in c.ringWindows { rebuilds[r][w] = true }
-    }
-}
-
-private struct PrepareVisitor: KernelVisitor {
-    let batch: ColumnBatch
-    let entities: [UInt32]
-    let filters: [[Bool]]
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        c.prepare(batch, entities: entities, filters: filters)
-    }
-}
-
-private struct ExecuteVisitor: KernelVisitor {
-    let plan: Plan
-    let longest: [Int]
-    let count: Int
-    var values: [UInt64]
-    var valid: [Bool]
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        let longestWindow = c.placement.ring.map { longest[$0] } ?? -1
-        values.withUnsafeMutableBufferPointer { values in
-            valid.withUnsafeMutableBufferPointer { valid in
-                c.execute(plan, longestWindow: longestWindow, emissions: count, values: values.baseAddress!, valid: valid.baseAddress!)
-            }
-        }
-    }
-}
-
-private struct MaterializeVisitor: KernelVisitor {
-    let count: Int
-    let values: [UInt64]
-    let valid: [Bool]
-    var features: [Column]
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        values.withUnsafeBufferPointer { values in
-            valid.withUnsafeBufferPointer { valid in
-                c.materialize(count: count, values: values.baseAddress!, valid: valid.baseAddress!, into: &features)
-            }
-        }
-    }
-}
-
-private struct MemoryVisitor: KernelVisitor {
-    var bytes = 0
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        let stride = MemoryLayout<K.Partial>.stride
-        bytes += (c.tiles.capacity + c.windows.capacity) * stride + c.kernel.storageBytes
-    }
-}
-
-private struct SerializeVisitor: KernelVisitor {
-    var writer: ByteWriter
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) { c.serialize(into: &writer) }
-}
-
-private struct RestoreVisitor: KernelVisitor {
-    var reader: ByteReader
-    /// Kernels of later generations were not saved (features added since): they stay empty.
-    var upToGeneration: Int
-    var error: (any Error)?
-    mutating func visit<K: AggregateKernel>(_ c: inout KernelColumn<K>) {
-        guard error == nil, c.placement.generation <= upToGeneration else { return }
-        do { try c.restore(from: &reader) } catch { self.error = error }
     }
 }

@@ -467,6 +467,8 @@ struct NodeReader {
                 fail(at: m["hop"]?.value ?? w, "window \(s(w)) is shorter than its hop \(Time.format(duration: hop))")
             } else if length % hop != 0 {
                 fail(at: m["hop"]?.value ?? w, "hop \(Time.format(duration: hop)) does not divide window \(s(w))")
+            } else if length / hop > Window.maxTiles {
+                fail(at: m["hop"]?.value ?? w, "window \(s(w)) has \(length / hop) tiles of hop \(Time.format(duration: hop)); at most \(Window.maxTiles) (choose a longer hop)")
             } else {
                 window = .sliding(length: length, hop: hop)
             }

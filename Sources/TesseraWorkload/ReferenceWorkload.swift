@@ -29,12 +29,15 @@ public struct ReferenceWorkload: Sendable {
         public static let quick = Parameters(events: 200_000, users: 20_000, skew: 1.1, span: 2 * Time.day, disorder: 0)
         public static let standard = Parameters(events: 10_000_000, users: 1_000_000, skew: 1.1, span: 7 * Time.day, disorder: 2 * Time.second)
         public static let hot = Parameters(events: 10_000_000, users: 1_000, skew: 1.3, span: Time.day, disorder: 0)
+        /// 28 days: the 7-day windows slide for three quarters of the run, as in a long-running worker.
+        public static let steady = Parameters(events: 20_000_000, users: 1_000_000, skew: 1.1, span: 28 * Time.day, disorder: 2 * Time.second)
 
         public static func named(_ name: String) -> Parameters? {
             switch name {
             case "quick": return .quick
             case "standard": return .standard
             case "hot": return .hot
+            case "steady": return .steady
             default: return nil
             }
         }

@@ -1,90 +1,219 @@
 import Testing
-import TesseraCore
+@testable import TesseraCore
 import TesseraTestSupport
 
-@Suite("Sketches: stated accuracy")
+/// The approximate aggregates against exact answers, over windows that slide many times: exact
+/// distinct counts up to `HLL.exactLimit`, the sliding HyperLogLog within its stated error beyond,
+/// exact percentiles up to `Quantiles.exactLimit` values, relative-error buckets beyond.
+@Suite("Sketches: stated accuracy while windows slide")
 struct SketchTests {
-    @Test("HyperLogLog estimates stay within three standard errors", arguments: [1, 10, 100, 1_000, 1_024, 1_025, 5_000, 20_000, 100_000, 1_000_000])
-    func hyperLogLog(n: Int) {
-        var kernel = DistinctKernel()
-        var p = kernel.empty
-        var g = SeededGenerator(seed: UInt64(n))
-        for _ in 0..<n { kernel.update(&p, StableHash.hash(int: Int64.random(in: .min ... .max, using: &g)), time: 0) }
-        let estimate = Double(Int64(bitPattern: kernel.finalize(p, mode: 0)!))
-        let bound = 3 * HLL.relativeStandardError * Double(n)
-        #expect(abs(estimate - Double(n)) <= max(1, bound), "n = \(n), estimate \(estimate)")
-    }
+    static let schema = Schema([("user", .int64), ("value", .int64), ("amount", .float64)])
+    static let hop: Micros = 1_000_000
 
-    @Test("HyperLogLog counts duplicates once and hashes equal numbers equally")
-    func hyperLogLogDuplicates() {
-        var kernel = DistinctKernel()
-        var p = kernel.empty
-        for round in 0..<5 {
-            for v in 0..<3_000 { kernel.update(&p, StableHash.hash(int: Int64(v)), time: Int64(round)) }
-            kernel.update(&p, StableHash.hash(double: 7.0), time: 0)
-        }
-        let estimate = Double(Int64(bitPattern: kernel.finalize(p, mode: 0)!))
-        #expect(abs(estimate - 3_000) <= 3 * HLL.relativeStandardError * 3_000)
-        #expect(StableHash.hash(double: 7.0) == StableHash.hash(int: 7))
-        #expect(StableHash.hash(double: -0.0) == StableHash.hash(double: 0.0))
-    }
-
-    /// The true rank range of `v` in sorted `data`, checked against `q` within `KLL.rankError`.
-    static func rankWithinBound(_ data: [Double], _ q: Double, _ v: Double) -> Bool {
-        let below = data.count(where: { $0 < v }), atOrBelow = data.count(where: { $0 <= v })
-        let target = q * Double(data.count)
-        let slack = KLL.rankError * Double(data.count)
-        return Double(below) - slack <= target && target <= Double(atOrBelow) + slack
-    }
-
-    @Test("KLL quantiles within the stated rank error", arguments: ["uniform", "sorted", "reversed", "duplicates", "normal-ish"])
-    func kll(shape: String) {
-        var g = SeededGenerator(seed: 42)
-        let n = 200_000
-        var data: [Double] = (0..<n).map { _ in Double.random(in: 0..<1_000, using: &g) }
-        switch shape {
-        case "sorted": data.sort()
-        case "reversed": data.sort(by: >)
-        case "duplicates": data = data.map { ($0 / 100).rounded() }
-        case "normal-ish": data = (0..<n).map { _ in (0..<6).reduce(0.0) { s, _ in s + Double.random(in: 0..<1, using: &g) } }
-        default: break
-        }
-        var sketch = KLLSketch()
-        for x in data { sketch.insert(x) }
-        #expect(sketch.count == UInt64(n))
-        for q in [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0] {
-            let v = sketch.quantile(q)!
-            #expect(Self.rankWithinBound(data, q, v), "\(shape) q = \(q): \(v)")
+    /// One entity's stream: `events` rows spread over `hops` hops, values from `draw`, some rows
+    /// late by up to `disorder` (within the lateness).
+    static func stream(events: Int, hops: Int, disorder: Micros, seed: UInt64, draw: (inout SeededGenerator, Int) -> (Int64, Double))
+        -> [(time: Micros, value: Int64, amount: Double)] {
+        var g = SeededGenerator(seed: seed)
+        return (0..<events).map { i in
+            let base = Micros(i) * Micros(hops) * hop / Micros(events)
+            let late = disorder > 0 && Int.random(in: 0..<4, using: &g) == 0 ? Micros.random(in: 0...disorder, using: &g) : 0
+            let (v, a) = draw(&g, i)
+            return (base - late, v, a)
         }
     }
 
-    @Test("KLL merges of many small sketches keep the bound")
-    func kllMerged() {
-        var g = SeededGenerator(seed: 7)
-        var all: [Double] = []
-        var merged = KLLSketch()
-        for _ in 0..<300 {
-            var part = KLLSketch()
-            for _ in 0..<Int.random(in: 1...700, using: &g) {
-                let x = Double.random(in: -50..<50, using: &g)
-                all.append(x)
-                part.insert(x)
+    /// Runs the stream through a view (checkpointing and restoring every `restoreEvery` batches)
+    /// and returns the emitted rows of the one entity.
+    static func run(_ spec: ViewSpec, _ rows: [(time: Micros, value: Int64, amount: Double)], lateness: Micros, restoreEvery: Int = 0) throws -> EmissionLog {
+        var core = PartitionAggregator(views: [spec], allowedLateness: lateness)
+        var log = EmissionLog()
+        var batches = 0
+        for start in stride(from: 0, to: rows.count, by: 997) {
+            var batch = ColumnBatch(schema: schema.types)
+            for r in rows[start..<min(rows.count, start + 997)] { batch.append(time: r.time, [.int(1), .int(r.value), .double(r.amount)]) }
+            let rejected = core.ingest(batch)
+            #expect(rejected.isEmpty)
+            log.collect(core.views[0].emissions)
+            core.removeAllEmissions()
+            batches += 1
+            if restoreEvery > 0 && batches % restoreEvery == 0 {
+                core = try PartitionAggregator(views: [spec], allowedLateness: lateness, restoring: core.serialized())
             }
-            merged.merge(part)
         }
-        #expect(merged.count == UInt64(all.count))
-        for q in stride(from: 0.0, through: 1.0, by: 0.05) {
-            #expect(Self.rankWithinBound(all, q, merged.quantile(q)!), "q = \(q)")
+        return log
+    }
+
+    /// Query times: the emitted row times, sampled.
+    static func queries(_ log: EmissionLog, count: Int, seed: UInt64) -> [Micros] {
+        var g = SeededGenerator(seed: seed)
+        let times = log.rows[[.int(1)]]!.map(\.time)
+        return (0..<count).map { _ in times.randomElement(using: &g)! }
+    }
+
+    /// The rows in the sawtooth window of length `w` at time q (stream time is q).
+    /// A stream with the running maximum of its times (its stream time after each row).
+    struct Stream {
+        let rows: [(time: Micros, value: Int64, amount: Double)]
+        let streamTimes: [Micros]
+        init(_ rows: [(time: Micros, value: Int64, amount: Double)]) {
+            self.rows = rows
+            var now = Micros.min
+            streamTimes = rows.map { r in
+                now = max(now, r.time)
+                return now
+            }
+        }
+
+        /// The rows in the sawtooth window of length `w` at stream time q.
+        func window(length w: Micros, at q: Micros) -> [(time: Micros, value: Int64, amount: Double)] {
+            let tail = Time.floorDiv(q - w, hop) * hop
+            // The rows in by stream time q are a prefix.
+            var lo = 0, hi = rows.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if streamTimes[mid] <= q { lo = mid + 1 } else { hi = mid }
+            }
+            // Rows are less than a hop out of order: earlier ones than this cannot be in the window.
+            var start = lo
+            while start > 0 && streamTimes[start - 1] >= tail - hop { start -= 1 }
+            return rows[start..<lo].filter { $0.time >= tail && $0.time <= q }
         }
     }
 
-    @Test("KLL is exact below its capacity")
-    func kllSmallExact() {
-        var sketch = KLLSketch()
-        let data = (0..<150).map { Double(($0 * 37) % 150) }
-        for x in data { sketch.insert(x) }
-        #expect(sketch.quantile(0.5) == 74)
-        #expect(sketch.quantile(0) == 0)
-        #expect(sketch.quantile(1) == 149)
+    static func distinctSpec(windows: [Micros]) throws -> ViewSpec {
+        try ViewSpec(name: "v", schema: schema, keyFields: [0], features: windows.enumerated().map { i, w in
+            FeatureSpec(name: "d\(i)", aggregate: .approxCountDistinct, field: 1, window: w == 0 ? .lifetime : .sliding(length: w, hop: hop))
+        })
     }
+
+    @Test("distinct counts are exact up to the exact limit, however often the windows slide", arguments: [0, 1])
+    func exactDistinct(disorder: Int) throws {
+        let hop = Self.hop
+        let windows: [Micros] = [6 * hop, 24 * hop]
+        let rows = Self.stream(events: 20_000, hops: 200, disorder: disorder == 1 ? hop / 2 : 0, seed: 1) { g, i in
+            (Int64(i / 20 + Int.random(in: 0..<300, using: &g)), 0)
+        }
+        let log = try Self.run(Self.distinctSpec(windows: windows), rows, lateness: hop, restoreEvery: 7)
+        let stream = Stream(rows)
+        for q in Self.queries(log, count: 80, seed: 2) {
+            let row = log.asOf([.int(1)], q)!
+            for (j, w) in windows.enumerated() {
+                let exact = Set(stream.window(length: w, at: q).map(\.value)).count
+                #expect(row[j] == .int(Int64(exact)), "window \(w) at \(q)")
+            }
+        }
+    }
+
+    /// The estimate of a HyperLogLog built from scratch over `values` (the reference a sliding
+    /// sketch must equal).
+    static func freshEstimate(_ values: Set<Int64>) -> Int64 {
+        var registers = [UInt8](repeating: 0, count: HLL.registers)
+        for v in values {
+            let (r, rank) = HLL.register(StableHash.hash(int: v))
+            registers[r] = max(registers[r], rank)
+        }
+        var histogram = [UInt16](repeating: 0, count: 64)
+        for r in registers { histogram[Int(r)] += 1 }
+        return Int64(histogram.withUnsafeBufferPointer { HLL.estimate(histogram: UnsafeBufferPointer(rebasing: $0[0...HLL.maxRank])) }.rounded())
+    }
+
+    @Test("beyond the exact limit, each window's sliding sketch equals a HyperLogLog of exactly the window's values", arguments: [0, 1])
+    func slidingSketch(disorder: Int) throws {
+        let hop = Self.hop
+        let windows: [Micros] = [4 * hop, 12 * hop]
+        // Up to ~6 500 distinct values in the long window; the mix drifts so values leave too.
+        let rows = Self.stream(events: 40_000, hops: 36, disorder: disorder == 1 ? hop / 2 : 0, seed: 3) { g, i in
+            (Int64(i / 3 + Int.random(in: 0..<2_000, using: &g)), 0)
+        }
+        let log = try Self.run(Self.distinctSpec(windows: windows), rows, lateness: hop, restoreEvery: 29)
+        let stream = Stream(rows)
+        var sketched = 0
+        for q in Self.queries(log, count: 40, seed: 4) {
+            let row = log.asOf([.int(1)], q)!
+            for (j, w) in windows.enumerated() {
+                let values = Set(stream.window(length: w, at: q).map(\.value))
+                guard values.count > HLL.exactLimit else { continue }
+                sketched += 1
+                let reference = Self.freshEstimate(values)
+                #expect(row[j] == .int(reference), "window \(w) at \(q) (\(values.count) values)")
+                // And the stated accuracy.
+                #expect(abs(Double(reference) - Double(values.count)) <= 4 * HLL.relativeStandardError * Double(values.count))
+            }
+        }
+        #expect(sketched > 15)
+    }
+
+    @Test("lifetime distinct counts: exact, then a HyperLogLog within three standard errors", arguments: [10, 1_000, 4_096, 4_097, 20_000, 80_000])
+    func lifetimeDistinct(n: Int) throws {
+        var g = SeededGenerator(seed: UInt64(n))
+        let values = (0..<n).map { _ in Int64.random(in: .min ... .max, using: &g) }
+        // Every value twice: duplicates count once.
+        let rows = (values + values).enumerated().map { (time: Micros($0.offset), value: $0.element, amount: 0.0) }
+        let log = try Self.run(Self.distinctSpec(windows: [0]), rows, lateness: 0)
+        guard case .int(let estimate) = log.asOf([.int(1)], .max)![0] else { Issue.record("no estimate"); return }
+        if n <= HLL.exactLimit {
+            #expect(estimate == Int64(n))
+        } else {
+            #expect(abs(Double(estimate) - Double(n)) <= 3 * HLL.relativeStandardError * Double(n), "n = \(n): \(estimate)")
+        }
+    }
+
+    static func percentileSpec(_ p: [Double], window: Micros) throws -> ViewSpec {
+        try ViewSpec(name: "v", schema: schema, keyFields: [0], features: p.enumerated().map { i, q in
+            FeatureSpec(name: "p\(i)", aggregate: .approxPercentile, field: 2, window: window == 0 ? .lifetime : .sliding(length: window, hop: hop),
+                        percentile: q)
+        })
+    }
+
+    /// The nearest-rank q-quantile.
+    static func quantile(_ xs: [Double], _ q: Double) -> Double {
+        let sorted = xs.sorted()
+        return sorted[min(sorted.count, max(1, Int((q * Double(sorted.count)).rounded(.up)))) - 1]
+    }
+
+    @Test("percentiles: exact up to the exact limit, within the stated relative error beyond, while the window slides",
+          arguments: [(3_000, 0), (24_000, 0), (24_000, 1)])
+    func percentiles(events: Int, disorder: Int) throws {
+        let ps = [0.0, 0.05, 0.5, 0.9, 0.99, 1.0]
+        let hop = Self.hop
+        let w = 8 * hop
+        let rows = Self.stream(events: events, hops: 48, disorder: disorder == 1 ? hop / 2 : 0, seed: 5) { g, i in
+            // Positive, negative and zero amounts, spread over orders of magnitude.
+            let zero = Int.random(in: 0..<20, using: &g) == 0
+            let magnitude = pow10(Double.random(in: -3...6, using: &g))
+            let negative = Int.random(in: 0..<6, using: &g) == 0
+            let amount: Double = zero ? 0 : (negative ? -magnitude : magnitude)
+            return (Int64(i % 7), amount)
+        }
+        let log = try Self.run(Self.percentileSpec(ps, window: w), rows, lateness: hop, restoreEvery: 11)
+        let stream = Stream(rows)
+        var approximate = 0
+        for q in Self.queries(log, count: 50, seed: 6) {
+            let row = log.asOf([.int(1)], q)!
+            let xs = stream.window(length: w, at: q).map(\.amount)
+            for (j, p) in ps.enumerated() {
+                guard case .double(let v) = row[j] else { Issue.record("no value at \(q)"); continue }
+                let exact = Self.quantile(xs, p)
+                if xs.count <= Quantiles.exactLimit {
+                    #expect(v == exact, "p\(p) over \(xs.count) values: \(v) vs \(exact)")
+                } else {
+                    approximate += 1
+                    #expect(abs(v - exact) <= Quantiles.relativeError * abs(exact) + Quantiles.zeroMagnitude + 1e-12 * abs(exact),
+                            "p\(p) over \(xs.count) values: \(v) vs \(exact)")
+                }
+            }
+        }
+        if events > 10_000 { #expect(approximate > 30) }
+    }
+}
+
+private func pow10(_ x: Double) -> Double {
+    var r = 1.0
+    var e = x
+    while e >= 1 { r *= 10; e -= 1 }
+    while e < 0 { r /= 10; e += 1 }
+    // 10^e for e in [0, 1): a few terms of exp(e · ln 10) are plenty for test data.
+    let t = e * 2.302_585_092_994_046
+    return r * (1 + t + t * t / 2 + t * t * t / 6 + t * t * t * t / 24 + t * t * t * t * t / 120)
 }

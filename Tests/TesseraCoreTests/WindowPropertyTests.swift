@@ -147,6 +147,48 @@ struct WindowPropertyTests {
         #expect(try Self.check(seed: UInt64(seed), disorder: true) > 0)
     }
 
+    /// A long stream of few entities: every window slides thousands of times (min/max/first/last
+    /// split their windows again and again, sketches lose tiles), with checkpoints and disorder.
+    @Test("long streams: windows slide thousands of times", arguments: 300..<306)
+    func longRun(seed: Int) throws {
+        var g = SeededGenerator(seed: UInt64(seed))
+        let spec = try Self.randomSpec(&g, multiKey: false)
+        let lateness: Micros = 1_500
+        var core = PartitionAggregator(views: [spec], allowedLateness: lateness)
+        var oracle = Oracle(spec: spec, lateness: lateness)
+        var log = EmissionLog()
+        var now: Micros = 0
+        for b in 0..<300 {
+            var batch = ColumnBatch(schema: Self.schema.types)
+            for _ in 0..<50 {
+                now += Micros.random(in: 0...300, using: &g)
+                let t = Int.random(in: 0..<4, using: &g) == 0 ? now - Micros.random(in: 0...1_200, using: &g) : now
+                let row = Self.randomRow(&g, users: 3)
+                batch.append(time: t, row)
+                oracle.add(time: t, values: row)
+            }
+            core.ingest(batch)
+            log.collect(core.views[0].emissions)
+            core.removeAllEmissions()
+            if b % 37 == 36 { core = try PartitionAggregator(views: [spec], allowedLateness: lateness, restoring: core.serialized()) }
+        }
+        var checks = 0
+        for key in oracle.events.keys {
+            let times = log.rows[key]?.map(\.time) ?? []
+            for _ in 0..<120 {
+                let q = Bool.random(using: &g) ? times.randomElement(using: &g) ?? now : Micros.random(in: 0...now, using: &g)
+                let expected = oracle.row(key, at: q)
+                let actual = log.asOf(key, q) ?? emptyRow(spec)
+                for (i, f) in spec.features.enumerated() where !agree(actual[i], expected[i], aggregate: f.aggregate) {
+                    Issue.record("seed \(seed): \(key) at \(q): \(f.name) = \(f.aggregate.rawValue) over \(f.window): core \(String(describing: actual[i])), oracle \(String(describing: expected[i]))")
+                    return
+                }
+                checks += 1
+            }
+        }
+        #expect(checks > 0)
+    }
+
     @Test("entities with two join keys (int64 and string)", arguments: 200..<210)
     func multiKey(seed: Int) throws {
         #expect(try Self.check(seed: UInt64(seed), disorder: true, multiKey: true) > 0)

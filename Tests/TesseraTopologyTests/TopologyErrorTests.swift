@@ -65,6 +65,8 @@ let badCases: [BadCase] = [
     BadCase(name: "non-numeric field", line: 19, text: "      - {name: n, aggregate: mean, field: status, window: 1h}", at: (19, 43), message: "mean needs a numeric field; 'status' is string"),
     BadCase(name: "window shorter than hop", line: 19, text: "      - {name: n, aggregate: count, window: 10m, hop: 1h}", at: (19, 55), message: "window 10m is shorter than its hop 1h"),
     BadCase(name: "hop does not divide window", line: 19, text: "      - {name: n, aggregate: count, window: 1h, hop: 7m}", at: (19, 54), message: "hop 7m does not divide window 1h"),
+    BadCase(name: "too many tiles", line: 19, text: "      - {name: n, aggregate: count, window: 30d, hop: 1s}", at: (19, 55),
+            message: "window 30d has 2592000 tiles of hop 1s; at most 1048576 (choose a longer hop)"),
     BadCase(name: "hop on lifetime", line: 19, text: "      - {name: n, aggregate: count, window: lifetime, hop: 1h}", at: (19, 55), message: "a lifetime window has no hop"),
     BadCase(name: "bad window", line: 19, text: "      - {name: n, aggregate: count, window: forever}", at: (19, 45), message: "window 'forever' is not a duration"),
     BadCase(name: "unknown field in where", line: 19, text: "      - {name: n, aggregate: count, window: 1h, where: state == \"paid\"}", at: (19, 56), message: "unknown field 'state' in where"),

@@ -60,6 +60,28 @@ public struct Bitmap: Sendable, Equatable {
         }
     }
 
+    /// Appends `count` bits read from `flags[0], flags[stride], flags[2·stride], …`.
+    public mutating func append(strided flags: UnsafePointer<Bool>, stride: Int, count n: Int) {
+        var i = 0
+        while i < n && count & 63 != 0 {
+            append(flags[i &* stride])
+            i += 1
+        }
+        words.reserveCapacity(words.count + (n - i + 63) / 64)
+        while i + 64 <= n {
+            var word: UInt64 = 0
+            for b in 0..<64 where flags[(i &+ b) &* stride] { word |= 1 << UInt64(b) }
+            words.append(word)
+            count += 64
+            unsetCount += 64 - word.nonzeroBitCount
+            i += 64
+        }
+        while i < n {
+            append(flags[i &* stride])
+            i += 1
+        }
+    }
+
     /// Appends `n` set bits.
     public mutating func appendSet(count n: Int) {
         var left = n

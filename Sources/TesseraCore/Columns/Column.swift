@@ -94,6 +94,26 @@ public struct Column: Sendable, Equatable {
         flags.withUnsafeBufferPointer { validity.append(contentsOf: $0) }
     }
 
+    /// Appends `count` fixed-width values given as bit patterns (Int64, Double or 0/1 for a bool) with
+    /// their validity, read from `bits[0], bits[stride], …` and `valid[0], valid[stride], …`.
+    public mutating func append(bits: UnsafePointer<UInt64>, valid: UnsafePointer<Bool>, stride: Int, count n: Int) {
+        precondition(type != .string)
+        if type == .float64 {
+            let start = doubles.count
+            doubles.append(contentsOf: repeatElement(0, count: n))
+            doubles.withUnsafeMutableBufferPointer { out in
+                for i in 0..<n { out[start &+ i] = Double(bitPattern: bits[i &* stride]) }
+            }
+        } else {
+            let start = ints.count
+            ints.append(contentsOf: repeatElement(0, count: n))
+            ints.withUnsafeMutableBufferPointer { out in
+                for i in 0..<n { out[start &+ i] = Int64(bitPattern: bits[i &* stride]) }
+            }
+        }
+        validity.append(strided: valid, stride: stride, count: n)
+    }
+
     /// Appends a string from raw UTF-8 bytes (memcpy, no generic iteration).
     public mutating func append(utf8 value: UnsafeBufferPointer<UInt8>) {
         precondition(type == .string)

@@ -39,6 +39,11 @@ public struct ByteWriter: Sendable {
         withUnsafeBytes(of: length) { for (i, b) in $0.enumerated() { bytes[start - 8 + i] = b } }
     }
 
+    /// Raw bytes, as they are (the caller frames them).
+    public mutating func write(raw: UnsafeRawBufferPointer) {
+        bytes.append(contentsOf: raw)
+    }
+
     public mutating func write<T: BitwiseCopyable>(arrays: [[T]]) {
         write(UInt64(arrays.count))
         for a in arrays { write(array: a) }
@@ -57,6 +62,9 @@ public struct ByteReader {
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     public var isAtEnd: Bool { position == bytes.count }
+
+    /// Bytes left to read.
+    public var remaining: Int { bytes.count - position }
 
     /// Reads a section's length (see `ByteWriter.beginSection`) and returns its byte range.
     public mutating func section() throws -> Range<Int> {
@@ -104,6 +112,12 @@ public struct ByteReader {
             UnsafeMutableRawBufferPointer(buffer).copyBytes(from: slice)
             initialized = n
         }
+    }
+
+    /// Fills `buffer` with the next `buffer.count` bytes.
+    public mutating func readRaw(into buffer: UnsafeMutableRawBufferPointer) throws {
+        let slice = try take(buffer.count)
+        slice.withUnsafeBytes { buffer.copyMemory(from: $0) }
     }
 
     public mutating func readArrays<T: BitwiseCopyable>(of _: T.Type = T.self) throws -> [[T]] {

@@ -1,0 +1,19 @@
+#ifndef TESSERA_INTRINSICS_H
+#define TESSERA_INTRINSICS_H
+/// Compiler builtins and C library calls the aggregation core uses, so that it needs no C
+/// library module of its own.
+#include <stddef.h>
+
+/// Hints the CPU to start loading a cache line that a hot loop will touch a few rows later.
+static inline void tessera_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
+
+/// The natural logarithm and exponential (libm), for the quantile sketch's bucket mapping.
+static inline double tessera_log(double x) { return __builtin_log(x); }
+static inline double tessera_exp(double x) { return __builtin_exp(x); }
+
+/// Zeroed memory for state, mapped lazily by the kernel (pages are touched only when used).
+/// Regions of 2 MiB and more are 2 MiB-aligned and marked for transparent huge pages, so that a
+/// large state takes few page faults and few TLB entries. Release with `tessera_unmap`.
+void *tessera_map(size_t bytes);
+void tessera_unmap(void *pointer, size_t bytes);
+#endif

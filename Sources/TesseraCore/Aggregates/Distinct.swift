@@ -1,0 +1,751 @@
+import CIntrinsics
+
+/// `approx_count_distinct` over sliding windows without merging per-tile sketches.
+///
+/// - **Exact** while an entity's distinct values on the ring number at most `HLL.exactLimit`: an
+///   open-addressing set of the values' 64-bit hashes, each with the latest tile it was seen in.
+///   Every tile counts the values whose latest tile it is; a window's count is the sum of its
+///   tiles' counts, kept incrementally and invertible like `count`. Exact up to 64-bit hash
+///   collisions (probability below n²/2⁶⁵).
+/// - **HyperLogLog** above that (2¹² registers, relative standard error 1.04/√4096 ≈ 1.6 %,
+///   Ertl's estimator): one sketch per entity whose registers remember the tiles that set them
+///   (`SlidingHLL`), so each window's registers are exactly those of a HyperLogLog of the values
+///   in that window, updated as tiles leave, in O(1) amortised per value and hop.
+public enum HLL {
+    public static let precision = 12
+    public static let registers = 1 << precision
+    /// Largest register value: 64 − p hash bits after the index, plus one.
+    public static let maxRank = 64 - precision + 1
+    /// The stated accuracy of the sketch: relative standard error of an estimate.
+    public static let relativeStandardError = 1.04 / Double(registers).squareRoot()
+    /// Distinct values per entity and ring counted exactly; beyond, the sketch.
+    public static let exactLimit = 4_096
+
+    /// The register a hash goes to and its rank (leading zeros of the rest, plus one).
+    @inline(__always)
+    static func register(_ hash: UInt64) -> (index: Int, rank: UInt8) {
+        let index = Int(hash >> UInt64(64 - precision))
+        let rest = hash << UInt64(precision)
+        return (index, rest == 0 ? UInt8(maxRank) : UInt8(rest.leadingZeroBitCount + 1))
+    }
+
+    /// Ertl's improved raw estimator (2017) from the register histogram `c[0...maxRank]`; it needs
+    /// no empirical bias tables.
+    static func estimate(histogram c: UnsafeBufferPointer<UInt16>) -> Double {
+        let m = Double(registers)
+        let q = maxRank - 1
+        var z = m * tau(1 - Double(c[q + 1]) / m)
+        for k in stride(from: q, through: 1, by: -1) { z = 0.5 * (z + Double(c[k])) }
+        z += m * sigma(Double(c[0]) / m)
+        return m * m * 0.721_347_520_444_481_7 / z  // α∞ = 1 / (2 ln 2)
+    }
+
+    /// σ(x) = x + Σ_{k≥1} x^(2^k) · 2^(k−1)
+    static func sigma(_ x0: Double) -> Double {
+        if x0 == 1 { return .infinity }
+        var x = x0, y = 1.0, z = x0
+        while true {
+            x *= x
+            let previous = z
+            z += x * y
+            y += y
+            if z == previous { return z }
+        }
+    }
+
+    /// τ(x) = (1 − x − Σ_{k≥1} (1 − x^(2^−k))² · 2^−k) / 3
+    static func tau(_ x0: Double) -> Double {
+        if x0 == 0 || x0 == 1 { return 0 }
+        var x = x0, y = 1.0, z = 1 - x0
+        while true {
+            x = x.squareRoot()
+            let previous = z
+            y *= 0.5
+            z -= (1 - x) * (1 - x) * y
+            if z == previous { return z / 3 }
+        }
+    }
+}
+
+/// The record field of a distinct kernel: where its set or sketch is.
+struct DistinctHandle: BitwiseCopyable, Sendable {
+    /// Exact mode: the set's block in its size class. Sketch mode: the sketch's index.
+    var block: UInt32
+    /// Exact mode: occupied slots (values whose tile is gone included, until the set is rebuilt).
+    var used: UInt32
+    /// Exact mode: values whose latest tile is still on the ring.
+    var live: UInt32
+    /// Exact mode: the set holds `4 << sizeClass` slots.
+    var sizeClass: UInt8
+    var mode: UInt8
+    var reserved: UInt16 = 0
+
+    static let emptyMode: UInt8 = 0, exact: UInt8 = 1, sketch: UInt8 = 2
+    static let empty = DistinctHandle(block: 0, used: 0, live: 0, sizeClass: 0, mode: 0)
+}
+
+/// A slot of an exact set: a value's hash (0: empty slot) and the latest tile it was seen in.
+struct SetEntry: BitwiseCopyable {
+    var hash: UInt64
+    var stamp: Int64
+}
+
+/// What a distinct kernel stores besides its record and tile fields: the exact sets by size class
+/// (blocks of `4 << c` slots) and the sketches.
+struct DistinctStore: Sendable {
+    private(set) var sets: [Slab?] = Array(repeating: nil, count: 12)
+    private(set) var sketches: [SlidingHLL] = []
+    private(set) var freeSketches: [UInt32] = []
+    /// Sketch i's register cells are block i.
+    private var cells = Slab(itemBytes: SlidingHLL.blockBytes, chunkBytes: 2 * SlidingHLL.blockBytes)
+    /// Where each size class's sets are (and, at `cellsSlot`, the sketches' cells), for hot loops.
+    private var table = SlabTable()
+    static let cellsSlot = 16
+
+    var cores: UnsafePointer<SlabCore> { UnsafePointer(table.cores) }
+
+    init() { table.cores[DistinctStore.cellsSlot] = cells.core }
+
+    mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&table) { table = SlabTable() }
+        for c in sets.indices where sets[c] != nil {
+            sets[c]!.makeUnique()
+            table.cores[c] = sets[c]!.core
+        }
+        cells.makeUnique()
+        table.cores[DistinctStore.cellsSlot] = cells.core
+    }
+
+    /// The register cells of sketch `i`.
+    @inline(__always)
+    func cells(_ i: UInt32) -> UnsafeMutableRawPointer { table.cores[DistinctStore.cellsSlot].pointer(i) }
+
+    /// A new sketch and its cells; returns its index.
+    mutating func allocateSketch(windows: Int, sliding: Bool, base: Int64) -> UInt32 {
+        let index: UInt32
+        if let reused = freeSketches.popLast() {
+            index = reused
+            sketches[Int(index)] = SlidingHLL(windows: windows, sliding: sliding, base: base, cells: cells(index))
+        } else {
+            index = cells.allocate()
+            precondition(Int(index) == sketches.count)
+            sketches.append(SlidingHLL(windows: windows, sliding: sliding, base: base, cells: cells(index)))
+        }
+        return index
+    }
+
+    mutating func releaseSketch(_ i: UInt32) {
+        sketches[Int(i)] = SlidingHLL(windows: 0, sliding: false, base: 0, cells: cells(i))
+        freeSketches.append(i)
+    }
+
+    mutating func insert(sketch i: UInt32, _ hash: UInt64, stamp: Int64, list: inout UInt32, contains: (Int) -> Bool) {
+        let c = cells(i)
+        sketches[Int(i)].insert(hash, stamp: stamp, list: &list, cells: c, contains: contains)
+    }
+
+    mutating func expire(sketch i: UInt32, list: UInt32, stamp: Int64, window j: Int) {
+        let c = cells(i)
+        sketches[Int(i)].expire(list: list, stamp: stamp, window: j, cells: c)
+    }
+
+    mutating func drop(sketch i: UInt32, list: UInt32, stamp: Int64) {
+        let c = cells(i)
+        sketches[Int(i)].drop(list: list, stamp: stamp, cells: c)
+    }
+
+    mutating func estimate(sketch i: UInt32, window j: Int) -> Double { sketches[Int(i)].estimate(window: j) }
+
+    /// The slots of an exact set.
+    @inline(__always)
+    func entries(_ h: DistinctHandle) -> UnsafeMutablePointer<SetEntry> {
+        table.cores[Int(h.sizeClass)].pointer(h.block).assumingMemoryBound(to: SetEntry.self)
+    }
+
+    /// A new set of class `c` (its slots zeroed).
+    mutating func allocateSet(class c: Int) -> UInt32 {
+        let capacity = 4 << c
+        if sets[c] == nil {
+            sets[c] = Slab(itemBytes: capacity * MemoryLayout<SetEntry>.stride, chunkBytes: max(1 << 18, capacity * 16))
+            table.cores[c] = sets[c]!.core
+        }
+        let block = sets[c]!.allocate()
+        table.cores[c].pointer(block).initializeMemory(as: UInt8.self, repeating: 0, count: capacity * MemoryLayout<SetEntry>.stride)
+        return block
+    }
+
+    mutating func releaseSet(_ h: DistinctHandle) { sets[Int(h.sizeClass)]!.release(h.block) }
+
+    var memory: Int {
+        sets.reduce(cells.memory) { $0 + ($1?.memory ?? 0) } + sketches.reduce(sketches.capacity * MemoryLayout<SlidingHLL>.stride) { $0 + $1.memory }
+    }
+
+    func serialize(into w: inout ByteWriter) {
+        for c in sets.indices {
+            if let slab = sets[c] {
+                w.write(UInt8(c + 1))
+                slab.serialize(into: &w)
+            }
+        }
+        w.write(UInt8(0))
+        w.write(UInt64(sketches.count))
+        for s in sketches { s.serialize(into: &w) }
+        w.write(array: freeSketches)
+        cells.serialize(into: &w)
+    }
+
+    mutating func restore(from r: inout ByteReader) throws {
+        while true {
+            let c = Int(try r.read(UInt8.self))
+            if c == 0 { break }
+            guard c <= sets.count, sets[c - 1] == nil else { throw StateFormatError(description: "distinct sets are corrupt") }
+            var slab = Slab(itemBytes: (4 << (c - 1)) * MemoryLayout<SetEntry>.stride, chunkBytes: max(1 << 18, (4 << (c - 1)) * 16))
+            try slab.restore(from: &r)
+            sets[c - 1] = slab
+            table.cores[c - 1] = slab.core
+        }
+        let n = try r.count(limit: 1 << 24)
+        sketches = try (0..<n).map { _ in try SlidingHLL(from: &r) }
+        freeSketches = try r.readArray()
+        try cells.restore(from: &r)
+        table.cores[DistinctStore.cellsSlot] = cells.core
+        guard freeSketches.allSatisfy({ Int($0) < n }), Int(cells.highWater) == n, cells.free.isEmpty else {
+            throw StateFormatError(description: "distinct sketches are corrupt")
+        }
+    }
+}
+
+struct DistinctKernel: Sendable {
+    let shape: KernelShape
+    let handleOffset: Int
+    /// Index of its store in the view.
+    let store: Int
+    var inputs = KernelInputs.none
+
+    init(shape: KernelShape, handleOffset: Int, store: Int) {
+        self.shape = shape
+        self.handleOffset = handleOffset
+        self.store = store
+    }
+
+    mutating func prepare(_ batch: ColumnBatch, entities: UnsafePointer<UInt32>, filters: [[Bool]], buffers: KernelInputs) {
+        inputs = buffers
+        markActive(shape, batch, entities: entities, filters: filters, into: inputs.active)
+        let column = batch.columns[shape.field]
+        let hashes = inputs.values.assumingMemoryBound(to: UInt64.self)
+        let n = batch.count
+        switch column.type {
+        case .int64: for i in 0..<n { hashes[i] = StableHash.hash(int: column.ints[i]) }
+        case .bool: for i in 0..<n { hashes[i] = StableHash.hash(bool: column.ints[i] != 0) }
+        case .float64: for i in 0..<n { hashes[i] = StableHash.hash(double: column.doubles[i]) }
+        case .string: for i in 0..<n { hashes[i] = column.withUTF8(at: i) { StableHash.hash(bytes: $0) } }
+        }
+        // 0 marks an empty slot.
+        for i in 0..<n where hashes[i] == 0 { hashes[i] = 1 }
+    }
+
+    @inline(__always) private func handle(_ record: UnsafeMutableRawPointer) -> DistinctHandle {
+        record.load(fromByteOffset: handleOffset, as: DistinctHandle.self)
+    }
+    @inline(__always) private func setHandle(_ h: DistinctHandle, _ record: UnsafeMutableRawPointer) {
+        record.storeBytes(of: h, toByteOffset: handleOffset, as: DistinctHandle.self)
+    }
+    @inline(__always) private func add(_ delta: Int64, window j: Int, _ record: UnsafeMutableRawPointer) {
+        let o = shape.windowOffsets[j]
+        record.storeBytes(of: record.load(fromByteOffset: o, as: Int64.self) &+ delta, toByteOffset: o, as: Int64.self)
+    }
+    @inline(__always) private func add(_ delta: Int64, tile: UnsafeMutableRawPointer) {
+        let o = shape.tileOffset
+        tile.storeBytes(of: tile.load(fromByteOffset: o, as: Int64.self) &+ delta, toByteOffset: o, as: Int64.self)
+    }
+
+    // MARK: Updates
+
+    func update(_ i: Int, now: Micros, _ record: UnsafeMutableRawPointer, _ tiles: UnsafePointer<TileRef>, _ rings: UnsafePointer<RingCore>,
+                store: inout DistinctStore) {
+        guard inputs.active[i] else { return }
+        let hash = inputs.bits(i)
+        guard shape.ring >= 0 else { return updateLifetime(hash, record, store: &store) }
+        let r = shape.ring
+        let t = tiles[r]
+        guard let tile = t.pointer else { return }
+        var h = handle(record)
+        if h.mode == DistinctHandle.sketch {
+            var list = UInt32(truncatingIfNeeded: tile.load(fromByteOffset: shape.tileOffset, as: UInt64.self))
+            let first = t.first, ringWindows = shape.ringWindows
+            store.insert(sketch: h.block, hash, stamp: t.index, list: &list) { ringWindows[$0] >= first }
+            tile.storeBytes(of: UInt64(list), toByteOffset: shape.tileOffset, as: UInt64.self)
+            return
+        }
+        if h.mode == DistinctHandle.emptyMode { h = newSet(&store) }
+        let ring = rings[r]
+        let entries = store.entries(h)
+        let mask = (4 << Int(h.sizeClass)) - 1
+        var s = Int(truncatingIfNeeded: hash) & mask
+        while entries[s].hash != 0 && entries[s].hash != hash { s = (s + 1) & mask }
+        if entries[s].hash == hash {
+            let seen = entries[s].stamp
+            if seen >= t.index { return }  // already counted in a later (or this) tile
+            let view = ring.view(record)
+            if seen >= view.index(0) {
+                // Seen in an older tile still on the ring: the value moves from it to this one.
+                let old = view.tile(view.position(of: seen)!)
+                add(-1, tile: old)
+                for j in 0..<shape.ringWindows.count where ring.layout.contains(window: shape.ringWindows[j], tile: seen, at: now) {
+                    add(-1, window: j, record)
+                }
+            } else {
+                h.live += 1  // its tile is gone: counted afresh
+            }
+            entries[s].stamp = t.index
+        } else {
+            entries[s] = SetEntry(hash: hash, stamp: t.index)
+            h.used += 1
+            h.live += 1
+        }
+        add(1, tile: tile)
+        for j in 0..<shape.ringWindows.count where shape.ringWindows[j] >= t.first { add(1, window: j, record) }
+        if Int(h.live) > HLL.exactLimit {
+            h = toSketch(h, record, view: ring.view(record), ring: ring.layout, now: now, &store)
+        } else if Int(h.used) * 4 > (mask + 1) * 3 {
+            h = rebuilt(h, front: ring.view(record).index(0), &store)
+        }
+        setHandle(h, record)
+    }
+
+    /// Starts loading the set slot (exact mode) or register cell (sketch) row `i` will touch.
+    @inline(__always)
+    func prefetch(_ i: Int, _ record: UnsafeMutableRawPointer, cores: UnsafePointer<SlabCore>) {
+        guard inputs.active[i] else { return }
+        let h = handle(record)
+        if h.mode == DistinctHandle.exact {
+            let mask = (4 << Int(h.sizeClass)) - 1
+            tessera_prefetch(cores[Int(h.sizeClass)].pointer(h.block) + (Int(truncatingIfNeeded: inputs.bits(i)) & mask) &* MemoryLayout<SetEntry>.stride)
+        } else if h.mode == DistinctHandle.sketch {
+            SlidingHLL.prefetch(inputs.bits(i), cells: cores[DistinctStore.cellsSlot].pointer(h.block))
+        }
+    }
+
+    private func updateLifetime(_ hash: UInt64, _ record: UnsafeMutableRawPointer, store: inout DistinctStore) {
+        var h = handle(record)
+        if h.mode == DistinctHandle.sketch {
+            var none: UInt32 = 0
+            store.insert(sketch: h.block, hash, stamp: 0, list: &none) { _ in true }
+            return
+        }
+        if h.mode == DistinctHandle.emptyMode { h = newSet(&store) }
+        let entries = store.entries(h)
+        let mask = (4 << Int(h.sizeClass)) - 1
+        var s = Int(truncatingIfNeeded: hash) & mask
+        while entries[s].hash != 0 && entries[s].hash != hash { s = (s + 1) & mask }
+        if entries[s].hash == hash { return }
+        entries[s] = SetEntry(hash: hash, stamp: 0)
+        h.used += 1
+        h.live += 1
+        add(1, window: 0, record)
+        if Int(h.live) > HLL.exactLimit {
+            h = toSketch(h, record, view: nil, ring: nil, now: 0, &store)
+        } else if Int(h.used) * 4 > (mask + 1) * 3 {
+            h = rebuilt(h, front: .min, &store)
+        }
+        setHandle(h, record)
+    }
+
+    private func newSet(_ store: inout DistinctStore) -> DistinctHandle {
+        DistinctHandle(block: store.allocateSet(class: 0), used: 0, live: 0, sizeClass: 0, mode: DistinctHandle.exact)
+    }
+
+    /// The set without the values whose tile is gone, in a block sized for what is left.
+    private func rebuilt(_ h: DistinctHandle, front: Int64, _ store: inout DistinctStore) -> DistinctHandle {
+        var c: UInt8 = 0
+        while (4 << Int(c)) < 2 * (Int(h.live) + 1) { c += 1 }
+        let capacity = 4 << Int(c)
+        let block = store.allocateSet(class: Int(c))
+        let to = store.entries(DistinctHandle(block: block, used: 0, live: 0, sizeClass: c, mode: DistinctHandle.exact))
+        let from = store.entries(h)
+        var live: UInt32 = 0
+        for s in 0..<(4 << Int(h.sizeClass)) where from[s].hash != 0 && from[s].stamp >= front {
+            var t = Int(truncatingIfNeeded: from[s].hash) & (capacity - 1)
+            while to[t].hash != 0 { t = (t + 1) & (capacity - 1) }
+            to[t] = from[s]
+            live += 1
+        }
+        store.releaseSet(h)
+        return DistinctHandle(block: block, used: live, live: live, sizeClass: c, mode: DistinctHandle.exact)
+    }
+
+    /// Too many distinct values to count exactly: the live values go into a sketch, oldest tile
+    /// first, and every tile's count becomes its register list.
+    private func toSketch(_ h: DistinctHandle, _ record: UnsafeMutableRawPointer, view: DequeView?,
+                          ring: RingLayout?, now: Micros, _ store: inout DistinctStore) -> DistinctHandle {
+        let from = store.entries(h)
+        let front = view.map { $0.index(0) } ?? .min
+        var live: [SetEntry] = []
+        for s in 0..<(4 << Int(h.sizeClass)) where from[s].hash != 0 && from[s].stamp >= front { live.append(from[s]) }
+        live.sort { $0.stamp < $1.stamp }
+        store.releaseSet(h)
+        let index = store.allocateSketch(windows: shape.ringWindows.count, sliding: shape.ring >= 0, base: live.first?.stamp ?? 0)
+        var lists: [Int64: UInt32] = [:]
+        for e in live {
+            var list = lists[e.stamp] ?? 0
+            if let ring {
+                let ringWindows = shape.ringWindows
+                store.insert(sketch: index, e.hash, stamp: e.stamp, list: &list) { ring.contains(window: ringWindows[$0], tile: e.stamp, at: now) }
+            } else {
+                store.insert(sketch: index, e.hash, stamp: 0, list: &list) { _ in true }
+            }
+            lists[e.stamp] = list
+        }
+        if let view {
+            for p in 0..<view.count {
+                view.tile(p).storeBytes(of: UInt64(lists[view.index(p)] ?? 0), toByteOffset: shape.tileOffset, as: UInt64.self)
+            }
+        }
+        return DistinctHandle(block: index, used: 0, live: 0, sizeClass: 0, mode: DistinctHandle.sketch)
+    }
+
+    // MARK: Windows sliding
+
+    /// Tile `tile` leaves kernel window `j`.
+    func expire(_ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, window j: Int, store: inout DistinctStore) {
+        let h = handle(record)
+        switch h.mode {
+        case DistinctHandle.exact:
+            add(-tile.load(fromByteOffset: shape.tileOffset, as: Int64.self), window: j, record)
+        case DistinctHandle.sketch:
+            let list = UInt32(truncatingIfNeeded: tile.load(fromByteOffset: shape.tileOffset, as: UInt64.self))
+            store.expire(sketch: h.block, list: list, stamp: tile.load(as: Int64.self), window: j)
+        default: break
+        }
+    }
+
+    /// Tile `tile` leaves the ring (its last window); `last` when it is the entity's only tile.
+    func drop(_ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, last: Bool, store: inout DistinctStore) {
+        var h = handle(record)
+        switch h.mode {
+        case DistinctHandle.exact:
+            h.live -= UInt32(tile.load(fromByteOffset: shape.tileOffset, as: Int64.self))
+            if last {
+                store.releaseSet(h)
+                h = .empty
+            }
+        case DistinctHandle.sketch:
+            let list = UInt32(truncatingIfNeeded: tile.load(fromByteOffset: shape.tileOffset, as: UInt64.self))
+            store.drop(sketch: h.block, list: list, stamp: tile.load(as: Int64.self))
+            if last {
+                store.releaseSketch(h.block)
+                h = .empty
+                for j in 0..<shape.windowOffsets.count { record.storeBytes(of: Int64(0), toByteOffset: shape.windowOffsets[j], as: Int64.self) }
+            }
+        default: break
+        }
+        setHandle(h, record)
+    }
+
+    func finalize(_ record: UnsafeMutableRawPointer, window j: Int, store: inout DistinctStore) -> UInt64 {
+        let h = handle(record)
+        if h.mode == DistinctHandle.sketch {
+            return UInt64(bitPattern: Int64(store.estimate(sketch: h.block, window: j).rounded()))
+        }
+        return UInt64(bitPattern: record.load(fromByteOffset: shape.windowOffsets[j], as: Int64.self))
+    }
+
+    /// Whether a record's handle points at storage this kernel has (restoring state).
+    func isValid(_ record: UnsafeMutableRawPointer, store: DistinctStore) -> Bool {
+        let h = handle(record)
+        switch h.mode {
+        case DistinctHandle.emptyMode: return true
+        case DistinctHandle.exact:
+            guard Int(h.sizeClass) < store.sets.count, let slab = store.sets[Int(h.sizeClass)] else { return false }
+            return h.block < slab.highWater && h.live <= h.used && Int(h.used) <= 4 << Int(h.sizeClass)
+        case DistinctHandle.sketch:
+            return Int(h.block) < store.sketches.count && store.sketches[Int(h.block)].windows == shape.ringWindows.count
+        default: return false
+        }
+    }
+
+}
+
+/// A HyperLogLog whose registers remember the tiles that set them (a "sliding HyperLogLog",
+/// after Chabchoub and Hébrail): per register, the list of (tile, rank) pairs that could still be
+/// its value for some window — tiles ascending, ranks strictly descending (an older pair with a
+/// rank no larger than a newer one's can never matter again). A window's register is the rank of
+/// the register's first pair inside the window, so each window's registers equal those of a
+/// HyperLogLog of exactly the window's values. Per tile, a list of the registers that got a pair
+/// there says what changes when the tile leaves a window. Each window keeps its register values,
+/// their histogram and a cached estimate.
+///
+/// Registers are 32-byte cells in a block of the store (`cells`), one cache line's half each:
+/// the pair count, the value in each window (up to `maxWindows`), and up to six pairs (tile
+/// relative to `base` in 26 bits, rank in 6); a register with more pairs keeps them in `spill`.
+/// A lifetime sketch (`sliding` false) is a plain HyperLogLog: values only.
+struct SlidingHLL: Sendable {
+    let windows: Int
+    let sliding: Bool
+    /// Pair tiles are stored relative to `base`.
+    private(set) var base: Int64
+    /// Pairs held, over all registers.
+    private(set) var pairs = 0
+    /// Per window, the count of registers at each value 0…maxRank (stride 64).
+    private var histograms: [UInt16]
+    /// Per window, the estimate, or NaN when it must be recomputed.
+    private var estimates: [Double]
+    /// Per tile, the registers that got a pair there (the tile's partial holds its index + 1).
+    private var lists: [[UInt16]] = []
+    private var freeLists: [UInt32] = []
+    /// Pairs of registers with more than fit in their cell.
+    private var spill: [Int: [UInt32]] = [:]
+
+    static let stampBits = 26
+    static let cellBytes = 32
+    static let blockBytes = HLL.registers * cellBytes
+    static let maxWindows = 7
+    static let inlinePairs = 6
+    static let spilled: UInt8 = 255
+
+    init(windows: Int, sliding: Bool, base: Int64, cells: UnsafeMutableRawPointer) {
+        precondition(windows <= SlidingHLL.maxWindows)
+        self.windows = windows
+        self.sliding = sliding
+        self.base = base - (1 << 23)
+        histograms = Array(repeating: 0, count: windows * 64)
+        for j in 0..<windows { histograms[j * 64] = UInt16(HLL.registers) }
+        estimates = Array(repeating: 0, count: windows)
+        cells.initializeMemory(as: UInt8.self, repeating: 0, count: SlidingHLL.blockBytes)
+    }
+
+    var memory: Int {
+        histograms.capacity * 2 + estimates.capacity * 8 + lists.reduce(lists.capacity * 8) { $0 + $1.capacity * 2 }
+            + spill.reduce(spill.capacity * 16) { $0 + $1.value.capacity * 4 }
+    }
+
+    @inline(__always) private static func cell(_ cells: UnsafeMutableRawPointer, _ r: Int) -> UnsafeMutableRawPointer {
+        cells + r &* cellBytes
+    }
+    @inline(__always) private static func value(_ cell: UnsafeMutableRawPointer, _ j: Int) -> UInt8 {
+        cell.load(fromByteOffset: 1 &+ j, as: UInt8.self)
+    }
+
+    @inline(__always)
+    private mutating func set(_ cell: UnsafeMutableRawPointer, window j: Int, to v: UInt8) {
+        let old = SlidingHLL.value(cell, j)
+        guard old != v else { return }
+        cell.storeBytes(of: v, toByteOffset: 1 &+ j, as: UInt8.self)
+        histograms[j &* 64 &+ Int(old)] &-= 1
+        histograms[j &* 64 &+ Int(v)] &+= 1
+        estimates[j] = .nan
+    }
+
+    /// The pairs of a register (in its cell or spilled), for reading and editing in place.
+    @inline(__always)
+    private mutating func withPairs<R>(_ cell: UnsafeMutableRawPointer, register r: Int,
+                                       _ body: (UnsafeMutablePointer<UInt32>, inout Int, Int) -> R) -> R {
+        let n = cell.load(as: UInt8.self)
+        if n != SlidingHLL.spilled {
+            var count = Int(n)
+            let result = body((cell + 8).assumingMemoryBound(to: UInt32.self), &count, SlidingHLL.inlinePairs)
+            cell.storeBytes(of: UInt8(count), as: UInt8.self)
+            return result
+        }
+        var list = spill.removeValue(forKey: r) ?? []
+        var count = list.count
+        list.append(contentsOf: repeatElement(0, count: 2))
+        let result = list.withUnsafeMutableBufferPointer { body($0.baseAddress!, &count, $0.count) }
+        list.removeLast(list.count - count)
+        spill[r] = list
+        return result
+    }
+
+    /// Moves a full register's pairs out of its cell.
+    private mutating func spillRegister(_ cell: UnsafeMutableRawPointer, register r: Int) {
+        let n = Int(cell.load(as: UInt8.self))
+        let pairs = (cell + 8).assumingMemoryBound(to: UInt32.self)
+        spill[r] = (0..<n).map { pairs[$0] }
+        cell.storeBytes(of: SlidingHLL.spilled, as: UInt8.self)
+    }
+
+    /// Starts loading the cell a value's register is in.
+    @inline(__always)
+    static func prefetch(_ hash: UInt64, cells: UnsafeMutableRawPointer) {
+        tessera_prefetch(cell(cells, HLL.register(hash).index))
+    }
+
+    /// Adds a value seen in tile `stamp`; `contains(j)` says whether window j holds the tile.
+    /// `list` is the tile's register-list handle (0: none yet), updated when a list is created.
+    mutating func insert(_ hash: UInt64, stamp k: Int64, list: inout UInt32, cells: UnsafeMutableRawPointer, contains: (Int) -> Bool) {
+        let (r, rho) = HLL.register(hash)
+        let cell = SlidingHLL.cell(cells, r)
+        guard sliding else {
+            if rho > SlidingHLL.value(cell, 0) { set(cell, window: 0, to: rho) }
+            return
+        }
+        if k - base < 0 || k - base >= 1 << SlidingHLL.stampBits { rebase(around: k, cells: cells) }
+        let ek = UInt32(k - base)
+        if cell.load(as: UInt8.self) == UInt8(SlidingHLL.inlinePairs) { spillRegister(cell, register: r) }
+        let outcome: (created: Bool, removed: Int)? = withPairs(cell, register: r) { pairs, n, capacity -> (Bool, Int)? in
+            var i = n - 1
+            while i >= 0 && pairs[i] >> 6 > ek { i -= 1 }
+            // A newer pair at least as high: this value can never be a register's maximum.
+            if i + 1 < n && UInt8(pairs[i + 1] & 63) >= rho { return nil }
+            var position: Int
+            var created = false
+            if i >= 0 && pairs[i] >> 6 == ek {
+                if UInt8(pairs[i] & 63) >= rho { return nil }
+                pairs[i] = ek << 6 | UInt32(rho)
+                position = i
+            } else {
+                precondition(n < capacity)
+                var p = n
+                while p > i + 1 {
+                    pairs[p] = pairs[p - 1]
+                    p -= 1
+                }
+                pairs[i + 1] = ek << 6 | UInt32(rho)
+                n += 1
+                position = i + 1
+                created = true
+            }
+            // Older pairs with a rank no higher than this one are dominated.
+            var d = position - 1
+            while d >= 0 && UInt8(pairs[d] & 63) <= rho { d -= 1 }
+            let removed = position - 1 - d
+            if removed > 0 {
+                for p in (d + 1)..<(n - removed) { pairs[p] = pairs[p + removed] }
+                n -= removed
+            }
+            return (created, removed)
+        }
+        guard let (created, removed) = outcome else { return }
+        pairs += (created ? 1 : 0) - removed
+        if created {
+            if list == 0 {
+                if let reused = freeLists.popLast() {
+                    list = reused + 1
+                } else {
+                    lists.append([])
+                    list = UInt32(lists.count)
+                }
+            }
+            lists[Int(list) - 1].append(UInt16(r))
+        }
+        for j in 0..<windows where contains(j) && rho > SlidingHLL.value(cell, j) { set(cell, window: j, to: rho) }
+    }
+
+    /// Tile `k`, with register list `list`, leaves window `j`: its registers fall to their next pair.
+    mutating func expire(list: UInt32, stamp k: Int64, window j: Int, cells: UnsafeMutableRawPointer) {
+        guard list > 0 else { return }
+        let registers = lists[Int(list) - 1]
+        let ek = UInt32(truncatingIfNeeded: k - base)
+        for r16 in registers {
+            let r = Int(r16)
+            let cell = SlidingHLL.cell(cells, r)
+            let next: UInt8? = withPairs(cell, register: r) { pairs, n, _ in
+                var i = 0
+                while i < n && pairs[i] >> 6 < ek { i += 1 }
+                guard i < n, pairs[i] >> 6 == ek else { return nil }  // dominated since
+                return i + 1 < n ? UInt8(pairs[i + 1] & 63) : 0
+            }
+            if let next { set(cell, window: j, to: next) }
+        }
+    }
+
+    /// Tile `k`, with register list `list`, leaves the ring: its pairs (each its register's
+    /// oldest) are removed and the list freed.
+    mutating func drop(list: UInt32, stamp k: Int64, cells: UnsafeMutableRawPointer) {
+        guard list > 0 else { return }
+        let registers = lists[Int(list) - 1]
+        let ek = UInt32(truncatingIfNeeded: k - base)
+        var removed = 0
+        for r16 in registers {
+            let r = Int(r16)
+            let cell = SlidingHLL.cell(cells, r)
+            removed += withPairs(cell, register: r) { pairs, n, _ in
+                guard n > 0, pairs[0] >> 6 == ek else { return 0 }
+                for p in 0..<(n - 1) { pairs[p] = pairs[p + 1] }
+                n -= 1
+                return 1
+            }
+            if cell.load(as: UInt8.self) == SlidingHLL.spilled, let rest = spill[r], rest.count < SlidingHLL.inlinePairs {
+                // Back into the cell.
+                spill[r] = nil
+                for (i, e) in rest.enumerated() { cell.storeBytes(of: e, toByteOffset: 8 + 4 * i, as: UInt32.self) }
+                cell.storeBytes(of: UInt8(rest.count), as: UInt8.self)
+            }
+        }
+        pairs -= removed
+        lists[Int(list) - 1].removeAll(keepingCapacity: true)
+        freeLists.append(list - 1)
+    }
+
+    /// Moves `base` so that `k` and every pair fit the 26-bit relative tiles.
+    private mutating func rebase(around k: Int64, cells: UnsafeMutableRawPointer) {
+        var lo = k, hi = k
+        let oldBase = base
+        for r in 0..<HLL.registers {
+            let cell = SlidingHLL.cell(cells, r)
+            withPairs(cell, register: r) { pairs, n, _ in
+                for p in 0..<n {
+                    lo = min(lo, oldBase + Int64(pairs[p] >> 6))
+                    hi = max(hi, oldBase + Int64(pairs[p] >> 6))
+                }
+            }
+        }
+        let newBase = lo - (1 << 22)
+        precondition(hi - newBase < 1 << SlidingHLL.stampBits, "a window spans more tiles than a sliding sketch can hold")
+        let shift = UInt32(truncatingIfNeeded: base - newBase)
+        for r in 0..<HLL.registers {
+            let cell = SlidingHLL.cell(cells, r)
+            withPairs(cell, register: r) { pairs, n, _ in
+                for p in 0..<n { pairs[p] = ((pairs[p] >> 6) &+ shift) << 6 | (pairs[p] & 63) }
+            }
+        }
+        base = newBase
+    }
+
+    mutating func estimate(window j: Int) -> Double {
+        if estimates[j].isNaN {
+            estimates[j] = histograms.withUnsafeBufferPointer {
+                HLL.estimate(histogram: UnsafeBufferPointer(rebasing: $0[j * 64..<j * 64 + HLL.maxRank + 1]))
+            }
+        }
+        return estimates[j]
+    }
+
+    func serialize(into w: inout ByteWriter) {
+        w.write(UInt64(windows))
+        w.write(sliding)
+        w.write(base)
+        w.write(UInt64(pairs))
+        w.write(array: histograms)
+        w.write(array: estimates)
+        w.write(arrays: lists)
+        w.write(array: freeLists)
+        let spilled = spill.keys.sorted()
+        w.write(UInt64(spilled.count))
+        for r in spilled {
+            w.write(UInt64(r))
+            w.write(array: spill[r]!)
+        }
+    }
+
+    init(from r: inout ByteReader) throws {
+        windows = try r.count(limit: SlidingHLL.maxWindows)
+        sliding = try r.read()
+        base = try r.read()
+        pairs = try r.count(limit: Int(Int32.max))
+        histograms = try r.readArray()
+        estimates = try r.readArray()
+        lists = try r.readArrays()
+        freeLists = try r.readArray()
+        let n = try r.count(limit: HLL.registers)
+        for _ in 0..<n {
+            let register = try r.count(limit: HLL.registers - 1)
+            spill[register] = try r.readArray()
+        }
+        guard histograms.count == windows * 64, estimates.count == windows,
+              lists.allSatisfy({ $0.allSatisfy { Int($0) < HLL.registers } }),
+              freeLists.allSatisfy({ Int($0) < lists.count }) else {
+            throw StateFormatError(description: "a distinct-count sketch is corrupt")
+        }
+    }
+}

@@ -1,0 +1,140 @@
+/// A double-double number: `hi + lo` with |lo| ≤ ½ ulp(hi), about 106 bits of precision
+/// (Dekker, Knuth). Sums kept this way can have tiles subtracted from them again and give what
+/// summing the remaining tiles would, to far below a double's rounding.
+public struct DoubleDouble: BitwiseCopyable, Sendable, Equatable {
+    public var hi: Double
+    public var lo: Double
+
+    public static let zero = DoubleDouble(hi: 0, lo: 0)
+
+    @inline(__always)
+    public init(hi: Double, lo: Double) {
+        self.hi = hi
+        self.lo = lo
+    }
+
+    /// The exact product `a · b` (FMA gives the rounding error of the product).
+    @inline(__always)
+    public static func product(_ a: Double, _ b: Double) -> DoubleDouble {
+        let p = a * b
+        return DoubleDouble(hi: p, lo: (-p).addingProduct(a, b))
+    }
+
+    /// Adds `b` (TwoSum of the high parts, then the low parts folded in and renormalised).
+    @inline(__always)
+    public mutating func add(_ bHi: Double, _ bLo: Double) {
+        let s = hi + bHi
+        let v = s - hi
+        var e = (hi - (s - v)) + (bHi - v)
+        e += lo + bLo
+        hi = s + e
+        lo = e - (hi - s)
+    }
+
+    @inline(__always)
+    public mutating func add(_ b: DoubleDouble) { add(b.hi, b.lo) }
+
+    @inline(__always)
+    public mutating func subtract(_ b: DoubleDouble) { add(-b.hi, -b.lo) }
+
+    /// `self · b`, rounded to double-double.
+    @inline(__always)
+    func times(_ b: DoubleDouble) -> DoubleDouble {
+        var r = DoubleDouble.product(hi, b.hi)
+        r.add(0, hi * b.lo + lo * b.hi)
+        return r
+    }
+
+    /// `self / b` for a double `b`, rounded to double-double (one correction step).
+    @inline(__always)
+    func divided(by b: Double) -> DoubleDouble {
+        let q1 = hi / b
+        var r = self
+        r.subtract(DoubleDouble.product(q1, b))
+        var q = DoubleDouble(hi: q1, lo: 0)
+        q.add(r.hi / b, 0)
+        return q
+    }
+}
+
+/// Count, sum and sum of squares of a set of numbers, each sum in double-double: one partial
+/// serves `sum`, `mean`, `variance` and `stddev`, and it is invertible — a tile leaving a window
+/// is subtracted from it in O(1) instead of the window being rebuilt from its tiles.
+///
+/// The variance is `(Σx² − (Σx)²/n) / (n − 1)` evaluated in double-double: its absolute error is
+/// about 2⁻¹⁰⁴ · n · mean², far below a double's rounding of the result unless the mean exceeds
+/// the standard deviation by more than 2²⁵.
+public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
+    public var count: Int64
+    public var sum: DoubleDouble
+    public var squares: DoubleDouble
+
+    public static let zero = MomentsPartial(count: 0, sum: .zero, squares: .zero)
+
+    public init(count: Int64, sum: DoubleDouble, squares: DoubleDouble) {
+        self.count = count
+        self.sum = sum
+        self.squares = squares
+    }
+
+    @inline(__always)
+    public mutating func add(_ x: Double, squares withSquares: Bool = true) {
+        count &+= 1
+        sum.add(x, 0)
+        if withSquares {
+            let p = DoubleDouble.product(x, x)
+            squares.add(p.hi, p.lo)
+        }
+    }
+
+    @inline(__always)
+    public mutating func merge(_ other: MomentsPartial) {
+        count &+= other.count
+        sum.add(other.sum)
+        squares.add(other.squares)
+    }
+
+    /// Removes a part merged earlier; exactly zero once nothing is left.
+    @inline(__always)
+    public mutating func retract(_ part: MomentsPartial) {
+        count &-= part.count
+        if count == 0 {
+            self = .zero
+            return
+        }
+        sum.subtract(part.sum)
+        squares.subtract(part.squares)
+    }
+
+    /// The sum rounded to a double (the high part of a normalised double-double); exactly 0 when empty.
+    public var sumValue: Double { count == 0 ? 0 : sum.hi }
+
+    /// The mean; nil when empty.
+    public var mean: Double? { count == 0 ? nil : sum.hi / Double(count) }
+
+    /// The sample variance (n − 1 in the denominator); nil below two values.
+    public var variance: Double? {
+        guard count >= 2 else { return nil }
+        let n = Double(count)
+        var centered = squares
+        centered.subtract(sum.times(sum).divided(by: n))
+        let v = centered.divided(by: n - 1).hi
+        return Swift.max(0, v)
+    }
+
+    /// Output modes of the moments kernel.
+    public enum Mode: Int, Sendable {
+        case sum = 0, mean = 1, variance = 2, stddev = 3
+    }
+
+    /// The value of `mode` as its bit pattern, or nil for null.
+    @inline(__always)
+    public func finalize(_ mode: Mode) -> UInt64? {
+        switch mode {
+        case .sum: return sumValue.bitPattern
+        case .mean: return mean?.bitPattern
+        case .variance: return variance?.bitPattern
+        case .stddev: return variance.map { $0.squareRoot() }?.bitPattern
+        }
+    }
+}
