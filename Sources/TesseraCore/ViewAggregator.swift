@@ -393,16 +393,25 @@ public struct ViewAggregator: Sendable {
         for k in kernels.lasts.indices { kernels.lasts[k].update(i, time: t, record, refs, cores) }
         // Kernels with stores of their own: touched only when the view has them (an access to an
         // empty array of stores would copy it).
-        if !kernels.distincts.isEmpty { updateDistincts(row: i, now: now, record, refs) }
+        updateDistincts(row: i, now: now, record, refs)
         if !kernels.quantiles.isEmpty { updateQuantiles(row: i, record, refs) }
     }
 
-    @inline(never)
+    @inline(__always)
     private mutating func updateDistincts(row i: Int, now: Micros, _ record: UnsafeMutableRawPointer, _ refs: UnsafePointer<TileRef>) {
         let cores = UnsafePointer(buffers.rings)
         for k in kernels.distincts.indices {
-            kernels.distincts[k].update(i, now: now, record, refs, cores, store: &distinctStores[kernels.distincts[k].store])
+            let kernel = kernels.distincts[k]
+            if !kernel.updateInPlace(i, now: now, record, refs, cores, cores: buffers.sets[kernel.store]) {
+                updateDistinct(k, row: i, now: now, record, refs)
+            }
         }
+    }
+
+    /// A distinct update that allocates or goes through a sketch.
+    @inline(never)
+    private mutating func updateDistinct(_ k: Int, row i: Int, now: Micros, _ record: UnsafeMutableRawPointer, _ refs: UnsafePointer<TileRef>) {
+        kernels.distincts[k].update(i, now: now, record, refs, UnsafePointer(buffers.rings), store: &distinctStores[kernels.distincts[k].store])
     }
 
     @inline(never)
@@ -477,19 +486,25 @@ public struct ViewAggregator: Sendable {
             let v = kernels.lasts[k].finalize(record)
             for o in 0..<kernels.lasts[k].shape.outputCount { put(kernels.lasts[k].shape.outputs[o], v) }
         }
-        if !kernels.distincts.isEmpty { finalizeDistincts(record, bits, present) }
+        for k in kernels.distincts.indices {
+            let kernel = kernels.distincts[k]
+            if kernel.isSketched(record) { finalizeDistinct(k, record, bits, present); continue }
+            for o in 0..<kernel.shape.outputCount {
+                let out = kernel.shape.outputs[o]
+                put(out, kernel.exactCount(record, window: out.window))
+            }
+        }
         if !kernels.quantiles.isEmpty { finalizeQuantiles(record, bits, present) }
     }
 
     @inline(never)
-    private mutating func finalizeDistincts(_ record: UnsafeMutableRawPointer, _ bits: UnsafeMutablePointer<UInt64>, _ present: UnsafeMutablePointer<Bool>) {
-        for k in kernels.distincts.indices {
-            let kernel = kernels.distincts[k]
-            for o in 0..<kernel.shape.outputCount {
-                let out = kernel.shape.outputs[o]
-                bits[out.feature] = kernel.finalize(record, window: out.window, store: &distinctStores[kernel.store])
-                present[out.feature] = true
-            }
+    private mutating func finalizeDistinct(_ k: Int, _ record: UnsafeMutableRawPointer, _ bits: UnsafeMutablePointer<UInt64>,
+                                           _ present: UnsafeMutablePointer<Bool>) {
+        let kernel = kernels.distincts[k]
+        for o in 0..<kernel.shape.outputCount {
+            let out = kernel.shape.outputs[o]
+            bits[out.feature] = kernel.finalize(record, window: out.window, store: &distinctStores[kernel.store])
+            present[out.feature] = true
         }
     }
 
@@ -535,11 +550,14 @@ public struct ViewAggregator: Sendable {
         for k in kernels.lasts where k.dictionary >= 0 { for o in 0..<k.shape.outputCount { strings[k.shape.outputs[o].feature] = k.dictionary } }
         for f in 0..<features {
             if emissions.features[f].type == .string {
-                let d = strings[f]!
+                let dictionary = dictionaries[strings[f]!]
+                var column = emissions.features[f]
+                emissions.features[f] = Column(type: .string)
                 for i in 0..<count {
-                    guard s.valid[i &* features &+ f] else { emissions.features[f].appendNull(); continue }
-                    dictionaries[d].withBytes(of: UInt32(s.values[i &* features &+ f])) { emissions.features[f].append(utf8: $0) }
+                    guard s.valid[i &* features &+ f] else { column.appendNull(); continue }
+                    dictionary.withBytes(of: UInt32(s.values[i &* features &+ f])) { column.append(utf8: $0) }
                 }
+                emissions.features[f] = column
             } else {
                 emissions.features[f].append(bits: s.values + f, valid: s.valid + f, stride: features, count: count)
             }
@@ -602,10 +620,21 @@ public struct ViewAggregator: Sendable {
     private mutating func cross(_ b: Boundary, lateness: Micros) {
         guard let bucket = rings[b.ring].roster.bucket(b.tile) else { return }
         let longest = b.window == layout.ring(b.ring).longest
+        let core = buffers.rings[b.ring]
+        let startOffset = core.layout.startOffsets[b.window]
         bucket.withUnsafeBufferPointer { entities in
             for (i, e) in entities.enumerated() {
-                // The bucket's entities are scattered: start their loads early.
-                if i &+ 8 < entities.count { prefetch(record: recordCore.pointer(entities[i &+ 8])) }
+                // The bucket's entities are scattered: start loading their records early, and the
+                // leaving tile once the record has arrived.
+                if i &+ Self.distance < entities.count { prefetch(record: recordCore.pointer(entities[i &+ Self.distance])) }
+                if i &+ Self.distance / 2 < entities.count {
+                    let ahead = recordCore.pointer(entities[i &+ Self.distance / 2])
+                    let h = core.header(ahead)
+                    if h.sizeClass > 0 {
+                        let p = startOffset < 0 ? 0 : Int(ahead.load(fromByteOffset: startOffset, as: UInt32.self))
+                        tessera_prefetch(core.view(ahead, h).tile(p))
+                    }
+                }
                 let record = recordCore.pointer(e)
                 emit(e, at: b.time, record)
                 expire(record, ring: b.ring, window: b.window, tile: b.tile, at: b.time, lateness: lateness)

@@ -261,6 +261,50 @@ struct DistinctKernel: Sendable {
 
     // MARK: Updates
 
+    /// The common case, on raw memory: an exact set that takes the value without growing. Returns
+    /// false, having changed nothing, when the row needs `update` (a new set, a rebuild, a sketch).
+    @inline(__always)
+    func updateInPlace(_ i: Int, now: Micros, _ record: UnsafeMutableRawPointer, _ tiles: UnsafePointer<TileRef>,
+                       _ rings: UnsafePointer<RingCore>, cores: UnsafePointer<SlabCore>) -> Bool {
+        guard inputs.active[i] else { return true }
+        guard shape.ring >= 0 else { return false }
+        let t = tiles[shape.ring]
+        guard let tile = t.pointer else { return true }
+        var h = handle(record)
+        guard h.mode == DistinctHandle.exact else { return false }
+        let hash = inputs.bits(i)
+        let entries = cores[Int(h.sizeClass)].pointer(h.block).assumingMemoryBound(to: SetEntry.self)
+        let mask = (4 &<< Int(h.sizeClass)) &- 1
+        var s = Int(truncatingIfNeeded: hash) & mask
+        while entries[s].hash != 0 && entries[s].hash != hash { s = (s &+ 1) & mask }
+        if entries[s].hash == hash {
+            let seen = entries[s].stamp
+            if seen >= t.index { return true }  // already counted in a later (or this) tile
+            let ring = rings[shape.ring]
+            let view = ring.view(record)
+            if seen >= view.index(0) {
+                // Seen in an older tile still on the ring: the value moves from it to this one.
+                add(-1, tile: view.tile(view.position(of: seen)!))
+                for j in 0..<shape.ringWindows.count where ring.layout.contains(window: shape.ringWindows[j], tile: seen, at: now) {
+                    add(-1, window: j, record)
+                }
+            } else {
+                guard Int(h.live) < HLL.exactLimit else { return false }
+                h.live += 1  // its tile is gone: counted afresh
+            }
+            entries[s].stamp = t.index
+        } else {
+            guard Int(h.live) < HLL.exactLimit, (Int(h.used) + 1) * 4 <= (mask + 1) * 3 else { return false }
+            entries[s] = SetEntry(hash: hash, stamp: t.index)
+            h.used += 1
+            h.live += 1
+        }
+        add(1, tile: tile)
+        for j in 0..<shape.ringWindows.count where shape.ringWindows[j] >= t.first { add(1, window: j, record) }
+        setHandle(h, record)
+        return true
+    }
+
     func update(_ i: Int, now: Micros, _ record: UnsafeMutableRawPointer, _ tiles: UnsafePointer<TileRef>, _ rings: UnsafePointer<RingCore>,
                 store: inout DistinctStore) {
         guard inputs.active[i] else { return }
@@ -442,12 +486,19 @@ struct DistinctKernel: Sendable {
         setHandle(h, record)
     }
 
+    /// Whether the entity's count is in a sketch (else the record holds it exactly).
+    @inline(__always)
+    func isSketched(_ record: UnsafeMutableRawPointer) -> Bool { handle(record).mode == DistinctHandle.sketch }
+
+    @inline(__always)
+    func exactCount(_ record: UnsafeMutableRawPointer, window j: Int) -> UInt64 {
+        UInt64(bitPattern: record.load(fromByteOffset: shape.windowOffsets[j], as: Int64.self))
+    }
+
     func finalize(_ record: UnsafeMutableRawPointer, window j: Int, store: inout DistinctStore) -> UInt64 {
         let h = handle(record)
-        if h.mode == DistinctHandle.sketch {
-            return UInt64(bitPattern: Int64(store.estimate(sketch: h.block, window: j).rounded()))
-        }
-        return UInt64(bitPattern: record.load(fromByteOffset: shape.windowOffsets[j], as: Int64.self))
+        guard h.mode == DistinctHandle.sketch else { return exactCount(record, window: j) }
+        return UInt64(Int64(store.estimate(sketch: h.block, window: j) + 0.5))
     }
 
     /// Whether a record's handle points at storage this kernel has (restoring state).

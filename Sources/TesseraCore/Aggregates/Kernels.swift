@@ -122,13 +122,17 @@ struct CountKernel: Sendable {
 /// window (sums of squares only when a variance or standard deviation is asked for). Invertible.
 struct MomentsKernel: Sendable {
     let shape: KernelShape
-    /// Whether sums of squares are kept (some output is a variance or standard deviation).
+    /// Whether tiles keep sums of squares (some output is a variance or standard deviation), and
+    /// which kernel windows do (bit j: window j has such an output).
     let squares: Bool
+    let squaredWindows: UInt64
     var inputs = KernelInputs.none
 
-    init(shape: KernelShape, squares: Bool) {
+    init(shape: KernelShape, squaredWindows: UInt64) {
+        precondition(shape.ringWindows.count <= 64)
         self.shape = shape
-        self.squares = squares
+        self.squaredWindows = squaredWindows
+        squares = squaredWindows != 0
     }
 
     mutating func prepare(_ batch: ColumnBatch, entities: UnsafePointer<UInt32>, filters: [[Bool]], buffers: KernelInputs) {
@@ -141,17 +145,20 @@ struct MomentsKernel: Sendable {
     func update(_ i: Int, _ record: UnsafeMutableRawPointer, _ tiles: UnsafePointer<TileRef>) {
         guard inputs.active[i] else { return }
         let x = inputs.double(i)
-        guard shape.ring >= 0 else { return add(x, record + shape.windowOffsets[0]) }
+        let square = squares ? DoubleDouble.product(x, x) : nil
+        guard shape.ring >= 0 else { return add(x, square, record + shape.windowOffsets[0]) }
         let t = tiles[shape.ring]
         guard let tile = t.pointer else { return }
-        add(x, tile + shape.tileOffset)
-        for j in 0..<shape.ringWindows.count where shape.ringWindows[j] >= t.first { add(x, record + shape.windowOffsets[j]) }
+        add(x, square, tile + shape.tileOffset)
+        for j in 0..<shape.ringWindows.count where shape.ringWindows[j] >= t.first {
+            add(x, squaredWindows & (1 << UInt64(j)) != 0 ? square : nil, record + shape.windowOffsets[j])
+        }
     }
 
     @inline(__always)
-    private func add(_ x: Double, _ at: UnsafeMutableRawPointer) {
+    private func add(_ x: Double, _ square: DoubleDouble?, _ at: UnsafeMutableRawPointer) {
         var p = at.load(as: MomentsPartial.self)
-        p.add(x, squares: squares)
+        p.add(x, square: square)
         at.storeBytes(of: p, as: MomentsPartial.self)
     }
 
@@ -159,7 +166,7 @@ struct MomentsKernel: Sendable {
     func expire(_ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, window j: Int) {
         let at = record + shape.windowOffsets[j]
         var p = at.load(as: MomentsPartial.self)
-        p.retract(tile.load(fromByteOffset: shape.tileOffset, as: MomentsPartial.self))
+        p.retract(tile.load(fromByteOffset: shape.tileOffset, as: MomentsPartial.self), squares: squaredWindows & (1 << UInt64(j)) != 0)
         at.storeBytes(of: p, as: MomentsPartial.self)
     }
 

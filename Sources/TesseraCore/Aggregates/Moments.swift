@@ -13,11 +13,22 @@ public struct DoubleDouble: BitwiseCopyable, Sendable, Equatable {
         self.lo = lo
     }
 
-    /// The exact product `a · b` (FMA gives the rounding error of the product).
+    /// The exact product `a · b` (Dekker's TwoProduct with Veltkamp splitting: plain multiplies
+    /// and adds, since a fused multiply-add is a library call on baseline x86-64). Exact unless
+    /// |a| or |b| exceeds 2⁹⁹⁵.
     @inline(__always)
     public static func product(_ a: Double, _ b: Double) -> DoubleDouble {
         let p = a * b
-        return DoubleDouble(hi: p, lo: (-p).addingProduct(a, b))
+        let (ah, al) = split(a), (bh, bl) = split(b)
+        return DoubleDouble(hi: p, lo: ((ah * bh - p) + ah * bl + al * bh) + al * bl)
+    }
+
+    /// `a = hi + lo` with each half holding 26 significant bits.
+    @inline(__always)
+    static func split(_ a: Double) -> (Double, Double) {
+        let c = 134_217_729.0 * a  // 2²⁷ + 1
+        let hi = c - (c - a)
+        return (hi, a - hi)
     }
 
     /// Adds `b` (TwoSum of the high parts, then the low parts folded in and renormalised).
@@ -45,14 +56,16 @@ public struct DoubleDouble: BitwiseCopyable, Sendable, Equatable {
         return r
     }
 
-    /// `self / b` for a double `b`, rounded to double-double (one correction step).
+    /// `self / b` for a double `b` given `inverse` ≈ 1/b, rounded to double-double: the
+    /// quotient from the inverse, then one exact correction step (the remainder is computed
+    /// exactly), so the inverse's rounding does not reach the result.
     @inline(__always)
-    func divided(by b: Double) -> DoubleDouble {
-        let q1 = hi / b
+    func divided(by b: Double, inverse: Double) -> DoubleDouble {
+        let q1 = hi * inverse
         var r = self
         r.subtract(DoubleDouble.product(q1, b))
         var q = DoubleDouble(hi: q1, lo: 0)
-        q.add(r.hi / b, 0)
+        q.add(r.hi * inverse, 0)
         return q
     }
 }
@@ -87,6 +100,14 @@ public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
         }
     }
 
+    /// Adds `x` whose exact square is `square` (computed once for every partial it goes to).
+    @inline(__always)
+    public mutating func add(_ x: Double, square: DoubleDouble?) {
+        count &+= 1
+        sum.add(x, 0)
+        if let square { squares.add(square.hi, square.lo) }
+    }
+
     @inline(__always)
     public mutating func merge(_ other: MomentsPartial) {
         count &+= other.count
@@ -94,16 +115,17 @@ public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
         squares.add(other.squares)
     }
 
-    /// Removes a part merged earlier; exactly zero once nothing is left.
+    /// Removes a part merged earlier (its squares too unless `squares` is false: a partial that
+    /// never took them); exactly zero once nothing is left.
     @inline(__always)
-    public mutating func retract(_ part: MomentsPartial) {
+    public mutating func retract(_ part: MomentsPartial, squares withSquares: Bool = true) {
         count &-= part.count
         if count == 0 {
             self = .zero
             return
         }
         sum.subtract(part.sum)
-        squares.subtract(part.squares)
+        if withSquares { squares.subtract(part.squares) }
     }
 
     /// The sum rounded to a double (the high part of a normalised double-double); exactly 0 when empty.
@@ -117,9 +139,8 @@ public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
         guard count >= 2 else { return nil }
         let n = Double(count)
         var centered = squares
-        centered.subtract(sum.times(sum).divided(by: n))
-        let v = centered.divided(by: n - 1).hi
-        return Swift.max(0, v)
+        centered.subtract(sum.times(sum).divided(by: n, inverse: 1 / n))
+        return Swift.max(0, (centered.hi + centered.lo) / (n - 1))
     }
 
     /// Output modes of the moments kernel.

@@ -119,8 +119,26 @@ struct SelectionKernel<Rule: SelectionRule>: Sendable {
         case .int64, .bool: for i in 0..<n { bits[i] = UInt64(bitPattern: column.ints[i]) }
         case .float64: for i in 0..<n { bits[i] = column.doubles[i].bitPattern }
         case .string:
+            // Low-cardinality columns repeat the row before: reuse its code without a lookup.
             let active = inputs.active
-            for i in 0..<n { bits[i] = active[i] ? UInt64(column.withUTF8(at: i) { strings.intern($0) }) : 0 }
+            column.bytes.withUnsafeBufferPointer { bytes in
+                column.offsets.withUnsafeBufferPointer { offsets in
+                    var previous: (start: Int, count: Int, code: UInt64) = (0, -1, 0)
+                    for i in 0..<n {
+                        guard active[i] else { bits[i] = 0; continue }
+                        let start = Int(offsets[i]), count = Int(offsets[i + 1]) - start
+                        let value = UnsafeBufferPointer(rebasing: bytes[start..<start + count])
+                        if count == previous.count, count == 0 || UnsafeRawPointer(value.baseAddress!).bytesEqual(
+                            UnsafeRawPointer(bytes.baseAddress! + previous.start), count: count) {
+                            bits[i] = previous.code
+                            continue
+                        }
+                        let code = UInt64(strings.intern(value))
+                        previous = (start, count, code)
+                        bits[i] = code
+                    }
+                }
+            }
         }
     }
 

@@ -39,7 +39,11 @@ public struct StringDictionary: Sendable {
     }
 
     private func equals(code: UInt32, _ value: UnsafeBufferPointer<UInt8>) -> Bool {
-        withBytes(of: code) { $0.elementsEqual(value) }
+        withBytes(of: code) { stored in
+            guard stored.count == value.count else { return false }
+            guard let a = stored.baseAddress, let b = value.baseAddress else { return true }
+            return UnsafeRawPointer(a).bytesEqual(UnsafeRawPointer(b), count: value.count)
+        }
     }
 
     private mutating func rehash(capacity: Int) {

@@ -62,6 +62,13 @@ public struct Bitmap: Sendable, Equatable {
 
     /// Appends `count` bits read from `flags[0], flags[stride], flags[2·stride], …`.
     public mutating func append(strided flags: UnsafePointer<Bool>, stride: Int, count n: Int) {
+        // Most columns have no null at all: check that first, then append whole words.
+        var all = true
+        for i in 0..<n where !flags[i &* stride] {
+            all = false
+            break
+        }
+        if all { return appendSet(count: n) }
         var i = 0
         while i < n && count & 63 != 0 {
             append(flags[i &* stride])
@@ -70,7 +77,7 @@ public struct Bitmap: Sendable, Equatable {
         words.reserveCapacity(words.count + (n - i + 63) / 64)
         while i + 64 <= n {
             var word: UInt64 = 0
-            for b in 0..<64 where flags[(i &+ b) &* stride] { word |= 1 << UInt64(b) }
+            for b in 0..<64 { word |= UInt64(unsafeBitCast(flags[(i &+ b) &* stride], to: UInt8.self)) << UInt64(b) }
             words.append(word)
             count += 64
             unsetCount += 64 - word.nonzeroBitCount

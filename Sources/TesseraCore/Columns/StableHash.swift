@@ -63,3 +63,20 @@ public enum StableHash {
         return s.withUTF8 { hash(bytes: $0) }
     }
 }
+
+extension UnsafeRawPointer {
+    /// Whether `count` bytes here equal those at `other`, eight at a time.
+    @inlinable
+    func bytesEqual(_ other: UnsafeRawPointer, count: Int) -> Bool {
+        var i = 0
+        while i + 8 <= count {
+            if loadUnaligned(fromByteOffset: i, as: UInt64.self) != other.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        while i < count {
+            if load(fromByteOffset: i, as: UInt8.self) != other.load(fromByteOffset: i, as: UInt8.self) { return false }
+            i += 1
+        }
+        return true
+    }
+}

@@ -122,7 +122,7 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
             // selection kernel serves one window).
             struct Key: Hashable { var family: Family; var field: Int?; var filter: Int?; var ring: Int?; var window: Int }
             struct Pending { var key: Key; var windows: Set<Int> = []; var outputs: [(feature: Int, window: Int, mode: Int)] = []
-                             var percentiles: [Double] = []; var squares = false }
+                             var percentiles: [Double] = []; var squaredWindows: Set<Int> = [] }
             var pending: [Pending] = []
             var byKey: [Key: Int] = [:]
             for f in features {
@@ -151,8 +151,8 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                 switch feature.aggregate {
                 case .sum: mode = MomentsPartial.Mode.sum.rawValue
                 case .mean: mode = MomentsPartial.Mode.mean.rawValue
-                case .variance: mode = MomentsPartial.Mode.variance.rawValue; pending[k].squares = true
-                case .stddev: mode = MomentsPartial.Mode.stddev.rawValue; pending[k].squares = true
+                case .variance: mode = MomentsPartial.Mode.variance.rawValue; pending[k].squaredWindows.insert(window)
+                case .stddev: mode = MomentsPartial.Mode.stddev.rawValue; pending[k].squaredWindows.insert(window)
                 case .approxPercentile:
                     let p = feature.percentile ?? 0.5
                     if let m = pending[k].percentiles.firstIndex(of: p) { mode = m } else {
@@ -182,7 +182,8 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                     refs.append((.count, kernels.counts.count - 1))
                 case .moments:
                     fields(tile: MomentsPartial.zero, window: MomentsPartial.zero)
-                    kernels.moments.append(MomentsKernel(shape: shape, squares: p.squares))
+                    let squared = ringWindows.enumerated().reduce(UInt64(0)) { $0 | (p.squaredWindows.contains($1.element) ? 1 << UInt64($1.offset) : 0) }
+                    kernels.moments.append(MomentsKernel(shape: shape, squaredWindows: squared))
                     refs.append((.moments, kernels.moments.count - 1))
                 case .max, .min, .first, .last:
                     let fieldType = spec.schema.types[p.key.field!]

@@ -41,10 +41,12 @@ guard let parameters = ReferenceWorkload.Parameters.named(scale) else { fatalErr
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let topology = try TopologyLoader.load(files: [root.appendingPathComponent("topologies/growth.yaml").path])[0]
 let workload = ReferenceWorkload(parameters)
+// `--events N`: only the first N events of the scale (same times, users and values).
+let limit = CommandLine.arguments.firstIndex(of: "--events").flatMap { Int(CommandLine.arguments[$0 + 1]) } ?? parameters.events
 let partitions = 4
 var batches = (0..<partitions).map { _ in [ColumnBatch]() }
 var open = (0..<partitions).map { _ in ColumnBatch(schema: ReferenceWorkload.schema.types) }
-for i in 0..<parameters.events {
+for i in 0..<min(limit, parameters.events) {
     let order = workload.order(i)
     let p = Int(StableHash.hash(int: order.userID) % UInt64(partitions))
     ReferenceWorkload.append(order, to: &open[p])
@@ -57,20 +59,31 @@ if let i = CommandLine.arguments.firstIndex(of: "--features"), i + 1 < CommandLi
 }
 let repeats = CommandLine.arguments.firstIndex(of: "--repeat").flatMap { Int(CommandLine.arguments[$0 + 1]) } ?? 1
 var times: [Double] = []
+var tails: [Double] = []
+var tailEvents = 0
 var emitted = 0
 var cores: [PartitionAggregator] = []
+/// The last 20 % of the batches go through here, so that a profiler can look at them alone
+/// (`valgrind --tool=callgrind --toggle-collect='*steadyIngest*'`).
+@inline(never) func steadyIngest(_ core: inout PartitionAggregator, _ batch: ColumnBatch) { core.ingest(batch) }
 for _ in 0..<repeats {
     cores = (0..<partitions).map { _ in PartitionAggregator(views: [spec], allowedLateness: topology.sources[0].allowedLateness) }
     let started = ContinuousClock.now
     emitted = 0
-    for b in 0..<batches.map(\.count).max()! {
+    let rounds = batches.map(\.count).max()!
+    var tailStart = started
+    tailEvents = 0
+    for b in 0..<rounds {
+        if b == rounds * 8 / 10 { tailStart = .now }
         for p in 0..<partitions where b < batches[p].count {
-            cores[p].ingest(batches[p][b])
+            if b >= rounds * 8 / 10 { steadyIngest(&cores[p], batches[p][b]) } else { cores[p].ingest(batches[p][b]) }
             emitted += cores[p].views[0].emissions.count
             cores[p].removeAllEmissions()
+            if b >= rounds * 8 / 10 { tailEvents += batches[p][b].count }
         }
     }
     times.append((ContinuousClock.now - started) / .seconds(1))
+    tails.append((ContinuousClock.now - tailStart) / .seconds(1))
 }
 let seconds = times.min()!
 let bytes = cores.reduce(0) { $0 + $1.views[0].footprint.bytes }
@@ -80,4 +93,5 @@ if CommandLine.arguments.contains("--memory") {
     print("entities \(f.reduce(0) { $0 + $1.entities }), tiles \(f.reduce(0) { $0 + $1.tiles })")
 }
 let all = times.map { String(format: "%.2f", $0) }.joined(separator: " ")
-print("\(scale): \(parameters.events) events in \(String(format: "%.2f", seconds)) s = \(String(format: "%.2f", Double(parameters.events) / seconds / 1e6)) M events/s (best of \(all) s), \(emitted) emissions, state \(bytes >> 20) MiB")
+let total = min(limit, parameters.events)
+print("\(scale): \(total) events in \(String(format: "%.2f", seconds)) s = \(String(format: "%.2f", Double(total) / seconds / 1e6)) M events/s (best of \(all) s); last 20 %: \(String(format: "%.2f", Double(tailEvents) / tails.min()! / 1e6)) M events/s; \(emitted) emissions, state \(bytes >> 20) MiB")
