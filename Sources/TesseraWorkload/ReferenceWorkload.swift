@@ -31,6 +31,8 @@ public struct ReferenceWorkload: Sendable {
         public static let hot = Parameters(events: 10_000_000, users: 1_000, skew: 1.3, span: Time.day, disorder: 0)
         /// 28 days: the 7-day windows slide for three quarters of the run, as in a long-running worker.
         public static let steady = Parameters(events: 20_000_000, users: 1_000_000, skew: 1.1, span: 28 * Time.day, disorder: 2 * Time.second)
+        /// `steady`'s shape at `quick`'s size, for smoke tests of what is measured at `steady`.
+        public static let quickSteady = Parameters(events: 400_000, users: 20_000, skew: 1.1, span: 28 * Time.day, disorder: 2 * Time.second)
 
         public static func named(_ name: String) -> Parameters? {
             switch name {
@@ -38,6 +40,7 @@ public struct ReferenceWorkload: Sendable {
             case "standard": return .standard
             case "hot": return .hot
             case "steady": return .steady
+            case "quick-steady": return .quickSteady
             default: return nil
             }
         }

@@ -22,7 +22,7 @@ struct Produce: ParsableCommand {
     @Option(help: "Events per second (default: as fast as possible).") var rate: Double?
     @Option(help: "Seed of the generator.") var seed: UInt64 = 1
     @Option(help: "Partitions of the topic when it has to be created.") var partitions = 4
-    @Option(help: "A scale of WORKLOAD.md (quick, standard, hot) instead of the numbers above.") var scale: String?
+    @Option(help: "A scale of docs/workload.md (quick, standard, hot, steady) instead of the numbers above.") var scale: String?
     @Option(name: .customLong("kafka-config"), help: "A librdkafka property KEY=VALUE (repeatable).") var kafkaConfig: [String] = []
     @Option(help: "Write the events to this JSON-lines file (one payload per line) instead of a topic.") var out: String?
 
@@ -30,7 +30,7 @@ struct Produce: ParsableCommand {
         let logger = makeLogger("tessera-produce")
         var parameters: ReferenceWorkload.Parameters
         if let scale {
-            guard let p = ReferenceWorkload.Parameters.named(scale) else { throw ValidationError("--scale is quick, standard or hot") }
+            guard let p = ReferenceWorkload.Parameters.named(scale) else { throw ValidationError("--scale is quick, standard, hot or steady") }
             parameters = p
             parameters.seed = seed
         } else {

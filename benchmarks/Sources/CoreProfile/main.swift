@@ -37,7 +37,7 @@ if scale == "decode" {
     try decodeBenchmark()
     exit(0)
 }
-guard let parameters = ReferenceWorkload.Parameters.named(scale) else { fatalError("scale: quick | standard | hot | steady") }
+guard let parameters = ReferenceWorkload.Parameters.named(scale) else { fatalError("scale: quick | standard | hot | steady | quick-steady") }
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let topology = try TopologyLoader.load(files: [root.appendingPathComponent("topologies/growth.yaml").path])[0]
 let workload = ReferenceWorkload(parameters)
