@@ -1,9 +1,23 @@
 // swift-tools-version: 6.1
 //
-// Data flow, one target per stage:
-//   topology YAML ──TesseraTopology──▶ ViewSpec
-//   column batches ──TesseraCore──▶ tiles ──▶ emissions (entity, feature row, event_timestamp)
-//   TesseraWorkload: the seeded reference-event generator shared by the CLI, tests and benchmarks.
+// The data flow, one room per stage:
+//
+//   message bytes ─Source─▶ columns ─Core─▶ tiles ─▶ emissions ─┬─Online─▶ Redis
+//                                                               └─Log────▶ Parquet, checkpoints
+//   Engine runs it (the worker, backfill); Kafka brings the bytes and takes the commits.
+//
+// The target graph (an arrow points at what a target uses; a C library is linked only by the
+// one target that wraps it):
+//
+//   tessera (CLI) ──▶ TesseraEngine ──▶ TesseraSource ──▶ TesseraTopology ──▶ TesseraCore ──▶ CIntrinsics
+//        │                 ├──▶ TesseraKafka ──▶ CRdKafka (librdkafka)
+//        │                 ├──▶ TesseraOnline ──▶ TesseraRedis ──▶ CHiredis (hiredis)
+//        │                 └──▶ TesseraLog ──▶ TesseraOffline ──▶ CZstd, CSnappy
+//        ├──▶ TesseraTraining ──▶ TesseraLog        (no Kafka, no Redis)
+//        └──▶ TesseraWorkload, TesseraProcess       (the reference load; child processes)
+//   TesseraTestSupport ──▶ TesseraCore, TesseraProcess   (tests and benchmarks only)
+//
+// No library target depends on TesseraEngine; `tests/system/test_architecture.py` checks it.
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -22,6 +36,8 @@ let package = Package(
         .library(name: "TesseraSource", targets: ["TesseraSource"]),
         .library(name: "TesseraKafka", targets: ["TesseraKafka"]),
         .library(name: "TesseraTraining", targets: ["TesseraTraining"]),
+        .library(name: "TesseraLog", targets: ["TesseraLog"]),
+        .library(name: "TesseraOnline", targets: ["TesseraOnline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -50,44 +66,65 @@ let package = Package(
         .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"])]),
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
-        // The offline log's file format: Parquet written and read without a Parquet library.
+        // Parquet written and read without a Parquet library, and the file primitives durability
+        // rests on (written in full and fsynced; replaced atomically).
         .target(name: "TesseraOffline", dependencies: ["TesseraCore", "CZstd", "CSnappy"], swiftSettings: strict),
+        // The durable formats: the offline log (Parquet files per view and partition) and the
+        // partition checkpoints. Written by the worker, read by training sets and compaction.
+        .target(name: "TesseraLog", dependencies: ["TesseraCore", "TesseraTopology", "TesseraOffline"], swiftSettings: strict),
         // Message bytes → columns: the JSON event decoder and the dead-letter vocabulary.
         .target(name: "TesseraSource", dependencies: ["TesseraCore", "TesseraTopology"], swiftSettings: strict),
-        // Kafka over librdkafka: consumer group, batches, offsets, rebalances; producer; mock cluster.
+        // Kafka over librdkafka: consumer group, batches, offsets, rebalances; producer; mock
+        // cluster. Every librdkafka call is in RDKafka/.
         .target(
             name: "TesseraKafka",
-            dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CRdKafka", "TesseraCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        // Redis over hiredis: pipelined RESP batches, reconnect with backoff.
+        // Redis over hiredis: pipelined RESP batches. Every hiredis call is in Hiredis/.
         .target(
             name: "TesseraRedis",
-            dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CHiredis", "TesseraCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        // The worker: source → decode → core → sinks, commit policy, checkpoints.
+        // The online store: how rows look in Redis (keys, values and their encoders, both ways),
+        // the coalescing writer, reads in Feast's shapes, the bounded connection pool of serve.
+        .target(
+            name: "TesseraOnline",
+            dependencies: [
+                "TesseraCore", "TesseraTopology", "TesseraRedis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict),
+        // The worker: source → decode → core → sinks, the commit protocol behind checkpoints,
+        // backfill over the same path, and the Service that runs the worker.
         .target(
             name: "TesseraEngine",
             dependencies: [
                 "TesseraCore", "TesseraTopology", "TesseraSource", "TesseraKafka", "TesseraRedis", "TesseraOffline",
+                "TesseraLog", "TesseraOnline",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         // Training sets: point-in-time (as-of) joins over the offline log, compaction.
         .target(
             name: "TesseraTraining",
-            dependencies: ["TesseraCore", "TesseraTopology", "TesseraOffline", "TesseraEngine"],
+            dependencies: ["TesseraCore", "TesseraTopology", "TesseraOffline", "TesseraLog"],
             swiftSettings: strict),
+        // Child processes with a clean signal mask, stopped by PID: the demo's and the tests'
+        // redis-server.
+        .target(name: "TesseraProcess", swiftSettings: strict),
         // Shared by tests and benchmarks only: the brute-force window oracle, seeded randomness,
-        // servers started on free loopback ports.
-        .target(name: "TesseraTestSupport", dependencies: ["TesseraCore", "TesseraEngine"], swiftSettings: strict),
-        // The reference workload of WORKLOAD.md: deterministic, seeded.
+        // servers started on free loopback ports. No C client library below it.
+        .target(name: "TesseraTestSupport", dependencies: ["TesseraCore", "TesseraProcess"], swiftSettings: strict),
+        // The reference workload of docs/workload.md: deterministic, seeded.
         .target(name: "TesseraWorkload", dependencies: ["TesseraCore"], swiftSettings: strict),
         .executableTarget(
             name: "tessera",
             dependencies: [
                 "TesseraCore", "TesseraTopology", "TesseraWorkload", "TesseraEngine", "TesseraKafka", "TesseraRedis",
-                "TesseraOffline", "TesseraSource", "TesseraTraining",
+                "TesseraOffline", "TesseraSource", "TesseraTraining", "TesseraLog", "TesseraOnline", "TesseraProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -110,6 +147,10 @@ let package = Package(
             dependencies: ["TesseraSource", "TesseraCore", "TesseraTopology", "TesseraWorkload", "TesseraTestSupport"],
             swiftSettings: strict),
         .testTarget(
+            name: "TesseraOnlineTests",
+            dependencies: ["TesseraOnline", "TesseraRedis", "TesseraTopology", "TesseraCore", "TesseraTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
             name: "TesseraKafkaTests",
             dependencies: ["TesseraKafka"],
             swiftSettings: strict),
@@ -120,12 +161,12 @@ let package = Package(
         .testTarget(
             name: "TesseraEngineTests",
             dependencies: ["TesseraEngine", "TesseraTestSupport", "TesseraWorkload", "TesseraKafka", "TesseraRedis",
-                           "TesseraOffline", "TesseraSource", "TesseraTopology", "TesseraCore"],
+                           "TesseraOffline", "TesseraSource", "TesseraTopology", "TesseraCore", "TesseraLog", "TesseraOnline"],
             swiftSettings: strict),
         .testTarget(
             name: "TesseraTrainingTests",
             dependencies: ["TesseraTraining", "TesseraTestSupport", "TesseraEngine", "TesseraOffline", "TesseraTopology", "TesseraCore",
-                           "TesseraWorkload", "TesseraKafka", "TesseraRedis"],
+                           "TesseraWorkload", "TesseraKafka", "TesseraRedis", "TesseraLog", "TesseraOnline"],
             swiftSettings: strict),
         .testTarget(
             name: "TesseraTopologyTests",

@@ -105,17 +105,29 @@ public struct PartitionAggregator: Sendable {
     /// Each view is in its own length-prefixed section, found by name (views may be added or removed).
     static let formatVersion: UInt32 = 3
 
-    /// The whole partition state as bytes. Emissions not yet taken are not part of it.
+    /// The whole partition state as bytes, checksummed. Emissions not yet taken are not part of it.
     public func serialized() -> [UInt8] {
-        var bytes = unsealedState()
-        bytes += Self.seal(bytes)
-        return bytes
+        let image = image()
+        return image.bytes + image.seal()
     }
 
-    /// `serialized()` without its trailing checksum (`seal`), for a caller that checksums and
-    /// writes it elsewhere (the worker's storage thread): the state followed by `seal(state)` is
-    /// `serialized()`.
-    public func unsealedState() -> [UInt8] {
+    /// The partition state as bytes, not yet sealed by its checksum: `serialized()` is
+    /// `image.bytes + image.seal()`. Sealing reads every byte of a state that may be large, so
+    /// the worker copies the image on its own thread and leaves the seal to the thread that
+    /// writes the checkpoint.
+    public struct Image: Sendable {
+        public let bytes: [UInt8]
+
+        /// The trailer of a serialized state: a checksum of the bytes before it, so that a torn
+        /// or garbled checkpoint is refused, not half-read.
+        public func seal() -> [UInt8] {
+            var w = ByteWriter()
+            w.write(bytes.withUnsafeBufferPointer { StableHash.hash(bytes: $0) })
+            return w.bytes
+        }
+    }
+
+    public func image() -> Image {
         var w = ByteWriter()
         w.reserveCapacity(views.reduce(1 << 16) { $0 + $1.memory })
         w.write("tessera-partition")
@@ -128,15 +140,7 @@ public struct PartitionAggregator: Sendable {
             v.serialize(into: &w)
             w.endSection(at: start)
         }
-        return w.bytes
-    }
-
-    /// The trailer of a serialized state: a checksum of everything before it, so that a torn or
-    /// garbled checkpoint is refused, not half-read.
-    public static func seal(_ unsealed: [UInt8]) -> [UInt8] {
-        var w = ByteWriter()
-        w.write(unsealed.withUnsafeBufferPointer { StableHash.hash(bytes: $0) })
-        return w.bytes
+        return Image(bytes: w.bytes)
     }
 
     /// What restoring changed, for the operator: views or features added (they start from empty

@@ -17,6 +17,11 @@ import CIntrinsics
 /// Emissions are *open* while stream time stays at their time (more events at that time may
 /// still change them) and *closed* once it moves on. The closed stream is the same however the
 /// input is cut into batches, and however often the state is checkpointed and restored.
+///
+/// This file is long (~780 lines) on purpose: applying a batch, making emissions and crossing
+/// tile boundaries share the record layout and the scratch buffers through `private` members and
+/// `@inline(__always)` helpers, and are one hot loop; split over files they would need those
+/// members widened to the module. The kernels, the layout and the rings live in their own files.
 public struct ViewAggregator: Sendable {
     public let spec: ViewSpec
     let program: ViewProgram

@@ -24,20 +24,12 @@ struct ByteCursor {
     }
 
     mutating func varint() throws -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            let b = try byte()
-            guard shift < 64 else { throw corruptPage("varint too long") }
-            result |= UInt64(b & 0x7F) << shift
-            if b & 0x80 == 0 { return result }
-            shift += 7
-        }
+        guard let v = try Varint.read({ try byte() }) else { throw corruptPage("varint too long") }
+        return v
     }
 
     mutating func zigzag() throws -> Int64 {
-        let v = try varint()
-        return Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1)
+        Varint.unzigzag(try varint())
     }
 
     mutating func u32() throws -> UInt32 {
@@ -55,13 +47,33 @@ struct ByteCursor {
     }
 }
 
-func appendVarint(_ value: UInt64, to out: inout [UInt8]) {
-    var v = value
-    while v >= 0x80 {
-        out.append(UInt8(truncatingIfNeeded: v) | 0x80)
-        v >>= 7
+/// ULEB128 integers and their zigzag form, as Parquet's encodings and Thrift's compact protocol
+/// write them: the one reader and writer of both.
+enum Varint {
+    static func append(_ value: UInt64, to out: inout [UInt8]) {
+        var v = value
+        while v >= 0x80 {
+            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        out.append(UInt8(v))
     }
-    out.append(UInt8(v))
+
+    /// Reads one varint from `next()`'s bytes; nil when it runs past 64 bits.
+    static func read(_ next: () throws -> UInt8) rethrows -> UInt64? {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let b = try next()
+            guard shift < 64 else { return nil }
+            result |= UInt64(b & 0x7F) << shift
+            if b & 0x80 == 0 { return result }
+            shift += 7
+        }
+    }
+
+    static func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
+    static func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
 }
 
 /// Bits needed to represent `maxValue` (0 for 0).
@@ -95,7 +107,7 @@ enum Hybrid {
                     }
                 }
                 appendPacked(v, from: packStart, count: i - packStart, bitWidth: w, into: &out)
-                appendVarint(UInt64(j - i) << 1, to: &out)
+                Varint.append(UInt64(j - i) << 1, to: &out)
                 var value = x
                 for _ in 0..<((w + 7) / 8) {
                     out.append(UInt8(truncatingIfNeeded: value))
@@ -118,7 +130,7 @@ enum Hybrid {
         while left > 0 {
             let chunk = min(left, maxPackedRun)
             let groups = (chunk + 7) / 8
-            appendVarint(UInt64(groups) << 1 | 1, to: &out)
+            Varint.append(UInt64(groups) << 1 | 1, to: &out)
             var acc: UInt64 = 0
             var bits = 0
             for k in 0..<(groups * 8) {

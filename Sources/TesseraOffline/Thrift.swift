@@ -37,18 +37,9 @@ struct ThriftWriter {
         stack.removeAll(keepingCapacity: true)
     }
 
-    mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
-    }
+    mutating func varint(_ value: UInt64) { Varint.append(value, to: &bytes) }
 
-    mutating func zigzag(_ value: Int64) {
-        varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
-    }
+    mutating func zigzag(_ value: Int64) { varint(Varint.zigzag(value)) }
 
     private mutating func fieldHeader(_ id: Int16, _ type: UInt8) {
         let delta = Int(id) - Int(lastField)
@@ -172,20 +163,12 @@ struct ThriftReader {
     }
 
     mutating func varint() throws -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            let b = try byte()
-            guard shift < 64 else { throw corrupt("varint too long") }
-            result |= UInt64(b & 0x7F) << shift
-            if b & 0x80 == 0 { return result }
-            shift += 7
-        }
+        guard let v = try Varint.read({ try byte() }) else { throw corrupt("varint too long") }
+        return v
     }
 
     mutating func zigzag64() throws -> Int64 {
-        let v = try varint()
-        return Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1)
+        Varint.unzigzag(try varint())
     }
 
     mutating func zigzag32() throws -> Int32 {

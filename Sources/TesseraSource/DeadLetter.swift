@@ -1,6 +1,6 @@
 import TesseraCore
 
-/// Why an event was not aggregated (DESIGN §6). Every rejected event is counted by reason and
+/// Why an event was not aggregated (docs/design.md, "Bad input and faults"). Every rejected event is counted by reason and
 /// written to the dead-letter sink with its raw bytes; none is dropped silently.
 public enum DeadLetterReason: String, Sendable, CaseIterable, Hashable {
     case notJSON = "not_json"

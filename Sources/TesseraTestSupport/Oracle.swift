@@ -1,6 +1,6 @@
 import TesseraCore
 
-/// A brute-force model of DESIGN §2, written independently of the core: it keeps every accepted
+/// A brute-force model of docs/design.md, "Windows", written independently of the core: it keeps every accepted
 /// event and recomputes each feature from scratch at a query time.
 public struct Oracle {
     public struct Event {

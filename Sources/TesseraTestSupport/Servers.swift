@@ -1,5 +1,5 @@
 import Foundation
-import TesseraEngine
+@_exported import TesseraProcess
 
 /// A real `redis-server` for a test, on a free loopback port, in its own temporary directory.
 /// (Started through `RedisServerProcess`, whose clean signal mask lets it be stopped.)

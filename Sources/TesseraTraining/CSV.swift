@@ -93,23 +93,9 @@ enum CSV {
 
     /// Writes a header line and one record per row (LF line ends).
     static func write(_ frame: Frame, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw HistoricalError("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        let file = try OutputFile(creating: path)
         var out: [UInt8] = []
         out.reserveCapacity(1 << 20)
-        func flush() throws {
-            var done = 0
-            while done < out.count {
-                let r = out.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + done, $0.count - done) }
-                if r < 0 {
-                    if errno == EINTR { continue }
-                    throw HistoricalError("cannot write \(path): \(String(cString: strerror(errno)))")
-                }
-                done += r
-            }
-            out.removeAll(keepingCapacity: true)
-        }
         for (i, name) in frame.names.enumerated() {
             if i > 0 { out.append(0x2C) }
             appendText(Array(name.utf8)[...], to: &out)
@@ -121,10 +107,13 @@ enum CSV {
                 appendValue(frame.columns[c], frame.kinds[c], row, to: &out)
             }
             out.append(0x0A)
-            if out.count >= 1 << 20 { try flush() }
+            if out.count >= 1 << 20 {
+                try file.write(out)
+                out.removeAll(keepingCapacity: true)
+            }
         }
-        try flush()
-        guard fsync(fd) == 0 else { throw HistoricalError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        try file.write(out)
+        try file.close()
     }
 
     private static func appendValue(_ column: Column, _ kind: Frame.Kind, _ row: Int, to out: inout [UInt8]) {
@@ -137,7 +126,7 @@ enum CSV {
             if kind == .typed(.timestampMicros) {
                 RFC3339.format(column.ints[row], into: &out)
             } else {
-                appendInteger(column.ints[row], to: &out)
+                DecimalText.append(column.ints[row], to: &out)
             }
         case .float64:
             out.append(contentsOf: column.doubles[row].description.utf8)
@@ -157,23 +146,6 @@ enum CSV {
             out.append(c)
         }
         out.append(0x22)
-    }
-
-    private static func appendInteger(_ value: Int64, to out: inout [UInt8]) {
-        if value < 0 { out.append(0x2D) }
-        var magnitude = value.magnitude
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[count] = UInt8(0x30 + magnitude % 10)
-                magnitude /= 10
-                count += 1
-            } while magnitude > 0
-            for k in stride(from: count - 1, through: 0, by: -1) { out.append(d[k]) }
-        }
     }
 
     /// A `.text` column typed for Parquet: int64 when every value is an integer, else double when

@@ -1,6 +1,6 @@
 import Foundation
 import TesseraCore
-import TesseraEngine
+import TesseraLog
 import TesseraOffline
 import TesseraTopology
 
@@ -100,7 +100,7 @@ public struct Compaction: Sendable {
         let current = OfflineLog.current(logged)
         let kept = Set(current)
         for name in logged where !kept.contains(name) { try remove("\(dir)/\(name)") }
-        if logged.count > current.count { syncDirectory(dir) }
+        if logged.count > current.count { AtomicFile.syncDirectory(dir) }
 
         var rows = 0
         var candidates: [(name: String, sequence: Int64, first: Int64, last: Int64, reader: ParquetFileReader)] = []
@@ -144,55 +144,45 @@ public struct Compaction: Sendable {
     }
 
     private func merge(_ inputs: [(path: String, reader: ParquetFileReader)], into name: String, in dir: String) throws {
-        let temporary = "\(dir)/.compact-\(name).tmp"
         let expected = inputs.reduce(0) { $0 + $1.reader.rowCount }
         do {
-            let first = inputs[0].reader
-            let writer = try ParquetFileWriter(path: temporary, schema: first.schema, compression: .zstd(level: 1),
-                                               metadata: first.metadata.filter { $0.0.hasPrefix("tessera.") })
-            var buffer: [Column] = []
-            for (_, reader) in inputs {
-                for g in reader.rowGroups.indices {
-                    let columns = try reader.read(rowGroup: g)
-                    if buffer.isEmpty {
-                        buffer = columns
-                    } else {
-                        for c in buffer.indices { buffer[c].append(contentsOf: columns[c]) }
-                    }
-                    if (buffer.first?.count ?? 0) >= Frame.rowGroupRows {
-                        try writer.write(rowGroup: buffer)
-                        buffer = []
+            try AtomicFile.replace("\(dir)/\(name)", temporary: "\(dir)/.compact-\(name).tmp") { temporary in
+                let first = inputs[0].reader
+                let writer = try ParquetFileWriter(path: temporary, schema: first.schema, compression: .zstd(level: 1),
+                                                   metadata: first.metadata.filter { $0.0.hasPrefix("tessera.") })
+                var buffer: [Column] = []
+                for (_, reader) in inputs {
+                    for g in reader.rowGroups.indices {
+                        let columns = try reader.read(rowGroup: g)
+                        if buffer.isEmpty {
+                            buffer = columns
+                        } else {
+                            for c in buffer.indices { buffer[c].append(contentsOf: columns[c]) }
+                        }
+                        if (buffer.first?.count ?? 0) >= Frame.rowGroupRows {
+                            try writer.write(rowGroup: buffer)
+                            buffer = []
+                        }
                     }
                 }
+                if !buffer.isEmpty { try writer.write(rowGroup: buffer) }
+                try writer.close()
+                guard writer.rowCount == expected else {
+                    throw HistoricalError("\(temporary): wrote \(writer.rowCount) rows, the inputs hold \(expected)")
+                }
             }
-            if !buffer.isEmpty { try writer.write(rowGroup: buffer) }
-            try writer.close()
-            guard writer.rowCount == expected else {
-                throw HistoricalError("\(temporary): wrote \(writer.rowCount) rows, the inputs hold \(expected)")
-            }
-        } catch {
-            unlink(temporary)
-            if let e = error as? ParquetError { throw HistoricalError("\(e)") }
-            throw error
+        } catch let e as ParquetError {
+            throw HistoricalError("\(e)")
+        } catch let e as FileError {
+            throw HistoricalError("\(e)")
         }
-        guard rename(temporary, "\(dir)/\(name)") == 0 else {
-            let message = String(cString: strerror(errno))
-            unlink(temporary)
-            throw HistoricalError("cannot rename \(temporary): \(message)")
-        }
-        syncDirectory(dir)
         for (path, _) in inputs { try remove(path) }
-        syncDirectory(dir)
+        AtomicFile.syncDirectory(dir)
     }
 
     private func remove(_ path: String) throws {
         guard unlink(path) == 0 || errno == ENOENT else {
             throw HistoricalError("cannot remove \(path): \(String(cString: strerror(errno)))")
         }
-    }
-
-    private func syncDirectory(_ dir: String) {
-        let fd = open(dir, O_RDONLY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); close(fd) }
     }
 }

@@ -93,23 +93,19 @@ extension Frame {
         }
     }
 
-    /// Writes the frame as CSV or Parquet (zstd, row groups of 1 Mi rows), to a temporary file
-    /// renamed into place, so that `path` is either the old file or the whole new one.
+    /// Writes the frame as CSV or Parquet (zstd, row groups of 1 Mi rows), atomically: `path` is
+    /// either the old file or the whole new one.
     public func write(to path: String) throws {
         let format = try FrameFormat(path: path)
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp").path
         do {
-            switch format {
-            case .csv: try CSV.write(self, to: temporary)
-            case .parquet: try writeParquet(to: temporary)
+            try AtomicFile.replace(path) { temporary in
+                switch format {
+                case .csv: try CSV.write(self, to: temporary)
+                case .parquet: try writeParquet(to: temporary)
+                }
             }
-            guard rename(temporary, path) == 0 else {
-                throw HistoricalError("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
-            }
-        } catch {
-            unlink(temporary)
-            throw error
+        } catch let e as FileError {
+            throw HistoricalError("\(e)")
         }
     }
 

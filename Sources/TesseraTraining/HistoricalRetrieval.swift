@@ -45,7 +45,7 @@ public struct HistoricalProgress: Sendable {
 }
 
 /// Point-in-time (as-of) joins of an entity frame against the offline log: Feast's
-/// `get_historical_features` over Tessera's Parquet files (DESIGN §4).
+/// `get_historical_features` over Tessera's Parquet files (docs/design.md, "Point-in-time retrieval").
 ///
 /// For each entity row and each requested view, the answer is the offline row of the same entity
 /// (every join key equal) with the largest `(event_timestamp, created_timestamp)` among those with

@@ -39,67 +39,9 @@ public enum Timestamps {
         }
     }
 
-    /// Parses an RFC 3339 timestamp: `2026-01-01T12:00:00Z`, `2026-01-01 12:00:00.123456+02:00`.
-    /// `t`/space separators and `z` are accepted, digits past microseconds are truncated, and a
-    /// timestamp without an offset is taken as UTC (as pandas and Feast take naive timestamps).
-    public static func parse(_ text: UnsafeBufferPointer<UInt8>) -> Micros? {
-        var i = 0
-        let n = text.count
-        func digits(_ count: Int) -> Int? {
-            guard i + count <= n else { return nil }
-            var v = 0
-            for k in 0..<count {
-                let c = text[i + k]
-                guard c >= 0x30 && c <= 0x39 else { return nil }
-                v = v * 10 + Int(c - 0x30)
-            }
-            i += count
-            return v
-        }
-        func expect(_ a: UInt8, _ b: UInt8 = 0, _ c: UInt8 = 0) -> Bool {
-            guard i < n, text[i] == a || (b != 0 && text[i] == b) || (c != 0 && text[i] == c) else { return false }
-            i += 1
-            return true
-        }
-        guard let year = digits(4), expect(0x2D), let month = digits(2), expect(0x2D), let day = digits(2),
-              expect(0x54, 0x74, 0x20), let hour = digits(2), expect(0x3A), let minute = digits(2), expect(0x3A),
-              let second = digits(2),
-              (1...12).contains(month), day >= 1, day <= RFC3339.daysIn(month: month, year: year),
-              hour < 24, minute < 60, second < 61
-        else { return nil }
-        var micros = 0
-        if i < n && text[i] == 0x2E {
-            i += 1
-            var scale = 100_000
-            let start = i
-            while i < n, text[i] >= 0x30 && text[i] <= 0x39 {
-                micros += Int(text[i] - 0x30) * scale
-                scale /= 10
-                i += 1
-            }
-            guard i > start else { return nil }
-        }
-        var offset = 0
-        if i == n {
-            offset = 0
-        } else if expect(0x5A, 0x7A) {
-            offset = 0
-        } else if text[i] == 0x2B || text[i] == 0x2D {
-            let sign = text[i] == 0x2D ? -1 : 1
-            i += 1
-            guard let oh = digits(2), expect(0x3A), let om = digits(2), oh < 24, om < 60 else { return nil }
-            offset = sign * (oh * 3600 + om * 60)
-        } else {
-            return nil
-        }
-        guard i == n else { return nil }
-        let days = RFC3339.daysFromCivil(year: year, month: month, day: day)
-        let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offset)
-        return seconds * Time.second + Int64(micros)
-    }
+    /// Parses an RFC 3339 timestamp: `2026-01-01T12:00:00Z`, `2026-01-01 12:00:00.123456+02:00`;
+    /// one without an offset is taken as UTC (as pandas and Feast take naive timestamps).
+    public static func parse(_ text: UnsafeBufferPointer<UInt8>) -> Micros? { RFC3339.parse(text, missingOffset: .utc) }
 
-    public static func parse(_ text: String) -> Micros? {
-        var copy = text
-        return copy.withUTF8 { parse($0) }
-    }
+    public static func parse(_ text: String) -> Micros? { RFC3339.parse(text, missingOffset: .utc) }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import TesseraCore
-import TesseraEngine
+import TesseraLog
 import TesseraOffline
 import TesseraTopology
 

@@ -1,7 +1,7 @@
 import Foundation
 import TesseraCore
 
-/// The reference event stream of WORKLOAD.md: orders of users drawn from a Zipf distribution,
+/// The reference event stream of docs/workload.md: orders of users drawn from a Zipf distribution,
 /// evenly spread over an event-time span, optionally disordered. Seeded and deterministic:
 /// the same parameters give the same events on every machine.
 public struct ReferenceWorkload: Sendable {
@@ -25,7 +25,7 @@ public struct ReferenceWorkload: Sendable {
             self.seed = seed
         }
 
-        /// The scales of WORKLOAD.md.
+        /// The scales of docs/workload.md.
         public static let quick = Parameters(events: 200_000, users: 20_000, skew: 1.1, span: 2 * Time.day, disorder: 0)
         public static let standard = Parameters(events: 10_000_000, users: 1_000_000, skew: 1.1, span: 7 * Time.day, disorder: 2 * Time.second)
         public static let hot = Parameters(events: 10_000_000, users: 1_000, skew: 1.3, span: Time.day, disorder: 0)

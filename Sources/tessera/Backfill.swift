@@ -58,8 +58,8 @@ struct BackfillCommand: ParsableCommand {
         let stats: BackfillStats
         do {
             stats = try Backfill(options: options, logger: logger).run()
-        } catch let error as WorkerError {
-            printError("error: \(error)")
+        } catch let error as EngineError {
+            printError("error: \(error.report)")
             throw ExitCode(1)
         }
         let seconds = (ContinuousClock.now - started) / .seconds(1)

@@ -4,7 +4,10 @@ import Logging
 import TesseraCore
 import TesseraEngine
 import TesseraKafka
+import TesseraLog
 import TesseraOffline
+import TesseraOnline
+import TesseraProcess
 import TesseraRedis
 import TesseraTopology
 import TesseraWorkload
@@ -26,7 +29,7 @@ struct Demo: ParsableCommand {
         let loaded = try loadTopologies([topology])
         guard let view = loaded.flatMap(\.views).first(where: { $0.name == "user_stats" }),
               let source = loaded.flatMap(\.sources).first(where: { $0.name == view.source }), source.schema == ReferenceWorkload.schema else {
-            printError("\(topology) must hold the reference view user_stats over the orders of WORKLOAD.md")
+            printError("\(topology) must hold the reference view user_stats over the orders of docs/workload.md")
             throw ExitCode(2)
         }
         let dir = directory ?? NSTemporaryDirectory() + "tessera-demo-\(getpid())"
@@ -65,7 +68,7 @@ struct Demo: ParsableCommand {
         options.statsInterval = nil
         options.kafkaProperties = [("session.timeout.ms", "6000")]
         let started = ContinuousClock.now
-        let stats = try Worker(options: options, logger: logger).run(shouldStop: { false })
+        let stats = try WorkerService(options: options, logger: logger).runToEnd()
         let seconds = (ContinuousClock.now - started) / .seconds(1)
         print("  Worker   \(stats.events) events in \(String(format: "%.1f", seconds)) s: \(stats.aggregated) aggregated, \(stats.late) late, \(stats.deadLettered) dead-lettered")
         print("           \(stats.emissions) emissions → \(stats.offlineRows) offline rows (Parquet), \(stats.redisWrites) Redis writes\n")

@@ -1,22 +1,21 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TesseraCore
 import TesseraTopology
 import Yams
 
-/// Flags may also come from `TESSERA_<FLAG>` environment variables (`--offline-dir` →
-/// `TESSERA_OFFLINE_DIR`); a flag on the command line wins.
+/// A flag of a command without a config file (`serve`, `backfill`, …), or its `TESSERA_<FLAG>`
+/// variable (`--offline-dir` → `TESSERA_OFFLINE_DIR`); a flag on the command line wins. The
+/// same resolution as the worker's `Settings`, without the file.
 func setting(_ flag: String?, _ name: String) -> String? {
-    if let flag { return flag }
-    let key = "TESSERA_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
-    return ProcessInfo.processInfo.environment[key].flatMap { $0.isEmpty ? nil : $0 }
+    var settings = Settings()
+    return settings.value(flag, name)
 }
 
 func required(_ flag: String?, _ name: String) throws -> String {
-    guard let value = setting(flag, name) else {
-        throw ValidationError("missing --\(name) (or TESSERA_\(name.uppercased().replacingOccurrences(of: "-", with: "_")))")
-    }
-    return value
+    var settings = Settings()
+    return try settings.required(flag, name)
 }
 
 /// Loads topology files (directories expand to their *.yaml files); exits 2 on errors.
@@ -100,8 +99,8 @@ struct StderrLogHandler: LogHandler {
         let time = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
         let line: String
         if json {
-            var fields = ["\"time\":\"\(time)\"", "\"level\":\"\(event.level)\"", "\"message\":\(jsonText("\(event.message)"))"]
-            for (k, v) in all.sorted(by: { $0.key < $1.key }) { fields.append("\(jsonText(k)):\(jsonText("\(v)"))") }
+            var fields = ["\"time\":\"\(time)\"", "\"level\":\"\(event.level)\"", "\"message\":\(JSONText.quoted("\(event.message)"))"]
+            for (k, v) in all.sorted(by: { $0.key < $1.key }) { fields.append("\(JSONText.quoted(k)):\(JSONText.quoted("\(v)"))") }
             line = "{" + fields.joined(separator: ",") + "}\n"
         } else {
             let meta = all.isEmpty ? "" : " " + all.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\($0.value)" }.joined(separator: " ")
@@ -109,19 +108,6 @@ struct StderrLogHandler: LogHandler {
         }
         FileHandle.standardError.write(Data(line.utf8))
     }
-}
-
-func jsonText(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        default: if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
 }
 
 /// A YAML error by position and problem only: Yams's description quotes the offending line, and
@@ -153,6 +139,9 @@ struct Settings {
     private var file: [String: [String]] = [:]
     private var used: Set<String> = []
     private let path: String?
+
+    /// Flags and variables only.
+    init() { path = nil }
 
     init(file path: String?) throws {
         self.path = path
@@ -207,7 +196,8 @@ struct Settings {
 
     mutating func required(_ flag: String?, _ name: String) throws -> String {
         guard let v = value(flag, name) else {
-            throw ValidationError("missing --\(name) (or TESSERA_\(name.uppercased().replacingOccurrences(of: "-", with: "_")), or \(name): in the config file)")
+            let variable = "TESSERA_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+            throw ValidationError("missing --\(name) (or \(variable)\(path == nil ? "" : ", or \(name): in the config file"))")
         }
         return v
     }

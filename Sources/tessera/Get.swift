@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TesseraCore
 import TesseraEngine
+import TesseraOnline
 import TesseraRedis
 import TesseraTopology
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TesseraCore
 import TesseraEngine
+import TesseraLog
 import TesseraOffline
 
 /// `tessera inspect DIR`: what an offline directory holds.

@@ -4,7 +4,7 @@ import TesseraCore
 import TesseraKafka
 import TesseraWorkload
 
-/// `tessera produce`: the reference events of WORKLOAD.md into a topic, keyed by user_id, or into
+/// `tessera produce`: the reference events of docs/workload.md into a topic, keyed by user_id, or into
 /// a JSON-lines file (for `tessera backfill`).
 struct Produce: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -5,6 +5,7 @@ import Metrics
 import Prometheus
 import ServiceLifecycle
 import Synchronization
+import TesseraCore
 import TesseraEngine
 import TesseraKafka
 import TesseraRedis
@@ -45,7 +46,8 @@ struct WorkerFlags: ParsableArguments {
 
     /// The resolved worker options, and every setting with where it came from (secrets redacted).
     /// With `loadingTopologies` false (`tessera config`), topology files are listed, not read.
-    func resolve(loadingTopologies: Bool = true) throws -> (options: WorkerOptions, metrics: (host: String, port: Int)?, logLevel: Logger.Level, entries: [Settings.Entry]) {
+    func resolve(loadingTopologies: Bool = true) throws -> (options: WorkerOptions, metrics: (host: String, port: Int)?, readyLag: Int64,
+                                                           logLevel: Logger.Level, entries: [Settings.Entry]) {
         var s = try Settings(file: config ?? ProcessInfo.processInfo.environment["TESSERA_CONFIG"])
         let topologyPaths = s.list(topologies, "topology")
         guard !topologyPaths.isEmpty else { throw ValidationError("missing --topology (or TESSERA_TOPOLOGY, or topology: in the config file)") }
@@ -78,24 +80,17 @@ struct WorkerFlags: ParsableArguments {
             }
             options.badPartitionPolicy = p
         }
-        if let v = try s.number(badPartitionThreshold.map(Double.init), "bad-partition-threshold") {
-            guard v >= 1 else { throw ValidationError("--bad-partition-threshold takes a positive count") }
-            options.badPartitionThreshold = Int(v)
-        }
-        if let v = try s.number(maxMessageBytes.map(Double.init), "max-message-bytes") {
-            guard v >= 1 else { throw ValidationError("--max-message-bytes takes a positive size") }
-            options.maxMessageBytes = Int(v)
-        }
+        if let v = try s.number(badPartitionThreshold.map(Double.init), "bad-partition-threshold") { options.badPartitionThreshold = Int(v) }
+        if let v = try s.number(maxMessageBytes.map(Double.init), "max-message-bytes") { options.maxMessageBytes = Int(v) }
         let readyLag = try s.number(readyLag.map(Double.init), "ready-lag").map { Int64($0) } ?? 10_000
         var metrics: (String, Int)?
         if let port = try s.number(metricsPort.map(Double.init), "metrics-port") {
             metrics = (s.value(metricsHost, "metrics-host") ?? "127.0.0.1", Int(port))
-            options.health = WorkerHealth(readyLag: readyLag)
         }
         let levelName = s.value(logLevel, "log-level") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical, got \(levelName)") }
         try s.checkUnused()
-        return (options, metrics, level, s.entries)
+        return (options, metrics, readyLag, level, s.entries)
     }
 }
 
@@ -117,15 +112,21 @@ struct Run: AsyncParsableCommand {
         let logger = makeLogger("tessera", level: resolved.logLevel)
         logger.info("starting", metadata: ["brokers": "\(options.brokers)", "redis": "\(options.redis)", "group": "\(options.group)",
                                            "views": "\(options.topologies.flatMap(\.views).map(\.name))", "librdkafka": "\(librdkafkaVersion)"])
-        let service = WorkerService(options: options, logger: logger)
+        let configuration: WorkerConfiguration
+        do { configuration = try WorkerConfiguration(options) } catch {
+            printError("error: \(error.report)")
+            throw ExitCode(2)
+        }
+        let health = resolved.metrics.map { _ in WorkerHealth(readyLag: resolved.readyLag) }
+        let service = WorkerService(configuration: configuration, logger: logger, health: health)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
-        if let (host, port) = resolved.metrics, let health = options.health {
+        if let (host, port) = resolved.metrics, let health {
             let registry = PrometheusCollectorRegistry()
             var factory = PrometheusMetricsFactory(registry: registry)
             factory.defaultValueHistogramBuckets = [1, 10, 100, 1_000, 10_000]
-            factory.valueHistogramBuckets["tessera_freshness_seconds"] = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3_600, 86_400]
+            factory.valueHistogramBuckets[MetricName.freshness] = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3_600, 86_400]
             factory.defaultDurationHistogramBuckets = [.milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100),
                                                        .milliseconds(500), .seconds(1), .seconds(5), .seconds(30)]
             MetricsSystem.bootstrap(factory)
@@ -133,12 +134,24 @@ struct Run: AsyncParsableCommand {
             logger.info("metrics, health and readiness", metadata: ["address": "http://\(host):\(port)/metrics"])
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
-        if let error = service.failure.withLock({ $0 }) { throw error }
-        if let stats = service.result.withLock({ $0 }) {
+        do {
+            try await group.run()
+        } catch {
+            // The worker's own failure is reported below, after the other services stopped.
+            guard case .failure? = service.outcome else { throw error }
+        }
+        switch service.outcome {
+        case .failure(let error as any TesseraError)?:
+            logger.error("\(error.report)", metadata: ["code": "\(error.code)"])
+            throw ExitCode.failure
+        case .failure(let error)?:
+            throw error
+        case .success(let stats)?:
             logger.info("stopped", metadata: ["events": "\(stats.events)", "aggregated": "\(stats.aggregated)", "late": "\(stats.late)",
                                               "dead_lettered": "\(stats.deadLettered)", "emissions": "\(stats.emissions)",
                                               "redis_writes": "\(stats.redisWrites)", "offline_rows": "\(stats.offlineRows)"])
+        case nil:
+            break
         }
     }
 }
@@ -159,55 +172,6 @@ struct ConfigCommand: AsyncParsableCommand {
             let name = e.name + ":" + String(repeating: " ", count: width - e.name.count)
             let value = e.value + String(repeating: " ", count: valueWidth - e.value.count)
             print("\(name) \(value)\(e.origin.isEmpty ? "" : "  # \(e.origin)")")
-        }
-    }
-}
-
-/// Raised by a signal, read by the worker thread between polls.
-final class StopFlag: Sendable {
-    private let flag = Atomic<Bool>(false)
-    func set() { flag.store(true, ordering: .relaxed) }
-    var isSet: Bool { flag.load(ordering: .relaxed) }
-}
-
-/// The blocking worker loop on its own thread, as a `Service`: a graceful shutdown (SIGTERM)
-/// makes it flush, commit, checkpoint and leave the group. Its end ends the service group.
-final class WorkerService: Service {
-    let options: WorkerOptions
-    let logger: Logger
-    let result = Mutex<WorkerStats?>(nil)
-    let failure = Mutex<(any Error)?>(nil)
-
-    init(options: WorkerOptions, logger: Logger) {
-        self.options = options
-        self.logger = logger
-    }
-
-    func run() async throws {
-        let stop = StopFlag()
-        let options = self.options, logger = self.logger
-        do {
-            let stats: WorkerStats = try await withGracefulShutdownHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<WorkerStats, any Error>) in
-                    let thread = Thread {
-                        do {
-                            let worker = try Worker(options: options, logger: logger)
-                            continuation.resume(returning: try worker.run(shouldStop: { stop.isSet }))
-                        } catch {
-                            continuation.resume(throwing: error)
-                        }
-                    }
-                    thread.name = "tessera-worker"
-                    thread.stackSize = 8 << 20
-                    thread.start()
-                }
-            } onGracefulShutdown: {
-                stop.set()
-            }
-            result.withLock { $0 = stats }
-        } catch {
-            // Reported by `tessera run` once the other services (the metrics server) have stopped.
-            failure.withLock { $0 = error }
         }
     }
 }

@@ -7,6 +7,7 @@ import ServiceLifecycle
 import Synchronization
 import TesseraCore
 import TesseraEngine
+import TesseraOnline
 import TesseraRedis
 
 /// The worker's operations endpoints: `GET /metrics` (Prometheus text format), `GET /health`
@@ -34,7 +35,7 @@ func operationsServer(host: String, port: Int, registry: PrometheusCollectorRegi
             else { reason = "catching up: lag \(s.lag) > \(health.readyLag)" }
         }
         return jsonResponse(ready ? .ok : .serviceUnavailable,
-                            "{\"ready\":\(ready),\"reason\":\(jsonText(reason)),\"partitions\":\(s.partitions),\"lag\":\(s.lag)}")
+                            "{\"ready\":\(ready),\"reason\":\(JSONText.quoted(reason)),\"partitions\":\(s.partitions),\"lag\":\(s.lag)}")
     }
     return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tessera"), logger: logger)
 }
@@ -60,7 +61,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Redis key prefix (default tessera:).") var keyPrefix: String?
     @Option(help: "Address to bind (default 127.0.0.1).") var host: String?
     @Option(help: "Port (default 6566, as Feast's feature server).") var port: Int?
-    @Option(help: "Redis connections kept open (default 4).") var connections: Int?
+    @Option(help: "Redis connections at most, shared by concurrent requests (default 4).") var connections: Int?
 
     func run() async throws {
         let logger = makeLogger("tessera-serve")
@@ -69,23 +70,24 @@ struct Serve: AsyncParsableCommand {
         let lookup = OnlineLookup(topologies: try loadTopologies(paths), layout: OnlineLayout(prefix: setting(keyPrefix, "key-prefix") ?? "tessera:"))
         let endpoint = try RedisEndpoint(url: try required(redis, "redis"), environment: ProcessInfo.processInfo.environment)
         let pool = RedisPool(endpoint: endpoint, size: connections ?? 4, logger: logger)
+        let clock = SystemClock()
         let router = Router()
         router.post("get-online-features") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 16 << 20)
             let bytes = Array(body.readableBytesView)
-            let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+            let now = clock.now()
             do {
-                let answer = try pool.with { try lookup.respond(to: bytes, connection: $0, now: now) }
+                let answer = try await pool.with { try lookup.respond(to: bytes, connection: $0, now: now) }
                 return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: answer)))
             } catch let e as OnlineLookup.RequestError {
-                return jsonResponse(.badRequest, "{\"error\":\(jsonText(e.description))}")
+                return jsonResponse(.badRequest, "{\"error\":\(JSONText.quoted(e.description))}")
             } catch {
                 logger.error("lookup failed: \(error)")
-                return jsonResponse(.serviceUnavailable, "{\"error\":\(jsonText("\(error)"))}")
+                return jsonResponse(.serviceUnavailable, "{\"error\":\(JSONText.quoted("\(error)"))}")
             }
         }
         router.get("health") { _, _ -> Response in
-            let ok = (try? pool.with { try $0.command(["PING"]) }) != nil
+            let ok = (try? await pool.with { _ = try $0.command(["PING"]) }) != nil
             return jsonResponse(ok ? .ok : .serviceUnavailable, "{\"status\":\"\(ok ? "ok" : "Redis unreachable")\"}")
         }
         let host = setting(host, "host") ?? "127.0.0.1", port = setting(port.map(String.init), "port").flatMap(Int.init) ?? 6566
@@ -93,24 +95,5 @@ struct Serve: AsyncParsableCommand {
         logger.info("serving online features", metadata: ["address": "http://\(host):\(port)/get-online-features", "redis": "\(endpoint)"])
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-    }
-}
-
-/// A few Redis connections shared by request handlers (a lookup holds one for its round trip).
-final class RedisPool: Sendable {
-    private let idle: Mutex<[RedisConnection]>
-    private let endpoint: RedisEndpoint
-    private let logger: Logger
-
-    init(endpoint: RedisEndpoint, size: Int, logger: Logger) {
-        self.endpoint = endpoint
-        self.logger = logger
-        idle = Mutex((0..<max(1, size)).map { _ in RedisConnection(endpoint: endpoint, logger: logger) })
-    }
-
-    func with<T>(_ body: (RedisConnection) throws -> T) throws -> T {
-        let connection = idle.withLock { $0.popLast() } ?? RedisConnection(endpoint: endpoint, logger: logger)
-        defer { idle.withLock { $0.append(connection) } }
-        return try body(connection)
     }
 }

@@ -2,7 +2,7 @@ import Testing
 import TesseraCore
 import TesseraTestSupport
 
-/// Random event streams against the brute-force oracle: invariants 1 and 2 of DESIGN §3 at
+/// Random event streams against the brute-force oracle: invariants 1 and 2 of docs/design.md ("Emissions and their invariants") at
 /// random and boundary query times, for every aggregate and window kind.
 @Suite("Window semantics against the oracle")
 struct WindowPropertyTests {

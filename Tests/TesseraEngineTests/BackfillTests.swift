@@ -1,14 +1,15 @@
 import Foundation
-import Testing
 import TesseraCore
 import TesseraEngine
 import TesseraKafka
+import TesseraLog
 import TesseraOffline
 import TesseraRedis
 import TesseraSource
 import TesseraTestSupport
 import TesseraTopology
 import TesseraWorkload
+import Testing
 
 @Suite("Backfill computes what the stream computes", .serialized)
 struct BackfillTests {
@@ -153,6 +154,6 @@ struct BackfillTests {
 
         // A second backfill into the same log is refused, and changes nothing.
         let again = BackfillOptions(topologies: [topology], events: [dir + "/events.jsonl"], offlineDirectory: dir + "/offline", partitions: 1)
-        #expect(throws: WorkerError.self) { try Backfill(options: again, logger: quiet) }
+        #expect(throws: EngineError.self) { try Backfill(options: again, logger: quiet) }
     }
 }

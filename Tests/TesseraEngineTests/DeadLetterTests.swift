@@ -1,16 +1,17 @@
 import Foundation
-import Testing
 import TesseraCore
 import TesseraEngine
 import TesseraKafka
+import TesseraOnline
 import TesseraRedis
 import TesseraSource
 import TesseraTestSupport
 import TesseraWorkload
+import Testing
 
 @Suite("Dead letters", .serialized)
 struct DeadLetterTests {
-    /// Malformed events of every kind of DESIGN §6 and the reason each must get.
+    /// Malformed events of every kind of docs/design.md, "Bad input and faults" and the reason each must get.
     static func salt(_ i: Int, time: Int64) -> (payload: [UInt8], reason: DeadLetterReason) {
         switch i % 8 {
         case 0: return (Array("not json at all".utf8), .notJSON)
@@ -120,7 +121,7 @@ struct DeadLetterTests {
             #expect(stats.paused == [TopicPartition("orders", 0)])
             #expect(stats.deadLettered >= 100 && stats.deadLettered < 300)
         case .stop:
-            #expect(throws: WorkerError.self) { try outcome.get() }
+            #expect(throws: EngineError.self) { try outcome.get() }
             if case .failure(let e) = outcome { #expect("\(e)".contains("orders[0] yielded")) }
         }
         // Whatever the policy, every rejected event read so far is in the dead letters.

@@ -1,14 +1,15 @@
 import Foundation
-import Testing
 import TesseraCore
 import TesseraEngine
 import TesseraKafka
+import TesseraOnline
 import TesseraRedis
 import TesseraTestSupport
 import TesseraTopology
 import TesseraWorkload
+import Testing
 
-/// Faults of the worker's surroundings (DESIGN §5): Redis unreachable or hung, brokers down and
+/// Faults of the worker's surroundings (docs/design.md, "Delivery and recovery"): Redis unreachable or hung, brokers down and
 /// failing requests, an offline directory that cannot be written. The worker waits, retries,
 /// reports it, resumes, and ends with the same outputs as a run that met no fault.
 @Suite("Faults: Redis, brokers and the offline directory", .serialized)
@@ -185,7 +186,7 @@ struct Outputs: Equatable, CustomStringConvertible {
         offline = rows.sorted()
         let connection = RedisConnection(endpoint: try RedisEndpoint(url: redis.url, environment: [:]), logger: quiet)
         var online: [String] = []
-        guard case .array(let keys) = try connection.command(["KEYS", "*"]) else { throw WorkerError("KEYS failed") }
+        guard case .array(let keys) = try connection.command(["KEYS", "*"]) else { throw EngineError(.stopped, "KEYS failed") }
         for key in keys.compactMap(\.text) {
             guard case .array(let items) = try connection.command(["HGETALL", key]) else { continue }
             var fields: [String] = []

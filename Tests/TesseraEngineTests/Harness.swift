@@ -5,7 +5,9 @@ import Testing
 import TesseraCore
 import TesseraEngine
 import TesseraKafka
+import TesseraLog
 import TesseraOffline
+import TesseraOnline
 import TesseraRedis
 import TesseraSource
 import TesseraTestSupport
@@ -44,34 +46,25 @@ func produceOrders(_ workload: ReferenceWorkload, _ range: Range<Int>, to topic:
     try producer.flush()
 }
 
-/// A worker on its own thread, as `tessera run` runs it.
+/// A worker as `tessera run` runs it: `WorkerService`, started at once, stopped or joined.
 final class RunningWorker: Sendable {
-    /// What the worker thread and the test share.
-    final class Shared: Sendable {
-        let stop = Atomic<Bool>(false)
-        let progress = Mutex<WorkerStats>(WorkerStats())
-        let outcome = Mutex<Result<WorkerStats, any Error>?>(nil)
-        let finished = DispatchSemaphore(value: 0)
-    }
-    private let shared = Shared()
+    private let service: WorkerService?
+    private let failure: (any Error)?
 
     init(_ options: WorkerOptions) {
-        let shared = self.shared
         var configured = options
         configured.statsInterval = nil
-        configured.onProgress = { stats in shared.progress.withLock { $0 = stats } }
-        let options = configured
-        let thread = Thread {
-            let result = Result { try Worker(options: options, logger: quiet).run(shouldStop: { shared.stop.load(ordering: .relaxed) }) }
-            shared.outcome.withLock { $0 = result }
-            shared.finished.signal()
+        do {
+            service = try WorkerService(options: configured, logger: quiet)
+            failure = nil
+        } catch {
+            service = nil
+            failure = error
         }
-        thread.stackSize = 8 << 20
-        thread.start()
+        service?.start()
     }
 
-    var stats: WorkerStats { shared.progress.withLock { $0 } }
-
+    var stats: WorkerStats { service?.progress ?? WorkerStats() }
 
     /// Waits until `condition` holds (or the worker ends); false on timeout.
     @discardableResult
@@ -79,21 +72,20 @@ final class RunningWorker: Sendable {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if condition(stats) { return true }
-            if shared.outcome.withLock({ $0 != nil }) { return condition(stats) }
+            if service?.outcome != nil || service == nil { return condition(stats) }
             Thread.sleep(forTimeInterval: 0.05)
         }
         return false
     }
 
     func stop() throws -> WorkerStats {
-        shared.stop.store(true, ordering: .relaxed)
+        service?.stop()
         return try join()
     }
 
     func join(seconds: Double = 120) throws -> WorkerStats {
-        guard shared.finished.wait(timeout: .now() + seconds) == .success else { throw WorkerError("the worker did not stop within \(seconds) s") }
-        shared.finished.signal()
-        return try shared.outcome.withLock { $0! }.get()
+        guard let service else { throw failure! }
+        return try service.join(timeout: .milliseconds(Int64(seconds * 1_000)))
     }
 }
 

@@ -1,14 +1,15 @@
 import Foundation
-import Testing
 import TesseraCore
 import TesseraEngine
 import TesseraKafka
+import TesseraOnline
 import TesseraRedis
 import TesseraTestSupport
 import TesseraTopology
 import TesseraWorkload
+import Testing
 
-/// Restarting the worker with a changed topology (DESIGN §5): added features start from empty
+/// Restarting the worker with a changed topology (docs/design.md, "Delivery and recovery"): added features start from empty
 /// state and the saved ones carry on; a changed definition is refused, saying how to go on.
 @Suite("Topology changes across restarts", .serialized)
 struct TopologyChangeTests {
@@ -57,7 +58,7 @@ struct TopologyChangeTests {
                 .replacingOccurrences(of: "      - {name: total_orders, aggregate: count, window: lifetime}",
                                       with: "      - {name: total_orders, aggregate: count, window: lifetime}\n      - {name: orders_since_change, aggregate: count, window: lifetime}")
         }
-        #expect(throws: WorkerError.self) {
+        #expect(throws: EngineError.self) {
             _ = try RunningWorker(try workerOptions(changed, brokers: cluster.bootstrapServers, redis: redis, offline: offline, untilEnd: true)).join()
         }
         do {

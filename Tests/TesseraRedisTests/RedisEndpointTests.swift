@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import TesseraRedis
 
-/// DESIGN §6: the Redis password comes from the environment or a file, never from the URL, and
+/// docs/design.md, "Bad input and faults": the Redis password comes from the environment or a file, never from the URL, and
 /// is never printed, not even in the error that refuses a URL holding it.
 @Suite("Redis endpoint")
 struct RedisEndpointTests {

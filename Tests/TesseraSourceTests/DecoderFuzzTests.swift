@@ -8,7 +8,7 @@ import TesseraWorkload
 
 // Seeded random mutation of event payloads, the quick in-suite companion of the libFuzzer target
 // in fuzz/ (scripts/fuzz.sh): every payload, however broken, becomes a row or a dead letter with a
-// reason, and nothing in between (DESIGN §6).
+// reason, and nothing in between (docs/design.md, "Bad input and faults").
 
 /// The `orders` source of topologies/growth.yaml, as the worker decodes it.
 private let growthOrders: Source = {

@@ -6,7 +6,7 @@ import TesseraTestSupport
 
 // Seeded random mutation of topology files, the quick in-suite companion of the libFuzzer target in
 // fuzz/ (scripts/fuzz.sh): whatever the text, the loader returns a model or errors, each located
-// at a line and column of the file (DESIGN §6), and never crashes.
+// at a line and column of the file (docs/design.md, "Bad input and faults"), and never crashes.
 
 
 /// Line- and byte-level mutations of YAML text.

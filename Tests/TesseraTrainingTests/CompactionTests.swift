@@ -1,11 +1,12 @@
 import Foundation
-import Testing
 import TesseraCore
 import TesseraEngine
+import TesseraLog
 import TesseraOffline
 import TesseraTestSupport
 import TesseraTopology
 import TesseraTraining
+import Testing
 
 @Suite("Compaction keeps every row once, in order, across crashes")
 struct CompactionTests {

@@ -1,6 +1,7 @@
 import Foundation
 import TesseraCore
 import TesseraEngine
+import TesseraLog
 import TesseraOffline
 import TesseraTestSupport
 import TesseraTopology

@@ -1,15 +1,17 @@
 import Foundation
 import Logging
-import Testing
 import TesseraCore
 import TesseraEngine
 import TesseraKafka
+import TesseraLog
 import TesseraOffline
+import TesseraOnline
 import TesseraRedis
 import TesseraTestSupport
 import TesseraTopology
 import TesseraTraining
 import TesseraWorkload
+import Testing
 
 /// Silent unless TESSERA_TEST_LOG is set.
 let quiet: Logger = {
@@ -119,20 +121,10 @@ struct OnlineOfflineTests {
         #expect(again.columns == set.columns)
     }
 
-    /// Runs a worker with `untilEnd` on its own thread (the worker's stack needs) and returns its stats.
+    /// Runs a worker with `untilEnd` as `tessera run` runs it, and returns its stats.
     func runToEnd(_ options: WorkerOptions) throws -> WorkerStats {
-        final class Outcome: @unchecked Sendable {  // written by the worker thread before it signals
-            var result: Result<WorkerStats, any Error>?
-            let done = DispatchSemaphore(value: 0)
-        }
-        let outcome = Outcome()
-        let thread = Thread {
-            outcome.result = Result { try Worker(options: options, logger: quiet).run(shouldStop: { false }) }
-            outcome.done.signal()
-        }
-        thread.stackSize = 8 << 20
-        thread.start()
-        guard outcome.done.wait(timeout: .now() + 180) == .success else { throw HistoricalError("the worker did not drain the topic within 180 s") }
-        return try outcome.result!.get()
+        let service = try WorkerService(options: options, logger: quiet)
+        service.start()
+        return try service.join(timeout: .seconds(180))
     }
 }

@@ -1,12 +1,13 @@
 import Foundation
 import Synchronization
-import Testing
 import TesseraCore
 import TesseraEngine
+import TesseraLog
 import TesseraOffline
 import TesseraTestSupport
 import TesseraTopology
 import TesseraTraining
+import Testing
 
 /// One entity-frame row as generated (nil = null).
 struct EntityRow {

@@ -192,16 +192,16 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                         pivot = builder.pivot(ring: r, window: ringWindows[0])
                         start = builder.rings[r].startOffsets[ringWindows[0]]
                     }
+                    var dictionary = -1
+                    if fieldType == .string && (p.key.family == .first || p.key.family == .last) {
+                        dictionary = dictionaries
+                        dictionaries += 1
+                    }
                     func selection<R: SelectionRule>(_ rule: R.Type) -> SelectionKernel<R> {
                         fields(tile: R.empty, window: R.empty)
                         if p.key.ring != nil { front = builder.record(R.empty) }
                         return SelectionKernel(shape: shape, pivotOffset: pivot, startOffset: start, frontOffset: front, fieldType: fieldType,
                                                dictionary: dictionary)
-                    }
-                    var dictionary = -1
-                    if fieldType == .string && (p.key.family == .first || p.key.family == .last) {
-                        dictionary = dictionaries
-                        dictionaries += 1
                     }
                     switch p.key.family {
                     case .max:

@@ -1,0 +1,163 @@
+import TesseraCore
+import TesseraLog
+import TesseraOnline
+import TesseraSource
+import TesseraTopology
+
+/// Where a partition's emissions go: Redis gets every row (open ones too: the freshest values),
+/// the offline log only closed rows (which do not depend on how the input was batched).
+struct EmissionSinks {
+    var online: OnlineWriter?
+    var offline: OfflineLog?
+}
+
+/// One input partition on its way through Tessera:
+///
+///     payload bytes → columns (JSONEventDecoder) → the aggregation core (PartitionAggregator)
+///       → emissions, stamped with a created time and the input offset that closed them
+///       → its sinks: Redis (every row) and the offline log (closed rows)
+///
+/// `RecordRouter` feeds it, in `tessera run` (records from Kafka) and `tessera backfill` (events
+/// from files): both compute the same rows. It counts what went through it in `counters`.
+final class PartitionPipeline {
+    let topic: String
+    let partition: Int32
+    /// The source's name (the metrics' `source` label).
+    let source: String
+    /// The views over the partition's source, in the core's order.
+    let views: [FeatureView]
+    private(set) var core: PartitionAggregator
+    private let sinks: EmissionSinks
+    private let clock: any WallClock
+    private var decoder: JSONEventDecoder
+    private var batch: ColumnBatch
+    /// Input offset of each decoded row, and the caller's index of the record it came from.
+    private var rowOffsets: [Int64] = []
+    private var rowRecords: [Int] = []
+    /// The offset of the next input record.
+    var nextOffset: Int64 = -1
+    /// The last created timestamp given out (created timestamps increase per partition).
+    var lastCreated: Micros = 0
+    private var created: [Micros] = []
+    private var offsets: [Int64] = []
+
+    /// What went through the pipeline since the owner last took the counters.
+    struct Counters {
+        var consumed = 0
+        var aggregated = 0
+        var late = 0
+        var rejected: [DeadLetterReason: Int] = [:]
+        /// Closed rows (the offline log's), and every emission per view (open ones too).
+        var closed = 0
+        var emitted: [Int]
+
+        init(views: Int) { emitted = Array(repeating: 0, count: views) }
+    }
+    var counters: Counters
+    /// Events rejected in a row, for the bad-partition policy (not reset by taking the counters).
+    private(set) var consecutiveBad = 0
+
+    init(topic: String, partition: Int32, source: Source, views: [FeatureView], core: PartitionAggregator,
+         sinks: EmissionSinks, clock: any WallClock, maxMessageBytes: Int) {
+        self.topic = topic
+        self.partition = partition
+        self.source = source.name
+        self.views = views
+        self.core = core
+        self.sinks = sinks
+        self.clock = clock
+        decoder = JSONEventDecoder(source: source, maxBytes: maxMessageBytes)
+        batch = ColumnBatch(schema: source.schema.types)
+        counters = Counters(views: views.count)
+    }
+
+    /// Takes the counters so far (and starts new ones).
+    func takeCounters() -> Counters {
+        defer { counters = Counters(views: views.count) }
+        return counters
+    }
+
+    /// Rows decoded and waiting for `aggregate`.
+    var pending: Int { batch.count }
+
+    /// Decodes one input record into the pending batch, or returns why it is rejected (the
+    /// caller dead-letters it).
+    func decode(_ payload: UnsafeRawBufferPointer, offset: Int64, record: Int) -> Rejection? {
+        nextOffset = offset + 1
+        counters.consumed += 1
+        if let rejection = decoder.decode(payload, into: &batch) {
+            counters.rejected[rejection.reason, default: 0] += 1
+            consecutiveBad += 1
+            return rejection
+        }
+        consecutiveBad = 0
+        rowOffsets.append(offset)
+        rowRecords.append(record)
+        return nil
+    }
+
+    /// Aggregates the pending batch and hands its emissions to the sinks. Returns the rows the
+    /// core rejected (late events), with the caller's record index and the offset of each.
+    func aggregate() -> [(record: Int, offset: Int64, rejection: Rejection)] {
+        guard batch.count > 0 else { return [] }
+        let rejected = core.ingest(batch).map { (record: rowRecords[$0.row], offset: rowOffsets[$0.row], rejection: Rejection($0.reason)) }
+        let aggregated = batch.count - rejected.count
+        counters.aggregated += aggregated
+        for r in rejected {
+            counters.rejected[r.rejection.reason, default: 0] += 1
+            if r.rejection.reason == .late { counters.late += 1 }
+        }
+        if aggregated == 0 { consecutiveBad += rejected.count }
+        emit()
+        batch.removeAll()
+        rowOffsets.removeAll(keepingCapacity: true)
+        rowRecords.removeAll(keepingCapacity: true)
+        return rejected
+    }
+
+    /// Moves stream time to `time` (idle advancement) and hands the emissions to the sinks.
+    func advance(to time: Micros) {
+        guard time > core.streamTime else { return }
+        core.advance(to: time)
+        emit()
+    }
+
+    /// The input is complete: closes the rows still open at the stream time.
+    func finish() {
+        core.finish()
+        emit()
+    }
+
+    /// Hands the core's new emissions to the sinks with their created timestamps and offsets.
+    private func emit() {
+        let now = clock.now()
+        for (v, view) in views.enumerated() {
+            let e = core.views[v].emissions
+            guard e.count > 0 else { continue }
+            counters.emitted[v] += e.count
+            created.removeAll(keepingCapacity: true)
+            offsets.removeAll(keepingCapacity: true)
+            for i in 0..<e.count {
+                lastCreated = max(now, lastCreated + 1)
+                created.append(lastCreated)
+                // The input offset that closed the row: the record that moved stream time past it,
+                // or the next offset when the end of the batch or of the input closed it.
+                let closer = Int(e.closers[i])
+                offsets.append(closer >= 0 && closer < rowOffsets.count ? rowOffsets[closer] : nextOffset)
+            }
+            let closed = e.closedCount
+            counters.closed += closed
+            if view.online, let online = sinks.online { online.add(view: view.name, partition: partition, emissions: e, created: created) }
+            if view.offline, let offline = sinks.offline {
+                offline.append(view: view.name, partition: partition, emissions: e, count: closed, created: created, offsets: offsets)
+            }
+        }
+        core.removeAllEmissions()
+    }
+
+    /// The partition's checkpoint as of now: where its input and output stand, and its state.
+    func snapshot(nextSequences: [String: Int64]) -> CheckpointStore.Snapshot {
+        CheckpointStore.Snapshot(position: .init(nextOffset: nextOffset, lastCreated: lastCreated, nextSequences: nextSequences),
+                                 state: core.image())
+    }
+}

@@ -1,0 +1,46 @@
+import TesseraSource
+
+/// Decode → aggregate → reject for a batch of input records of any partitions: the one path by
+/// which input reaches the core, in `tessera run` and in `tessera backfill`. Every record is
+/// decoded into its partition's pipeline or dead-lettered with why; then each pipeline fed is
+/// aggregated once, and the rows the core refused (late) are dead-lettered with their payload.
+final class RecordRouter {
+    let deadLetters: DeadLetterSink
+    private var touched: [PartitionPipeline] = []
+    private var isTouched: Set<ObjectIdentifier> = []
+    /// Records come in runs of one partition: the set is consulted only when the pipeline changes.
+    private weak var last: PartitionPipeline?
+
+    init(deadLetters: DeadLetterSink) { self.deadLetters = deadLetters }
+
+    /// Decodes one record into `pipeline`. `record` is the caller's index of it in the batch (for
+    /// `aggregate`'s dead letters); a rejected record is dead-lettered here with `origin`.
+    func decode(_ payload: UnsafeRawBufferPointer, offset: Int64, record: Int, into pipeline: PartitionPipeline,
+                origin: @autoclosure () -> DeadLetterOrigin) throws {
+        if pipeline !== last {
+            last = pipeline
+            if isTouched.insert(ObjectIdentifier(pipeline)).inserted { touched.append(pipeline) }
+        }
+        if let rejection = pipeline.decode(payload, offset: offset, record: record) {
+            try deadLetters.record(origin(), rejection: rejection, payload: payload)
+        }
+    }
+
+    /// Aggregates every pipeline fed since the last call and returns them. `record(p, i, offset)`
+    /// gives the payload and dead-letter origin of record `i` of the batch (a late row's).
+    @discardableResult
+    func aggregate(_ record: (PartitionPipeline, Int, Int64) -> (payload: UnsafeRawBufferPointer, origin: DeadLetterOrigin)) throws -> [PartitionPipeline] {
+        defer {
+            touched.removeAll(keepingCapacity: true)
+            isTouched.removeAll(keepingCapacity: true)
+            last = nil
+        }
+        for p in touched where p.pending > 0 {
+            for late in p.aggregate() {
+                let (payload, origin) = record(p, late.record, late.offset)
+                try deadLetters.record(origin, rejection: late.rejection, payload: payload)
+            }
+        }
+        return touched
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Metrics
+import Synchronization
+
+/// Every metric the worker exports, by name: the one place they are spelled (swift-metrics;
+/// `tessera run --metrics-port` exports them in the Prometheus text format).
+///
+/// `component` labels are `MetricName.components`; `reason` labels are `DeadLetterReason`s.
+public enum MetricName {
+    // Counters.
+    public static let eventsConsumed = "tessera_events_consumed_total"             // {source}
+    public static let eventsAggregated = "tessera_events_aggregated_total"         // {source}
+    public static let eventsLate = "tessera_events_late_total"                     // {source}
+    public static let eventsDeadLettered = "tessera_events_dead_lettered_total"    // {source, reason}
+    public static let emissions = "tessera_emissions_total"                        // {view}
+    public static let offlineRows = "tessera_offline_rows_total"                   // {view}
+    public static let redisWrites = "tessera_redis_writes_total"                   // {view}
+    public static let redisCommands = "tessera_redis_commands_total"
+    public static let errors = "tessera_errors_total"                              // {component}
+    public static let checkpoints = "tessera_checkpoints_total"
+    public static let commits = "tessera_commits_total"
+    // Gauges.
+    public static let partitionLag = "tessera_partition_lag"                       // {topic, partition}
+    public static let partitionWatermark = "tessera_partition_watermark_seconds"   // {topic, partition}
+    public static let partitionsAssigned = "tessera_partitions_assigned"
+    public static let checkpointAge = "tessera_checkpoint_age_seconds"
+    public static let retrying = "tessera_retrying"
+    public static let ready = "tessera_ready"
+    public static let residentMemory = "tessera_process_resident_memory_bytes"
+    // Histograms.
+    public static let checkpointDuration = "tessera_checkpoint_duration_seconds"
+    public static let batchSize = "tessera_batch_size"
+    /// Event time → Redis write, per row written.
+    public static let freshness = "tessera_freshness_seconds"
+
+    /// The `component` label of `errors`: what failed.
+    public static let components = ["redis", "kafka", "offline", "checkpoint", "dead_letters"]
+}
+
+/// The worker's metric handles, created on first use (an amount of 0 creates a counter, so that
+/// it is exported from the start). Used from the worker thread; the handles are thread-safe.
+final class WorkerMetrics {
+    private var counters: [String: Counter] = [:]
+    private var gauges: [String: Gauge] = [:]
+    /// Last cumulative value published per counter, for counters fed from running totals.
+    private var published: [String: Int] = [:]
+    let batchSize = Recorder(label: MetricName.batchSize, aggregate: true)
+    let checkpointDuration = Metrics.Timer(label: MetricName.checkpointDuration)
+    let freshness = Recorder(label: MetricName.freshness, aggregate: true)
+
+    private static func key(_ name: String, _ labels: [(String, String)]) -> String {
+        labels.isEmpty ? name : name + "{" + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",") + "}"
+    }
+
+    /// Adds to a counter (an amount of 0 creates it, so that it is exported from the start).
+    func add(_ name: String, _ labels: [(String, String)] = [], _ amount: Int) {
+        let k = Self.key(name, labels)
+        if let c = counters[k] {
+            if amount > 0 { c.increment(by: amount) }
+            return
+        }
+        let c = Counter(label: name, dimensions: labels)
+        counters[k] = c
+        if amount > 0 { c.increment(by: amount) }
+    }
+
+    /// Publishes a running total as a counter (increments by what it grew since last time).
+    func total(_ name: String, _ labels: [(String, String)] = [], _ value: Int) {
+        let k = Self.key(name, labels)
+        let last = published[k] ?? 0
+        guard value > last else { return }
+        published[k] = value
+        add(name, labels, value - last)
+    }
+
+    func set(_ name: String, _ labels: [(String, String)] = [], _ value: Double) {
+        let k = Self.key(name, labels)
+        if let g = gauges[k] { g.record(value); return }
+        let g = Gauge(label: name, dimensions: labels)
+        gauges[k] = g
+        g.record(value)
+    }
+
+    /// Stops exporting a gauge (a partition that left this worker).
+    func remove(_ name: String, _ labels: [(String, String)]) {
+        gauges.removeValue(forKey: Self.key(name, labels))?.destroy()
+    }
+
+    /// Resident set size of this process, from /proc/self/statm.
+    static func residentBytes() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Double(fields[1]) else { return 0 }
+        return pages * Double(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+/// What the worker's health and readiness endpoints report, shared between the worker thread
+/// (which updates it between polls, and while it waits on Redis or storage) and the server.
+public final class WorkerHealth: Sendable {
+    public struct Snapshot: Sendable {
+        /// When the worker loop last reported (it reports while waiting, too).
+        public var lastReport: ContinuousClock.Instant?
+        /// Whether the worker joined its group (it got an assignment, possibly empty).
+        public var joined = false
+        public var partitions = 0
+        public var lag: Int64 = 0
+        public var retrying: String?
+        public var stopped = false
+    }
+
+    private let state = Mutex(Snapshot())
+    /// Ready means caught up within this many events of lag.
+    public let readyLag: Int64
+    /// Live means the loop reported within this long.
+    public let liveWithin: Duration
+
+    public init(readyLag: Int64 = 10_000, liveWithin: Duration = .seconds(30)) {
+        self.readyLag = readyLag
+        self.liveWithin = liveWithin
+    }
+
+    public var snapshot: Snapshot { state.withLock { $0 } }
+
+    package func update(_ body: (inout Snapshot) -> Void) { state.withLock { body(&$0) } }
+
+    public var isLive: Bool {
+        let s = snapshot
+        guard !s.stopped, let last = s.lastReport else { return s.lastReport == nil && !s.stopped }
+        return ContinuousClock.now - last < liveWithin
+    }
+
+    /// Joined, its partitions restored, caught up within `readyLag`, and not waiting on anything.
+    public var isReady: Bool {
+        let s = snapshot
+        return isLive && s.joined && s.lag <= readyLag && s.retrying == nil
+    }
+}

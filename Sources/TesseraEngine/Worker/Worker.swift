@@ -1,0 +1,261 @@
+import Logging
+import TesseraCore
+import TesseraKafka
+import TesseraLog
+import TesseraOnline
+import TesseraRedis
+import TesseraSource
+
+/// The worker: Kafka → decode → aggregate → Redis and the offline log, with offsets committed
+/// only behind durable output. Its parts, one job each:
+///
+///     KafkaConsumer ─records─▶ RecordRouter ─▶ PartitionPipeline (one per PartitionTable entry)
+///                                  │ rejects        └─emissions─▶ OnlineWriter ─▶ Redis
+///                                  ▼                              OfflineLog ──▶ DurableWriter ─▶ files
+///                            DeadLetterSink                                  (storage thread)
+///     CommitCoordinator: flush → checkpoint → commit behind the checkpoint
+///     Lifecycle: what state the worker is in and what each event makes it do
+///     Telemetry: counters, metrics, the stats line, health
+///
+/// Not Sendable: it lives on the one thread that calls `run` (`WorkerService` gives it one);
+/// rebalances arrive inside `poll`, on that thread.
+public final class Worker: RebalanceListener {
+    public let configuration: WorkerConfiguration
+    package let lifecycle = Lifecycle()
+    private let logger: Logger
+    private let clock: any WallClock
+    private let consumer: KafkaConsumer
+    private let online: OnlineWriter
+    private let offline: OfflineLog
+    private let router: RecordRouter
+    /// Writes offline files and checkpoints off the worker's thread, in order.
+    private let storage: DurableWriter
+    private let table: PartitionTable
+    private let coordinator: CommitCoordinator
+    private let telemetry: Telemetry
+    /// An error met inside a rebalance callback (or by the bad-partition policy) that stops the worker.
+    private var fatal: EngineError?
+    private var totalPartitions: Int?
+    private var options: WorkerOptions { configuration.options }
+
+    public init(configuration: WorkerConfiguration, logger: Logger, clock: any WallClock = SystemClock(),
+                health: WorkerHealth? = nil, onProgress: (@Sendable (WorkerStats) -> Void)? = nil) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.clock = clock
+        let options = configuration.options
+        telemetry = Telemetry(configuration: configuration, logger: logger, health: health, onProgress: onProgress)
+        consumer = try KafkaConsumer(brokers: options.brokers, group: options.group, topics: configuration.sources.map(\.topic),
+                                     properties: options.kafkaProperties, reportEndOfPartition: options.untilEnd,
+                                     batchSize: options.batchSize, logger: logger)
+        online = OnlineWriter(layout: OnlineLayout(prefix: options.keyPrefix), connection: RedisConnection(endpoint: options.redis, logger: logger),
+                              views: configuration.allViews, logger: logger, clock: clock, freshness: telemetry.freshness)
+        offline = try OfflineLog(directory: options.offlineDirectory, views: configuration.allViews.filter(\.offline))
+        var producer: KafkaProducer?
+        if case .topic = options.deadLetters {
+            producer = try KafkaProducer(brokers: options.brokers, properties: options.kafkaProperties.filter { !$0.0.hasPrefix("group.") }, logger: logger)
+        }
+        let deadLetters = try DeadLetterSink(destination: options.deadLetters ?? .file("\(options.offlineDirectory)/_dead_letters.jsonl"),
+                                             producer: producer)
+        router = RecordRouter(deadLetters: deadLetters)
+        let checkpoints = options.stateDirectory.map { CheckpointStore(stateDirectory: $0, group: options.group) }
+        storage = DurableWriter(offline: offline, checkpoints: checkpoints)
+        table = PartitionTable(configuration: configuration, topics: consumer.topics, checkpoints: checkpoints, offline: offline,
+                               sinks: EmissionSinks(online: online, offline: offline), clock: clock, logger: logger)
+        coordinator = CommitCoordinator(online: online, offline: offline, deadLetters: deadLetters, storage: storage, checkpoints: checkpoints,
+                                        consumer: consumer, table: table, telemetry: telemetry, logger: logger,
+                                        maxPendingBytes: options.maxPendingStorageBytes)
+        telemetry.sources = .init(online: online, offline: offline, deadLetters: deadLetters, consumer: consumer, storage: storage, table: table)
+        consumer.setListener(self)
+    }
+
+    public convenience init(options: WorkerOptions, logger: Logger) throws {
+        try self.init(configuration: WorkerConfiguration(options), logger: logger)
+    }
+
+    deinit {
+        online.stop()
+        storage.stop()
+    }
+
+    // MARK: - Rebalances
+
+    /// Partitions join: nothing of an earlier ownership may be written over what recovery
+    /// restores (a revoke waits for its writes; partitions lost without one may still have some
+    /// queued), then each is restored from its checkpoint.
+    public func assigned(_ tps: [TopicPartition]) -> [TopicPartition: Int64] {
+        do { try perform(lifecycle.handle(.assigned)) } catch { fatal = fatal ?? EngineError(.lifecycle, "\(error)") }
+        storage.discard(partitions: Set(tps.map(\.partition)))
+        var starts: [TopicPartition: Int64] = [:]
+        for tp in tps {
+            do {
+                if let start = try table.join(tp) { starts[tp] = start }
+            } catch {
+                fatal = fatal ?? error
+            }
+        }
+        return starts
+    }
+
+    /// Partitions leave: made durable, checkpointed and committed, for their next owner to
+    /// resume exactly there.
+    public func revoked(_ tps: [TopicPartition]) {
+        let numbers = Set(tps.map(\.partition))
+        do {
+            try coordinator.makeDurable(partitions: numbers, checkpoint: true, wait: true)
+        } catch {
+            logger.error("could not checkpoint revoked partitions \(tps.sorted()): \(error); their next owner replays from the last checkpoint")
+            online.discard(partitions: numbers)
+            offline.discard(partitions: numbers)
+            storage.discard(partitions: numbers)
+        }
+        for tp in tps {
+            table.leave(tp)
+            telemetry.partitionGone(tp)
+        }
+    }
+
+    // MARK: - The loop
+
+    /// Runs until `shouldStop()` is true (or, with `untilEnd`, until every partition is drained),
+    /// then flushes, checkpoints, commits and leaves the group.
+    public func run(shouldStop: @escaping @Sendable () -> Bool) throws -> WorkerStats {
+        coordinator.stopRequested = shouldStop
+        do {
+            try perform(lifecycle.handle(.start))
+            let clock = ContinuousClock()
+            var nextFlush = clock.now + options.flushInterval
+            var nextRoll = clock.now + options.rollInterval
+            var nextCheckpoint = clock.now + options.checkpointInterval
+            var drainedSince: ContinuousClock.Instant?
+            while lifecycle.isPolling {
+                if shouldStop() {
+                    try perform(lifecycle.handle(.stopRequested))
+                    break
+                }
+                try consumer.poll(timeout: 50) { records in try self.process(records) }
+                let now = clock.now
+                if now >= nextFlush {
+                    try online.flushIfIdle()
+                    nextFlush = now + options.flushInterval
+                }
+                if let fatal { throw fatal }
+                try coordinator.checkStorage()
+                if now >= nextCheckpoint {
+                    try coordinator.makeDurable(partitions: nil, checkpoint: true, wait: false)
+                    nextCheckpoint = now + options.checkpointInterval
+                    nextRoll = now + options.rollInterval
+                } else if now >= nextRoll {
+                    try coordinator.makeDurable(partitions: nil, checkpoint: false, wait: false)
+                    nextRoll = now + options.rollInterval
+                }
+                if let idle = options.idleTimeout, !options.untilEnd { advanceIdle(after: idle) }
+                telemetry.report()
+                if options.untilEnd && lifecycle.current == .running && drained(since: &drainedSince) {
+                    try perform(lifecycle.handle(.drained))
+                }
+            }
+            if let fatal { throw fatal }
+            try perform(lifecycle.handle(.finished))
+            telemetry.stopped()
+            return telemetry.stats
+        } catch {
+            _ = try? perform(lifecycle.handle(.failed))
+            telemetry.stopped()
+            throw error
+        }
+    }
+
+    /// Does what the lifecycle asks.
+    private func perform(_ actions: [Lifecycle.Action]) throws {
+        for action in actions {
+            switch action {
+            case .markJoined:
+                telemetry.joinedGroup()
+            case .closeOpenRows:
+                for e in table.entries {
+                    e.pipeline.finish()
+                    telemetry.took(e.pipeline.takeCounters(), from: e.pipeline)
+                }
+            case .makeDurable:
+                try coordinator.makeDurable(partitions: nil, checkpoint: true, wait: true)
+                telemetry.report(now: true)
+            case .leaveGroup:
+                consumer.close()
+            case .stopWriters:
+                online.stop()
+                storage.stop()
+            }
+        }
+    }
+
+    /// Decodes, aggregates and buffers one polled batch (payloads are valid only in here).
+    private func process(_ records: UnsafeBufferPointer<KafkaRecord>) throws {
+        telemetry.polled(records: records.count)
+        var current: PartitionTable.Entry?
+        for (index, r) in records.enumerated() {
+            // Records come in runs of one partition: look the partition up only when it changes.
+            if current == nil || current!.tp.partition != r.partition || current!.topicIndex != r.topic {
+                current = table.lookup(topic: r.topic, partition: r.partition)
+            }
+            guard let e = current else { continue }
+            try router.decode(r.payload, offset: r.offset, record: index, into: e.pipeline,
+                              origin: DeadLetterOrigin(topic: e.tp.topic, partition: r.partition, offset: r.offset))
+        }
+        let now = ContinuousClock.now
+        let touched = try router.aggregate { p, record, offset in
+            (records[record].payload, DeadLetterOrigin(topic: p.topic, partition: p.partition, offset: offset))
+        }
+        for p in touched {
+            telemetry.took(p.takeCounters(), from: p)
+            table[TopicPartition(p.topic, p.partition)]?.lastEvent = now
+        }
+        try applyBadPartitionPolicy(touched)
+    }
+
+    private func applyBadPartitionPolicy(_ touched: [PartitionPipeline]) throws {
+        guard options.badPartitionPolicy != .keepGoing else { return }
+        for p in touched where p.consecutiveBad >= options.badPartitionThreshold {
+            let tp = TopicPartition(p.topic, p.partition)
+            guard !consumer.paused.contains(tp) else { continue }
+            let message = "\(tp) yielded \(p.consecutiveBad) bad events in a row (dead-lettered with their reasons)"
+            if options.badPartitionPolicy == .stop {
+                fatal = fatal ?? EngineError(.badPartition, "\(message); stopping (--bad-partition stop)",
+                                             remedy: "Fix the producer, or run with --bad-partition keep-going")
+            } else {
+                logger.error("\(message); pausing it until the worker restarts (--bad-partition pause)")
+                try consumer.pause([tp])
+            }
+        }
+    }
+
+    /// Advances the stream time of partitions idle for `idle` to the wall clock minus `idle`.
+    private func advanceIdle(after idle: Duration) {
+        let now = ContinuousClock.now
+        for e in table.entries where now - e.lastEvent >= idle {
+            e.pipeline.advance(to: clock.now() - Int64(idle / .microseconds(1)))
+            telemetry.took(e.pipeline.takeCounters(), from: e.pipeline)
+            e.lastEvent = now
+        }
+    }
+
+    /// Whether an `--until-end` run is done: every assigned partition is at its end, and either
+    /// this worker holds every partition of its topics, or its assignment has stayed drained for
+    /// `untilEndSettle` (other members hold the rest; a member that died keeps its partitions
+    /// until its session times out, and they must not be mistaken for drained).
+    private func drained(since: inout ContinuousClock.Instant?) -> Bool {
+        let assignment = consumer.assignment
+        guard !assignment.isEmpty, consumer.atEnd.union(consumer.paused).isSuperset(of: assignment) else {
+            since = nil
+            return false
+        }
+        if totalPartitions == nil {
+            let counts = consumer.topics.map { consumer.partitionCount(topic: $0) }
+            if counts.allSatisfy({ $0 != nil }) { totalPartitions = counts.reduce(0) { $0 + $1! } }
+        }
+        if let total = totalPartitions, assignment.count >= total { return true }
+        let now = ContinuousClock.now
+        if since == nil { since = now }
+        return now - since! >= options.untilEndSettle
+    }
+}

@@ -1,0 +1,135 @@
+import CRdKafka
+
+/// An `rd_kafka_topic_partition_list_t`: owned (destroyed in `deinit`) when built here, borrowed
+/// when librdkafka hands one to a rebalance callback.
+final class PartitionList {
+    private let list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>
+    private let owned: Bool
+
+    init(_ items: [(TopicPartition, Int64)]) {
+        list = rd_kafka_topic_partition_list_new(Int32(max(1, items.count)))!
+        owned = true
+        for (tp, offset) in items {
+            let e = rd_kafka_topic_partition_list_add(list, tp.topic, tp.partition)!
+            e.pointee.offset = offset
+        }
+    }
+
+    init(borrowing list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        self.list = list
+        owned = false
+    }
+
+    deinit { if owned { rd_kafka_topic_partition_list_destroy(list) } }
+
+    func withListPointer<T>(_ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) throws -> T) rethrows -> T {
+        try body(list)
+    }
+
+    var entries: [(TopicPartition, Int64)] {
+        (0..<Int(list.pointee.cnt)).map { i in
+            let e = list.pointee.elems[i]
+            return (TopicPartition(String(cString: e.topic), e.partition), e.offset)
+        }
+    }
+
+    /// Sets the start offset of the partitions given (the others keep theirs).
+    func setOffsets(_ offsets: [TopicPartition: Int64]) {
+        for i in 0..<Int(list.pointee.cnt) {
+            let tp = TopicPartition(String(cString: list.pointee.elems[i].topic), list.pointee.elems[i].partition)
+            if let offset = offsets[tp] { list.pointee.elems[i].offset = offset }
+        }
+    }
+}
+
+/// An `rd_kafka_topic_t` (destroyed in `deinit`).
+final class RDKafkaTopic {
+    let name: String
+    private let topic: OpaquePointer
+
+    init(name: String, owning topic: OpaquePointer) {
+        self.name = name
+        self.topic = topic
+    }
+
+    deinit { rd_kafka_topic_destroy(topic) }
+
+    func withTopicPointer<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T { try body(topic) }
+}
+
+/// One message of a consumed batch, as Swift values; `payload` and `key` point into
+/// librdkafka's buffer and live as long as the batch.
+struct RDKafkaMessage {
+    var code: Int32
+    /// The message's topic handle: the same for every message of one topic of the client
+    /// (`RDKafkaQueue.topicName(of:)` names it).
+    var topic: UnsafeRawPointer?
+    var partition: Int32
+    var offset: Int64
+    var payload: UnsafeRawBufferPointer
+    var key: UnsafeRawBufferPointer
+}
+
+/// An `rd_kafka_queue_t` (destroyed in `deinit`), consumed in batches.
+final class RDKafkaQueue {
+    private let queue: OpaquePointer
+    private var messages: [UnsafeMutablePointer<rd_kafka_message_t>?] = []
+
+    init(owning queue: OpaquePointer) { self.queue = queue }
+
+    deinit { rd_kafka_queue_destroy(queue) }
+
+    func withQueuePointer<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T { try body(queue) }
+
+    /// Waits up to `timeoutMs` for up to `limit` messages and hands them to `body` (then frees
+    /// them). Returns how many there were.
+    func consumeBatch(timeoutMs: Int32, limit: Int, _ body: (Int, (Int) -> RDKafkaMessage) throws -> Void) rethrows -> Int {
+        if messages.count != limit { messages = Array(repeating: nil, count: limit) }
+        let n = messages.withUnsafeMutableBufferPointer { buffer in
+            rd_kafka_consume_batch_queue(queue, timeoutMs, buffer.baseAddress, buffer.count)
+        }
+        guard n > 0 else { return 0 }
+        defer { for i in 0..<n { rd_kafka_message_destroy(messages[i]) } }
+        try body(n) { i in
+            let m = self.messages[i]!.pointee
+            return RDKafkaMessage(
+                code: m.err.rawValue, topic: m.rkt.map { UnsafeRawPointer($0) },
+                partition: m.partition, offset: m.offset,
+                payload: UnsafeRawBufferPointer(start: m.payload, count: m.payload == nil ? 0 : m.len),
+                key: UnsafeRawBufferPointer(start: m.key, count: m.key == nil ? 0 : m.key_len))
+        }
+        return n
+    }
+
+    static func topicName(of topic: UnsafeRawPointer) -> String {
+        String(cString: rd_kafka_topic_name(OpaquePointer(topic)))
+    }
+
+    static let partitionEOF = RD_KAFKA_RESP_ERR__PARTITION_EOF.rawValue
+}
+
+/// The mock cluster inside a client handle (it lives as long as `owner`).
+final class RDKafkaMockCluster {
+    private let owner: RDKafkaClient
+    private let cluster: OpaquePointer
+
+    init(owner: RDKafkaClient, cluster: OpaquePointer) {
+        self.owner = owner
+        self.cluster = cluster
+    }
+
+    var bootstrapServers: String { String(cString: rd_kafka_mock_cluster_bootstraps(cluster)) }
+
+    func createTopic(_ name: String, partitions: Int, replication: Int) throws(KafkaError) {
+        try RDKafkaCode.check(rd_kafka_mock_topic_create(cluster, name, Int32(partitions), Int32(replication)), "create mock topic \(name)")
+    }
+
+    func setBroker(_ id: Int32, up: Bool) {
+        _ = up ? rd_kafka_mock_broker_set_up(cluster, id) : rd_kafka_mock_broker_set_down(cluster, id)
+    }
+
+    func pushRequestErrors(apiKey: Int16, codes: [Int32]) {
+        var errs = codes.map { rd_kafka_resp_err_t(rawValue: $0) }
+        rd_kafka_mock_push_request_errors_array(cluster, apiKey, errs.count, &errs)
+    }
+}

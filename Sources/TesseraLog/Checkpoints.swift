@@ -1,0 +1,113 @@
+import Foundation
+import TesseraCore
+import TesseraOffline
+
+/// Partition checkpoints, kept where every worker of the group can read them (a shared
+/// directory): the aggregation state, the offset of the next input record, the last created
+/// timestamp given out, and where each view's offline log continues. Each is replaced
+/// atomically (`AtomicFile`), so a checkpoint is the old one or the whole new one.
+///
+///     STATE_DIR/GROUP/TOPIC/PARTITION.state
+///
+///     "tessera-checkpoint" · version 2 · next offset · last created · views: name → next sequence
+///     · state length · state (`PartitionAggregator.serialized()`: the image and its seal)
+public struct CheckpointStore: Sendable {
+    public let directory: String
+
+    /// The store of one consumer group.
+    public init(stateDirectory: String, group: String) {
+        directory = "\(stateDirectory)/\(group)"
+    }
+
+    /// Where each view's offline log of a partition stands in the group's checkpoint: files with a
+    /// smaller sequence number survive every recovery, later ones may be replaced. Empty when the
+    /// partition has no checkpoint.
+    public static func checkpointedSequences(stateDirectory: String, group: String, topic: String,
+                                             partition: Int32) throws -> [String: Int64] {
+        try CheckpointStore(stateDirectory: stateDirectory, group: group).load(topic: topic, partition: partition)?.nextSequences ?? [:]
+    }
+
+    /// Where a partition's input and output stand at a checkpoint.
+    public struct Position: Sendable {
+        public var nextOffset: Int64
+        public var lastCreated: Micros
+        /// The sequence number of each view's next offline file for this partition.
+        public var nextSequences: [String: Int64]
+
+        public init(nextOffset: Int64, lastCreated: Micros, nextSequences: [String: Int64]) {
+            self.nextOffset = nextOffset
+            self.lastCreated = lastCreated
+            self.nextSequences = nextSequences
+        }
+    }
+
+    /// A checkpoint as it is saved: the position and the state image, sealed where it is written.
+    public struct Snapshot: Sendable {
+        public var position: Position
+        public var state: PartitionAggregator.Image
+
+        public init(position: Position, state: PartitionAggregator.Image) {
+            self.position = position
+            self.state = state
+        }
+
+        /// Roughly what it holds in memory (for back-pressure).
+        public var bytes: Int { state.bytes.count }
+    }
+
+    /// A checkpoint as it is loaded: the position and the sealed state, for
+    /// `PartitionAggregator(restoring:)` (which verifies the seal).
+    public struct Saved: Sendable {
+        public var position: Position
+        public var state: [UInt8]
+        public var nextOffset: Int64 { position.nextOffset }
+        public var nextSequences: [String: Int64] { position.nextSequences }
+    }
+
+    static let magic = "tessera-checkpoint"
+    static let version: UInt32 = 2
+
+    public func path(topic: String, partition: Int32) -> String { "\(directory)/\(topic)/\(partition).state" }
+
+    /// Writes a partition's checkpoint in place of the last one (computing the state's seal here).
+    public func save(topic: String, partition: Int32, _ snapshot: Snapshot) throws {
+        let dir = "\(directory)/\(topic)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var w = ByteWriter()
+        w.write(Self.magic)
+        w.write(Self.version)
+        w.write(snapshot.position.nextOffset)
+        w.write(snapshot.position.lastCreated)
+        w.write(UInt64(snapshot.position.nextSequences.count))
+        for (view, sequence) in snapshot.position.nextSequences.sorted(by: { $0.key < $1.key }) {
+            w.write(view)
+            w.write(sequence)
+        }
+        // `ByteWriter.write(array:)`'s framing, with the (possibly large) state written from where it lies.
+        let seal = snapshot.state.seal()
+        w.write(UInt64(snapshot.state.bytes.count + seal.count))
+        try AtomicFile.replace(path(topic: topic, partition: partition)) { file in
+            try file.write(w.bytes)
+            try file.write(snapshot.state.bytes)
+            try file.write(seal)
+        }
+    }
+
+    /// A partition's checkpoint, or nil when it has none.
+    public func load(topic: String, partition: Int32) throws -> Saved? {
+        let path = path(topic: topic, partition: partition)
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        var r = ByteReader(Array(data))
+        try r.expect(Self.magic)
+        guard try r.read(UInt32.self) == Self.version else { throw StateFormatError(description: "\(path): unknown checkpoint version") }
+        let next = try r.read(Int64.self)
+        let created = try r.read(Int64.self)
+        var sequences: [String: Int64] = [:]
+        for _ in 0..<(try r.count(limit: 1 << 16)) {
+            let view = try r.read(String.self)
+            sequences[view] = try r.read(Int64.self)
+        }
+        let state: [UInt8] = try r.readArray()
+        return Saved(position: Position(nextOffset: next, lastCreated: created, nextSequences: sequences), state: state)
+    }
+}

@@ -1,0 +1,253 @@
+import Foundation
+import Synchronization
+import TesseraCore
+import TesseraOffline
+import TesseraTopology
+
+/// The offline log: every closed emission of a view, per partition, in stream-time order,
+/// rolled into Parquet files. Each file is written through `AtomicFile`, so it is either whole
+/// or absent (docs/design.md, "The offline log").
+///
+///     DIR/VIEW/partition=P/SEQUENCE-FIRST_OFFSET-LAST_OFFSET.parquet
+///
+/// The sequence numbers a partition's files in the order they were written. A checkpoint
+/// records the next sequence; recovery deletes the files at or after it (written after the
+/// checkpoint) and replays, so every row is in the log exactly once.
+///
+/// Columns: the join keys, the features, `event_timestamp` and `created_timestamp` (UTC µs),
+/// and `_offset`, the input offset that closed the row (the record that moved stream time past
+/// it, or the next offset when the end of the input did).
+public final class OfflineLog: @unchecked Sendable {
+    // `buffers` and `sequences` are touched only by the worker thread that owns the log;
+    // `write(_:)`, which the storage thread calls, reads nothing but its argument, `directory`,
+    // `compression` and the `written` counters (behind their mutex).
+    public let directory: String
+    let compression: ParquetCompression
+    private var buffers: [Key: Buffer] = [:]
+    private let views: [String: FeatureView]
+    /// The sequence number of the next file of each (view, partition).
+    private var sequences: [Key: Int64] = [:]
+    /// Rows written per view since the log was opened (for metrics; files are written on the
+    /// worker's storage thread).
+    private let written = Mutex<[String: Int]>([:])
+    public var rowsWritten: [String: Int] { written.withLock { $0 } }
+    public var rowsWrittenTotal: Int { written.withLock { $0.values.reduce(0, +) } }
+
+    package struct Key: Hashable, Sendable {
+        package var view: String
+        package var partition: Int32
+    }
+
+    package struct Buffer: Sendable {
+        var columns: [Column]
+        var firstOffset: Int64 = -1
+        var lastOffset: Int64 = -1
+        var rows: Int { columns.first?.count ?? 0 }
+    }
+
+    public static let offsetColumn = "_offset"
+
+    public init(directory: String, views: [FeatureView], compression: ParquetCompression = .zstd(level: 1)) throws {
+        self.directory = directory
+        self.compression = compression
+        self.views = Dictionary(uniqueKeysWithValues: views.map { ($0.name, $0) })
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// The Parquet schema of a view's files.
+    public static func schema(of view: FeatureView) -> ParquetSchema {
+        var fields = view.joinKeys.map { ParquetField(name: $0.name, type: $0.type == .string ? .string : .int64, nullable: false) }
+        for f in view.spec.features {
+            let type: ParquetType
+            switch view.spec.outputType(of: f) {
+            case .int64: type = .int64
+            case .float64: type = .double
+            case .string: type = .string
+            case .bool: type = .bool
+            }
+            fields.append(ParquetField(name: f.name, type: type, nullable: true))
+        }
+        fields.append(ParquetField(name: "event_timestamp", type: .timestampMicros, nullable: false))
+        fields.append(ParquetField(name: "created_timestamp", type: .timestampMicros, nullable: false))
+        fields.append(ParquetField(name: offsetColumn, type: .int64, nullable: false))
+        return ParquetSchema(fields)
+    }
+
+    /// Buffers the first `count` emissions (the closed ones) of one view and partition.
+    /// `created` and `offsets` give each row's created timestamp and closing input offset.
+    package func append(view: String, partition: Int32, emissions: EmissionBatch, count: Int, created: [Micros], offsets: [Int64]) {
+        guard let spec = views[view], count > 0 else { return }
+        let key = Key(view: view, partition: partition)
+        var buffer = buffers.removeValue(forKey: key) ?? Buffer(columns: OfflineLog.schema(of: spec).fields.map { f in
+            switch f.type {
+            case .string: return Column(type: .string)
+            case .double: return Column(type: .float64)
+            case .bool: return Column(type: .bool)
+            default: return Column(type: .int64)
+            }
+        })
+        var c = 0
+        let rows = 0..<count
+        for k in emissions.keys { buffer.columns[c].append(contentsOf: k, range: rows); c += 1 }
+        for f in emissions.features { buffer.columns[c].append(contentsOf: f, range: rows); c += 1 }
+        buffer.columns[c].ints.append(contentsOf: emissions.eventTimes[rows])
+        buffer.columns[c].validity.appendSet(count: count)
+        buffer.columns[c + 1].ints.append(contentsOf: created[rows])
+        buffer.columns[c + 1].validity.appendSet(count: count)
+        buffer.columns[c + 2].ints.append(contentsOf: offsets[rows])
+        buffer.columns[c + 2].validity.appendSet(count: count)
+        if buffer.firstOffset < 0 { buffer.firstOffset = offsets[0] }
+        buffer.lastOffset = max(buffer.lastOffset, offsets[rows].max()!)
+        buffers[key] = buffer
+    }
+
+    public var bufferedRows: Int { buffers.values.reduce(0) { $0 + $1.rows } }
+
+    /// One buffered (view, partition) taken out of the log with its file's sequence number: what
+    /// a storage thread needs to write it.
+    package struct PendingFile: Sendable {
+        package var key: Key
+        var view: FeatureView
+        var buffer: Buffer
+        var sequence: Int64
+        package var rows: Int { buffer.rows }
+        /// Roughly what it holds in memory (for back-pressure).
+        package var bytes: Int { buffer.rows * buffer.columns.count * 9 }
+    }
+
+    /// Takes every buffered (view, partition) out of the log, optionally only some partitions,
+    /// numbering their files: they must be written (`write`) in the order returned, before a
+    /// checkpoint that records the sequences that follow them.
+    package func detach(partitions: Set<Int32>? = nil) -> [PendingFile] {
+        var files: [PendingFile] = []
+        for (key, buffer) in buffers.sorted(by: { ($0.key.partition, $0.key.view) < ($1.key.partition, $1.key.view) })
+        where buffer.rows > 0 && (partitions?.contains(key.partition) ?? true) {
+            guard let view = views[key.view] else { continue }
+            let sequence = sequences[key, default: 0]
+            files.append(PendingFile(key: key, view: view, buffer: buffer, sequence: sequence))
+            sequences[key] = sequence + 1
+            buffers[key] = nil
+        }
+        return files
+    }
+
+    /// Writes every buffered (view, partition) to its own file here and now, optionally only some
+    /// partitions. On failure nothing buffered is lost (the failed buffers stay and are retried).
+    @discardableResult
+    package func roll(partitions: Set<Int32>? = nil) throws -> Int {
+        var rows = 0
+        for (key, buffer) in buffers where buffer.rows > 0 && (partitions?.contains(key.partition) ?? true) {
+            guard let view = views[key.view] else { continue }
+            let file = PendingFile(key: key, view: view, buffer: buffer, sequence: sequences[key, default: 0])
+            try write(file)
+            sequences[key] = file.sequence + 1
+            buffers[key] = nil
+            rows += file.rows
+        }
+        return rows
+    }
+
+    /// Drops what is buffered for partitions that are no longer ours (after a failed revoke).
+    package func discard(partitions: Set<Int32>) {
+        for key in buffers.keys where partitions.contains(key.partition) { buffers[key] = nil }
+    }
+
+    public func directory(view: String, partition: Int32) -> String {
+        "\(directory)/\(view)/partition=\(partition)"
+    }
+
+    /// Writes one file, atomically. Safe on any thread (it touches only the file and the row
+    /// counters).
+    package func write(_ file: PendingFile) throws {
+        let key = file.key, buffer = file.buffer, view = file.view
+        let dir = directory(view: key.view, partition: key.partition)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let name = OfflineLog.fileName(sequence: file.sequence, first: buffer.firstOffset, last: buffer.lastOffset)
+        try AtomicFile.replace("\(dir)/\(name)") { temporary in
+            let writer = try ParquetFileWriter(path: temporary, schema: OfflineLog.schema(of: view), compression: compression,
+                                               metadata: [("tessera.view", key.view), ("tessera.partition", String(key.partition)),
+                                                          ("tessera.view_fingerprint", view.spec.fingerprint)])
+            try writer.write(rowGroup: buffer.columns)
+            try writer.close()
+        }
+        written.withLock { $0[key.view, default: 0] += buffer.rows }
+    }
+
+    /// `SEQUENCE-FIRST-LAST.parquet`: the file's number in its partition and the input offsets it covers.
+    public static func fileName(sequence: Int64, first: Int64, last: Int64) -> String {
+        String(format: "%010lld-%020lld-%020lld.parquet", sequence, first, last)
+    }
+
+    /// Sequence, first and last offset of a log file's name.
+    public static func parse(fileName name: String) -> (sequence: Int64, first: Int64, last: Int64)? {
+        guard name.hasSuffix(".parquet"), !name.hasPrefix(".") else { return nil }
+        let parts = name.dropLast(".parquet".count).split(separator: "-").compactMap { Int64($0) }
+        return parts.count == 3 ? (parts[0], parts[1], parts[2]) : nil
+    }
+
+    /// The next file sequence of each view for a partition (for its checkpoint).
+    package func nextSequences(partition: Int32) -> [String: Int64] {
+        var result: [String: Int64] = [:]
+        for name in views.keys { result[name] = sequences[Key(view: name, partition: partition), default: 0] }
+        return result
+    }
+
+    /// Recovery of a partition: removes the files written after its checkpoint (sequence ≥ the
+    /// checkpointed next sequence; all of them without a checkpoint) and its own unfinished
+    /// temporary files (a running compaction's `.compact-*` ones are that compaction's), drops what is buffered, and continues numbering from the checkpoint.
+    /// Returns the number of files removed.
+    @discardableResult
+    package func recover(partition: Int32, nextSequences: [String: Int64]) throws -> Int {
+        var removed = 0
+        let fm = FileManager.default
+        for view in views.keys {
+            let key = Key(view: view, partition: partition)
+            buffers[key] = nil
+            let keep = nextSequences[view] ?? 0
+            sequences[key] = keep
+            let dir = directory(view: view, partition: partition)
+            for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] {
+                let stale: Bool
+                if name.hasPrefix(".") && name.hasSuffix(".tmp") && !name.hasPrefix(".compact-") {
+                    stale = true
+                } else if let parsed = OfflineLog.parse(fileName: name) {
+                    stale = parsed.sequence >= keep
+                } else {
+                    stale = false
+                }
+                guard stale else { continue }
+                try fm.removeItem(atPath: "\(dir)/\(name)")
+                removed += 1
+            }
+        }
+        return removed
+    }
+
+    /// The Parquet files of a view that hold each row once, in offset order per partition.
+    ///
+    /// `tessera compact` writes a merged file, named by its inputs' range, before it removes the
+    /// inputs; for a moment (or after a crash there, until the next compaction) a partition holds
+    /// both. A file whose offset range lies inside another file's range of the same partition is
+    /// superseded by it and left out here.
+    public static func files(directory: String, view: String) -> [String] {
+        let base = "\(directory)/\(view)"
+        let fm = FileManager.default
+        let partitions = ((try? fm.contentsOfDirectory(atPath: base)) ?? []).filter { $0.hasPrefix("partition=") }.sorted()
+        return partitions.flatMap { p in
+            current(((try? fm.contentsOfDirectory(atPath: "\(base)/\(p)")) ?? []).filter { parse(fileName: $0) != nil })
+                .map { "\(base)/\(p)/\($0)" }
+        }
+    }
+
+    /// The names of one partition's files that no other file supersedes, in sequence order.
+    public static func current(_ names: [String]) -> [String] {
+        let files = names.compactMap { name in parse(fileName: name).map { (name: name, range: $0) } }
+        // Widest first among equal starts: a file is superseded by an earlier, wider range.
+        var cover = Int64.min
+        var superseded = Set<String>()
+        for f in files.sorted(by: { ($0.range.first, -$0.range.last) < ($1.range.first, -$1.range.last) }) {
+            if f.range.last <= cover { superseded.insert(f.name) } else { cover = f.range.last }
+        }
+        return files.map(\.name).filter { !superseded.contains($0) }.sorted()
+    }
+}

@@ -1,0 +1,177 @@
+// Files as durability needs them: written in full and fsynced (`OutputFile`), replaced so that a
+// reader or a crash sees the old file or the whole new one (`AtomicFile`), read at offsets
+// (`ReadOnlyFile`). The one place Tessera's file formats (Parquet, checkpoints, training sets)
+// talk to POSIX.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file operation that failed, with the path and the system's reason (disk full, no such
+/// directory, permission denied, …).
+public struct FileError: Error, CustomStringConvertible, Sendable {
+    public var action: String
+    public var path: String
+    public var code: Int32
+    public var description: String { "cannot \(action) \(path): \(String(cString: strerror(code)))" }
+
+    public init(_ action: String, _ path: String, code: Int32 = errno) {
+        self.action = action
+        self.path = path
+        self.code = code
+    }
+}
+
+/// A file created (or truncated) for writing: every write is written in full (interrupted writes
+/// resumed), and `close()` fsyncs before it closes. Dropped without `close()`, the descriptor is
+/// closed and the file left as it is.
+public final class OutputFile {
+    public let path: String
+    private var fd: Int32
+
+    public init(creating path: String) throws(FileError) {
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileError("create", path) }
+    }
+
+    deinit {
+        if fd >= 0 { _ = closeDescriptor(fd) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(FileError) {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let r = writeDescriptor(fd, base + done, bytes.count - done)
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw FileError("write", path)
+            }
+            done += r
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws(FileError) {
+        let failed: FileError? = bytes.withUnsafeBytes { b in
+            do throws(FileError) { try write(b); return nil } catch { return error }
+        }
+        if let failed { throw failed }
+    }
+
+    /// Makes everything written durable (fsync) and closes the file. Closing twice is a no-op.
+    public func close() throws(FileError) {
+        guard fd >= 0 else { return }
+        guard fsync(fd) == 0 else { throw FileError("sync", path) }
+        let r = closeDescriptor(fd)
+        fd = -1
+        guard r == 0 else { throw FileError("close", path) }
+    }
+}
+
+/// Replacing a file atomically: the new content goes to a temporary file in the same directory,
+/// which is fsynced, renamed over the target and the directory fsynced. Readers see the old file
+/// or the whole new one; after a crash the temporary file may be left behind, never a part of
+/// the new file under the target's name. Durability (offline log files, checkpoints, compacted
+/// files, training sets) rests on this one protocol.
+public enum AtomicFile {
+    /// The temporary file `replace` writes by default: `.NAME.tmp` beside `path`.
+    public static func temporaryPath(for path: String) -> String {
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        return "\(dir).\(name).tmp"
+    }
+
+    /// Replaces `path` with what `write` puts in the temporary file it is given: `write` creates
+    /// the file, fills it and fsyncs it (an `OutputFile` closed, or a `ParquetFileWriter` closed).
+    /// On any failure the temporary file is removed and `path` is left as it was.
+    public static func replace(_ path: String, temporary: String? = nil, _ write: (String) throws -> Void) throws {
+        let temporary = temporary ?? temporaryPath(for: path)
+        do {
+            try write(temporary)
+            guard rename(temporary, path) == 0 else { throw FileError("rename into place", temporary) }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        syncDirectory(of: path)
+    }
+
+    /// Replaces `path` with bytes written through an `OutputFile`.
+    public static func replace(_ path: String, writing body: (OutputFile) throws -> Void) throws {
+        try replace(path) { temporary in
+            let file = try OutputFile(creating: temporary)
+            try body(file)
+            try file.close()
+        }
+    }
+
+    /// Fsyncs the directory holding `path`, so that a rename or unlink in it is durable.
+    public static func syncDirectory(of path: String) {
+        let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        syncDirectory(dir.isEmpty ? "/" : dir)
+    }
+
+    /// Fsyncs a directory (renames and removals in it become durable).
+    public static func syncDirectory(_ dir: String) {
+        let fd = open(dir, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            _ = closeDescriptor(fd)
+        }
+    }
+}
+
+private func closeDescriptor(_ fd: Int32) -> Int32 { close(fd) }
+private func writeDescriptor(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int { write(fd, buffer, count) }
+
+func posixErrorMessage(_ code: Int32 = errno) -> String {
+    String(cString: strerror(code))
+}
+
+/// A file opened read-only for the lifetime of the object.
+final class ReadOnlyFile {
+    let path: String
+    let fd: Int32
+    let size: Int64
+
+    init(path: String) throws {
+        self.path = path
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ParquetError("cannot open \(path): \(posixErrorMessage())") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let message = posixErrorMessage()
+            _ = closeDescriptor(fd)
+            throw ParquetError("cannot stat \(path): \(message)")
+        }
+        size = Int64(st.st_size)
+    }
+
+    deinit {
+        _ = closeDescriptor(fd)
+    }
+
+    /// Exactly `count` bytes at `offset`; throws when the file is shorter.
+    func read(at offset: Int64, count: Int) throws -> [UInt8] {
+        guard count >= 0, offset >= 0, offset <= size, Int64(count) <= size - offset else {
+            throw ParquetError("corrupt file \(path): a read of \(count) bytes at \(offset) is outside the file")
+        }
+        return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var done = 0
+            while done < count {
+                let r = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset + Int64(done)))
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    throw ParquetError("cannot read \(path): \(posixErrorMessage())")
+                }
+                if r == 0 { throw ParquetError("corrupt file \(path): unexpected end of file") }
+                done += r
+            }
+            initialized = count
+        }
+    }
+}

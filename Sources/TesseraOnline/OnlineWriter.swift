@@ -1,0 +1,405 @@
+import Foundation
+import Logging
+import Metrics
+import TesseraCore
+import TesseraRedis
+import TesseraTopology
+
+/// The online store writer: keeps the latest row of every entity changed since the last flush
+/// and writes each once per flush, however hot the key (docs/design.md, "The online store").
+///
+/// Rows are written by a flusher thread while the worker goes on aggregating: at each flush
+/// interval the rows gathered so far are handed over if the flusher is idle; otherwise they keep
+/// coalescing until it is. Before offsets are committed, `flush()` waits until Redis holds every
+/// row added so far. While Redis is down the flusher retries with backoff, and the worker stops
+/// at its next commit (or when too many rows are pending): nothing buffers without bound.
+package final class OnlineWriter {
+    let layout: OnlineLayout
+    private let views: [String: ViewLayout]
+    private var pending: [Key: Rows] = [:]
+    private var slotOf: [Key: [Int32]] = [:]
+    private var slots: [Int32] = []
+    private let flusher: RedisFlusher
+    /// Above this many pending rows the worker waits for the flusher instead of polling more.
+    let maxPendingRows: Int
+
+    struct Key: Hashable {
+        var view: String
+        var partition: Int32
+    }
+
+    struct ViewLayout: Sendable {
+        var name: [UInt8]
+        var features: [[UInt8]]
+        var types: [ValueType]
+        var ttlMillis: Int64
+    }
+
+    /// The latest row of each changed entity of one view and partition.
+    struct Rows: Sendable {
+        var entities: [UInt32] = []
+        var keyBytes: [UInt8] = []
+        var keyEnds: [Int] = []
+        var eventTime: [Micros] = []
+        var createdTime: [Micros] = []
+        var bits: [UInt64] = []
+        var valid: [Bool] = []
+        var text: [UInt8] = []
+        var textRanges: [Range<Int>] = []
+        var count: Int { entities.count }
+    }
+
+    package init(layout: OnlineLayout, connection: RedisConnection, views: [FeatureView], logger: Logger,
+                 clock: any WallClock = SystemClock(), freshness: Recorder? = nil, maxPendingRows: Int = 2_000_000) {
+        self.layout = layout
+        self.maxPendingRows = maxPendingRows
+        var layouts: [String: ViewLayout] = [:]
+        for v in views where v.online {
+            layouts[v.name] = ViewLayout(name: Array(v.name.utf8), features: v.spec.features.map { Array($0.name.utf8) },
+                                         types: v.spec.features.map { v.spec.outputType(of: $0) }, ttlMillis: v.ttl / 1_000)
+        }
+        self.views = layouts
+        flusher = RedisFlusher(connection: connection, views: layouts, logger: logger, clock: clock, freshness: freshness)
+    }
+
+    package var pendingRows: Int { pending.values.reduce(0) { $0 + $1.count } }
+    package var writes: Int { flusher.counters.writes }
+    package var commands: Int { flusher.counters.commands }
+    /// Running totals for metrics: rows written per view, failed Redis round trips.
+    package var writesByView: [String: Int] { flusher.counters.writesByView }
+    package var failures: Int { flusher.counters.failures }
+    /// Whether the flusher is retrying because Redis is unreachable.
+    package var isRetrying: Bool { flusher.counters.retrying }
+
+    /// Records the emissions of a view; an entity's later row replaces its earlier one.
+    package func add(view: String, partition: Int32, emissions e: EmissionBatch, created: [Micros]) {
+        guard let v = views[view], e.count > 0 else { return }
+        let key = Key(view: view, partition: partition)
+        var p = pending.removeValue(forKey: key) ?? Rows()
+        var index = slotOf.removeValue(forKey: key) ?? []
+        let nf = v.features.count
+        // Rows to slots (a new entity gets a slot and its key), then each feature column in one pass.
+        var slots = self.slots
+        self.slots = []
+        slots.removeAll(keepingCapacity: true)
+        for i in 0..<e.count {
+            let entity = Int(e.entityIds[i])
+            if entity >= index.count { index.append(contentsOf: repeatElement(-1, count: entity + 1 - index.count)) }
+            var slot = Int(index[entity])
+            if slot < 0 {
+                slot = p.count
+                index[entity] = Int32(slot)
+                p.entities.append(UInt32(entity))
+                layout.appendKey(view: v.name, keys: e.keys, row: i, to: &p.keyBytes)
+                p.keyEnds.append(p.keyBytes.count)
+                p.eventTime.append(0)
+                p.createdTime.append(0)
+                p.bits.append(contentsOf: repeatElement(0, count: nf))
+                p.valid.append(contentsOf: repeatElement(false, count: nf))
+                p.textRanges.append(contentsOf: repeatElement(0..<0, count: nf))
+            }
+            p.eventTime[slot] = e.eventTimes[i]
+            p.createdTime[slot] = created[i]
+            slots.append(Int32(slot))
+        }
+        for f in 0..<nf {
+            let column = e.features[f]
+            let allValid = column.validity.allSet
+            for i in 0..<e.count {
+                let at = Int(slots[i]) * nf + f
+                let present = allValid || column.validity[i]
+                p.valid[at] = present
+                guard present else { continue }
+                switch column.type {
+                case .int64, .bool: p.bits[at] = UInt64(bitPattern: column.ints[i])
+                case .float64: p.bits[at] = column.doubles[i].bitPattern
+                case .string:
+                    let start = p.text.count
+                    column.withUTF8(at: i) { p.text.append(contentsOf: $0) }
+                    p.textRanges[at] = start..<p.text.count
+                }
+            }
+        }
+        self.slots = slots
+        pending[key] = p
+        slotOf[key] = index
+    }
+
+    /// At a flush interval: hands the pending rows to the flusher if it is idle (else they keep
+    /// coalescing). Waits when too many rows are pending. Throws what Redis refused.
+    package func flushIfIdle() throws {
+        try flusher.checkFailure()
+        if pendingRows > maxPendingRows { try flush(); return }
+        guard !pending.isEmpty, flusher.isIdle else { return }
+        handOver()
+    }
+
+    /// Returns once Redis holds every row added so far (retrying while Redis is unreachable,
+    /// unless the flusher is stopped). `whileWaiting` runs about twice a second meanwhile; when
+    /// `giveUp` says so while Redis is unreachable, the wait ends with an error (the rows not
+    /// written are replayed from the last checkpoint by the next run).
+    package func flush(whileWaiting: () -> Void = {}, giveUp: () -> Bool = { false }) throws {
+        let check = { [flusher] in
+            whileWaiting()
+            if giveUp() && flusher.counters.retrying {
+                flusher.stop()
+                throw OnlineWriteError.stoppedWhileUnreachable
+            }
+        }
+        try flusher.waitIdle(check)
+        if !pending.isEmpty {
+            handOver()
+            try flusher.waitIdle(check)
+        }
+    }
+
+    /// Drops pending rows of partitions that are no longer ours.
+    package func discard(partitions: Set<Int32>) {
+        for key in pending.keys where partitions.contains(key.partition) {
+            pending[key] = nil
+            slotOf[key] = nil
+        }
+    }
+
+    package func stop() { flusher.stop() }
+
+    private func handOver() {
+        let job = pending
+        pending = [:]
+        for (key, rows) in job {
+            guard var index = slotOf.removeValue(forKey: key) else { continue }
+            for e in rows.entities { index[Int(e)] = -1 }
+            slotOf[key] = index
+        }
+        flusher.submit(job)
+    }
+}
+
+/// The thread that writes handed-over rows to Redis as HSET/HDEL/PEXPIRE in pipelined chunks.
+/// `@unchecked Sendable`: `connection` and the encoding buffers are used only by the flusher
+/// thread; everything the worker thread shares with it (`job`, `failure`, `stopping`, `state`)
+/// is read and written under `condition`.
+final class RedisFlusher: @unchecked Sendable {
+    struct Counters: Sendable {
+        var writes = 0
+        var commands = 0
+        var writesByView: [String: Int] = [:]
+        var failures = 0
+        var retrying = false
+    }
+
+    private let connection: RedisConnection
+    private let views: [String: OnlineWriter.ViewLayout]
+    private let logger: Logger
+    private let condition = NSCondition()
+    private var job: [OnlineWriter.Key: OnlineWriter.Rows]?
+    private var failure: (any Error)?
+    private var stopping = false
+    private var state = Counters()
+    private var thread: Thread?
+    /// Event time → the row written to Redis, per row (the owner names the metric).
+    private let freshness: Recorder?
+
+    private let clock: any WallClock
+
+    init(connection: RedisConnection, views: [String: OnlineWriter.ViewLayout], logger: Logger, clock: any WallClock, freshness: Recorder?) {
+        self.freshness = freshness
+        self.connection = connection
+        self.views = views
+        self.logger = logger
+        self.clock = clock
+    }
+
+    var counters: Counters {
+        condition.lock()
+        defer { condition.unlock() }
+        return state
+    }
+
+    var isIdle: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return job == nil
+    }
+
+    func submit(_ rows: [OnlineWriter.Key: OnlineWriter.Rows]) {
+        condition.lock()
+        precondition(job == nil, "a flush is already in flight")
+        job = rows
+        if thread == nil {
+            // The thread keeps the flusher alive until `stop()` ends its loop.
+            let t = Thread { self.loop() }
+            t.name = "tessera-redis"
+            thread = t
+            t.start()
+        }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func waitIdle(_ whileWaiting: () throws -> Void = {}) throws {
+        condition.lock()
+        while job != nil && failure == nil {
+            if !condition.wait(until: Date().addingTimeInterval(0.5)) {
+                condition.unlock()
+                try whileWaiting()
+                condition.lock()
+            }
+        }
+        let error = failure
+        condition.unlock()
+        if let error { throw error }
+    }
+
+    func checkFailure() throws {
+        condition.lock()
+        let error = failure
+        condition.unlock()
+        if let error { throw error }
+    }
+
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func loop() {
+        var resp = RESPBuffer()
+        var scratch: [UInt8] = []
+        while true {
+            condition.lock()
+            while job == nil && !stopping { condition.wait() }
+            guard let rows = job else {
+                condition.unlock()
+                return
+            }
+            condition.unlock()
+            var backoff = Backoff()
+            var result: (writes: Int, commands: Int, byView: [String: Int]) = (0, 0, [:])
+            var error: (any Error)?
+            while true {
+                do {
+                    result = try write(rows, &resp, &scratch)
+                    break
+                } catch let e as RedisError where e.isRetriable {
+                    condition.lock()
+                    state.retrying = true
+                    state.failures += 1
+                    let stop = stopping
+                    condition.unlock()
+                    if stop {
+                        error = OnlineWriteError.stoppedWhileUnreachable
+                        break
+                    }
+                    let delay = backoff.next()
+                    logger.warning("cannot write to Redis, retrying in \(delay.seconds) s: \(e)", metadata: ["code": "\(e.code)"])
+                    Thread.sleep(forTimeInterval: delay.seconds)
+                } catch let e {
+                    error = e
+                    break
+                }
+            }
+            condition.lock()
+            state.writes += result.writes
+            state.commands += result.commands
+            for (view, n) in result.byView { state.writesByView[view, default: 0] += n }
+            state.retrying = false
+            if let error { failure = error } else { job = nil }
+            condition.broadcast()
+            condition.unlock()
+            if error != nil { return }
+        }
+    }
+
+    /// Writes every row, in chunks of a few thousand commands per round trip.
+    private func write(_ rows: [OnlineWriter.Key: OnlineWriter.Rows], _ resp: inout RESPBuffer, _ scratch: inout [UInt8]) throws -> (Int, Int, [String: Int]) {
+        var writes = 0, commands = 0
+        var byView: [String: Int] = [:]
+        let chunk = 2_000
+        for (key, p) in rows where p.count > 0 {
+            guard let v = views[key.view] else { continue }
+            var start = 0
+            while start < p.count {
+                let end = min(p.count, start + chunk)
+                resp.removeAll()
+                for slot in start..<end { RedisFlusher.encode(slot, p, v, into: &resp, scratch: &scratch) }
+                let (errors, first) = try connection.sendChecked(resp)
+                if errors > 0 {
+                    throw RedisError(message: "Redis refused \(errors) writes of view \(key.view): \(first ?? "")", isRetriable: false)
+                }
+                commands += resp.commands
+                writes += end - start
+                byView[key.view, default: 0] += end - start
+                if let freshness {
+                    let now = clock.now()
+                    for slot in start..<end { freshness.record(Double(now - p.eventTime[slot]) / 1_000_000) }
+                }
+                start = end
+            }
+        }
+        return (writes, commands, byView)
+    }
+
+    /// HSET key f v … _event_ts t _created_ts c; HDEL key <null features>; PEXPIRE key ttl.
+    static func encode(_ slot: Int, _ p: OnlineWriter.Rows, _ v: OnlineWriter.ViewLayout, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
+        let nf = v.features.count
+        let keyStart = slot == 0 ? 0 : p.keyEnds[slot - 1]
+        var present = 0
+        for f in 0..<nf where p.valid[slot * nf + f] { present += 1 }
+        p.keyBytes.withUnsafeBytes { all in
+            let key = UnsafeRawBufferPointer(rebasing: all[keyStart..<p.keyEnds[slot]])
+            resp.begin(arguments: 2 + 2 * (present + 2))
+            resp.argument(hset)
+            resp.argument(key)
+            for f in 0..<nf where p.valid[slot * nf + f] {
+                resp.argument(v.features[f])
+                scratch.removeAll(keepingCapacity: true)
+                let bits = p.bits[slot * nf + f]
+                if v.types[f] == .string {
+                    scratch.append(contentsOf: p.text[p.textRanges[slot * nf + f]])
+                } else {
+                    OnlineLayout.appendValue(bits: bits, type: v.types[f], to: &scratch)
+                }
+                resp.argument(scratch)
+            }
+            resp.argument(eventField)
+            scratch.removeAll(keepingCapacity: true)
+            DecimalText.append(p.eventTime[slot], to: &scratch)
+            resp.argument(scratch)
+            resp.argument(createdField)
+            scratch.removeAll(keepingCapacity: true)
+            DecimalText.append(p.createdTime[slot], to: &scratch)
+            resp.argument(scratch)
+            if present < nf {
+                resp.begin(arguments: 2 + nf - present)
+                resp.argument(hdel)
+                resp.argument(key)
+                for f in 0..<nf where !p.valid[slot * nf + f] { resp.argument(v.features[f]) }
+            }
+            if v.ttlMillis > 0 {
+                resp.begin(arguments: 3)
+                resp.argument(pexpire)
+                resp.argument(key)
+                scratch.removeAll(keepingCapacity: true)
+                DecimalText.append(v.ttlMillis, to: &scratch)
+                resp.argument(scratch)
+            }
+        }
+    }
+
+    static let hset = Array("HSET".utf8), hdel = Array("HDEL".utf8), pexpire = Array("PEXPIRE".utf8)
+    static let eventField = Array(OnlineLayout.eventTimeField.utf8), createdField = Array(OnlineLayout.createdTimeField.utf8)
+}
+
+/// Why the online writer gave up.
+package enum OnlineWriteError: TesseraError {
+    /// A stop was requested while Redis was unreachable.
+    case stoppedWhileUnreachable
+
+    package var code: ErrorCode { .stopped }
+    package var isRetriable: Bool { false }
+    package var description: String { "stopped while Redis was unreachable" }
+    package var remedy: String? { "Nothing is lost: what was not written is replayed from the last checkpoint by the next run" }
+}

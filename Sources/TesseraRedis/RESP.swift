@@ -1,0 +1,95 @@
+import TesseraCore
+
+/// A reply from Redis.
+public enum RedisReply: Sendable, Equatable {
+    case string([UInt8])
+    case status(String)
+    case integer(Int64)
+    case array([RedisReply])
+    case null
+    case error(String)
+
+    public var text: String? {
+        switch self {
+        case .string(let b): return String(decoding: b, as: UTF8.self)
+        case .status(let s): return s
+        case .integer(let i): return String(i)
+        default: return nil
+        }
+    }
+}
+
+public struct RedisError: TesseraError {
+    public var message: String
+    /// Connection-level failures are retriable; a command Redis refused is not.
+    public var isRetriable: Bool
+    /// hiredis's error kind (`REDIS_ERR_IO`, `REDIS_ERR_EOF`, …) where hiredis reported one.
+    public var hiredisCode: Int32?
+    public var description: String { message }
+    public var code: ErrorCode { isRetriable ? .redisUnreachable : .redisRefused }
+    public var remedy: String? {
+        isRetriable ? "Retried with backoff; check that Redis is up and reachable"
+            : "Redis refused the command: check its memory limit (maxmemory) and the key prefix's type"
+    }
+
+    public init(message: String, isRetriable: Bool, hiredisCode: Int32? = nil) {
+        self.message = message
+        self.isRetriable = isRetriable
+        self.hiredisCode = hiredisCode
+    }
+}
+
+extension ErrorCode {
+    public static let redisUnreachable = ErrorCode("redis.unreachable")
+    public static let redisRefused = ErrorCode("redis.refused")
+}
+
+/// Builds a pipeline of commands in RESP, ready to send in one write.
+public struct RESPBuffer: Sendable {
+    public private(set) var bytes: [UInt8] = []
+    public private(set) var commands = 0
+
+    public init() {}
+
+    public mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        commands = 0
+    }
+
+    /// Starts a command of `arguments` arguments (the name included).
+    public mutating func begin(arguments: Int) {
+        bytes.append(UInt8(ascii: "*"))
+        appendDecimal(Int64(arguments))
+        bytes.append(contentsOf: [0x0D, 0x0A])
+        commands += 1
+    }
+
+    public mutating func argument(_ value: UnsafeRawBufferPointer) {
+        bytes.append(UInt8(ascii: "$"))
+        appendDecimal(Int64(value.count))
+        bytes.append(contentsOf: [0x0D, 0x0A])
+        bytes.append(contentsOf: value)
+        bytes.append(contentsOf: [0x0D, 0x0A])
+    }
+
+    public mutating func argument(_ value: [UInt8]) { value.withUnsafeBytes { argument($0) } }
+
+    public mutating func argument(_ value: String) {
+        var v = value
+        v.withUTF8 { argument(UnsafeRawBufferPointer($0)) }
+    }
+
+    public mutating func argument(_ value: Int64) {
+        var digits: [UInt8] = []
+        DecimalText.append(value, to: &digits)
+        argument(digits)
+    }
+
+    public mutating func command(_ arguments: [String]) {
+        begin(arguments: arguments.count)
+        for a in arguments { argument(a) }
+    }
+
+    private mutating func appendDecimal(_ v: Int64) { DecimalText.append(v, to: &bytes) }
+}
+
