@@ -36,7 +36,7 @@ test: deps
 bench: deps
 	cd benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark
 
-# Every end-to-end measurement of WORKLOAD.md in one session (its own tansu and redis-server, the
+# Every end-to-end measurement of docs/workload.md in one session (its own tansu and redis-server, the
 # peers, charts) into benchmarks/results/<timestamp>-<scale>/:  make bench-e2e [SCALE=quick|hot]
 SCALE ?= standard
 bench-e2e: release

@@ -180,7 +180,7 @@ def markdown(results, table):
              f"commit {machine.get('commit')}{' with uncommitted changes' if machine.get('uncommitted_changes') else ''}",
              f"- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(machine.get("versions", {}).items()) if v)
              + (f", Redis {machine['redis']}" if machine.get("redis") else "") + (f", {machine['swift']}" if machine.get("swift") else ""),
-             "- every ratio is against a baseline measured in this run; targets are WORKLOAD.md's (stated for the `standard` scale)",
+             "- every ratio is against a baseline measured in this run; targets are docs/workload.md's (stated for the `standard` scale)",
              "", "| measurement | result | baseline (same run) | ratio | target | verdict |", "|---|---|---|---|---|---|"]
     for r in table:
         ratio = times(r["ratio"]) if r["ratio"] is not None else ""

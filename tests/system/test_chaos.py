@@ -1,4 +1,4 @@
-"""Effectively-once (DESIGN §3, invariant 4): kill -9 the worker at random moments, restart it,
+"""Effectively-once (docs/design.md, "Emissions and their invariants", invariant 4): kill -9 the worker at random moments, restart it,
 and end with the same Redis rows and the same offline log (every row, as a multiset, with
 created_timestamp left out: it is the wall clock of the write) as an uninterrupted run.
 

@@ -1,4 +1,4 @@
-"""Secrets (DESIGN §6): the Redis password and librdkafka secrets come from the environment or
+"""Secrets (docs/design.md, "Bad input and faults"): the Redis password and librdkafka secrets come from the environment or
 files, never from the command line, and never appear in logs, the stats line, errors, metrics or
 anything Tessera writes.
 

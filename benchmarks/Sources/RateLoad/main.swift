@@ -1,5 +1,5 @@
 // Load for the freshness benchmark: the reference orders (users and amounts from the generator of
-// WORKLOAD.md) produced at a fixed rate for a fixed time, each stamped with the wall clock as its
+// docs/workload.md) produced at a fixed rate for a fixed time, each stamped with the wall clock as its
 // event time, so that the topic looks like live traffic.
 //   rate-load BROKERS TOPIC RATE SECONDS [USERS] [SKEW]
 // Prints one JSON line at the end: {"produced":N,"seconds":S,"rate":R}.
