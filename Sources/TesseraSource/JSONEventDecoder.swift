@@ -24,6 +24,9 @@ public struct JSONEventDecoder: Sendable {
     /// Field names packed for matching: length and first eight bytes (little-endian, zero-padded).
     private let nameKeys: [(length: Int, head: UInt64)]
     private let timestampName: [UInt8]
+    private let timestampHead: UInt64
+    /// The timestamp field's index among the declared fields, if it is declared too.
+    private let timestampIndex: Int?
 
     /// Per-event scratch: where each field's value was found (raw storage, no per-write checks).
     private var storage: ScratchBuffer<Slot>
@@ -53,6 +56,8 @@ public struct JSONEventDecoder: Sendable {
         names = schema.names.map { Array($0.utf8) }
         nameKeys = names.map { ($0.count, Scanner.head($0)) }
         timestampName = Array(timestamp.field.utf8)
+        timestampHead = Scanner.head(timestampName)
+        timestampIndex = schema.names.firstIndex(of: timestamp.field)
         let n = schema.names.count
         storage = ScratchBuffer(capacity: n)
         slots = storage.buffer
@@ -128,7 +133,10 @@ public struct JSONEventDecoder: Sendable {
             s.skipWhitespace()
             let keyBytes = key.escapes ? s.unescape(key.span) : nil
             let field = match(key, keyBytes, s)
-            let isTime = keyBytes.map { $0 == timestampName } ?? s.equals(key.span, timestampName)
+            // A declared field is the timestamp only if it is the declared timestamp field; any
+            // other key only when the timestamp is not declared and the key names it.
+            let isTime: Bool
+            if let field { isTime = field == timestampIndex } else { isTime = timestampIndex == nil && namesTimestamp(key, keyBytes, s) }
             if let field {
                 try parseValue(&s, field: field, alsoTimestamp: isTime)
             } else if isTime {
@@ -142,6 +150,12 @@ public struct JSONEventDecoder: Sendable {
             if c == UInt8(ascii: "}") { return }
             guard c == UInt8(ascii: ",") else { throw Rejection(.notJSON, "expected ',' or '}' at byte \(s.position - 1)") }
         }
+    }
+
+    /// Whether a key names the timestamp field.
+    private func namesTimestamp(_ key: Scanner.StringToken, _ unescaped: [UInt8]?, _ s: Scanner) -> Bool {
+        if let unescaped { return unescaped == timestampName }
+        return key.span.count == timestampName.count && s.head(key.span) == timestampHead && s.equals(key.span, timestampName)
     }
 
     /// The declared field a key names (keys with escapes are compared after unescaping).
@@ -333,7 +347,12 @@ struct Scanner {
                 let quote = (q &- 0x0101_0101_0101_0101) & ~q & 0x8080_8080_8080_8080
                 let b = word ^ 0x5c5c_5c5c_5c5c_5c5c
                 let backslash = (b &- 0x0101_0101_0101_0101) & ~b & 0x8080_8080_8080_8080
-                if high | control | quote | backslash != 0 { break }
+                let special = high | control | quote | backslash
+                if special != 0 {
+                    // Straight to the first special byte (the bytes before it are plain ASCII).
+                    i += special.trailingZeroBitCount >> 3
+                    break
+                }
                 i += 8
             }
             guard i < count else { throw Rejection(.notJSON, "unterminated string starting at byte \(start - 1)") }
