@@ -88,7 +88,14 @@ final class RDKafkaClient: @unchecked Sendable {
     func consumerQueue() -> RDKafkaQueue { RDKafkaQueue(owning: rd_kafka_queue_get_consumer(handle)!) }
 
     /// Whether the group runs the cooperative (incremental) rebalance protocol.
-    var isCooperative: Bool { String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE" }
+    var isCooperative: Bool { Self.isCooperative(handle) }
+
+    /// librdkafka has no protocol (NULL) while the consumer is not in a group — in a rebalance
+    /// callback that comes as it leaves, for one: that is not the cooperative protocol.
+    static func isCooperative(_ rk: OpaquePointer) -> Bool {
+        guard let name = rd_kafka_rebalance_protocol(rk) else { return false }
+        return String(cString: name) == "COOPERATIVE"
+    }
 
     /// Takes (`add`) or gives up the partitions of a rebalance, incrementally under the
     /// cooperative protocol; returns librdkafka's code.
@@ -207,7 +214,7 @@ final class RDKafkaClient: @unchecked Sendable {
 
     /// What librdkafka does without a rebalance handler: take or drop the partitions.
     private static func defaultRebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ list: PartitionList) {
-        let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+        let cooperative = isCooperative(rk)
         list.withListPointer { p in
             if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
                 if cooperative { _ = consume(rd_kafka_incremental_assign(rk, p)) } else { _ = rd_kafka_assign(rk, p) }
