@@ -4,8 +4,8 @@ import Synchronization
 
 /// The one owner of an `rd_kafka_t`: it builds the configuration (every client's defaults, log
 /// routing and callbacks are set here, once), creates the handle, and destroys it in `deinit`.
-/// The pointer is lent only through `withHandlePointer`. Public types of this target never see
-/// a C type; every librdkafka call is in this folder.
+/// The pointer never leaves it: every operation on the handle is a method here. Public types of
+/// this target never see a C type; every librdkafka call is in this folder.
 ///
 /// `@unchecked Sendable`: its stored properties are immutable, and librdkafka documents
 /// `rd_kafka_t` as thread-safe; the non-thread-safe parts (the consumer's message queue, the
@@ -74,8 +74,6 @@ final class RDKafkaClient: @unchecked Sendable {
         rd_kafka_destroy(handle)
         Unmanaged.passUnretained(context).release()
     }
-
-    func withHandlePointer<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T { try body(handle) }
 
     // MARK: - Consumer
 

@@ -79,8 +79,6 @@ final class RDKafkaQueue {
 
     deinit { rd_kafka_queue_destroy(queue) }
 
-    func withQueuePointer<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T { try body(queue) }
-
     /// Waits up to `timeoutMs` for up to `limit` messages and hands them to `body` (then frees
     /// them). Returns how many there were.
     func consumeBatch(timeoutMs: Int32, limit: Int, _ body: (Int, (Int) -> RDKafkaMessage) throws -> Void) rethrows -> Int {

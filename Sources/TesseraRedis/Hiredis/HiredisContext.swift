@@ -4,8 +4,8 @@ import Glibc
 #endif
 
 /// The one owner of a hiredis `redisContext`: every hiredis call Tessera makes is in this file.
-/// It connects in `init`, frees the context in `deinit`, and lends the pointer only through
-/// `withContextPointer`. Not thread-safe (hiredis contexts are not): one owner, one thread.
+/// It connects in `init`, frees the context in `deinit`, and never lends the pointer out. Not
+/// thread-safe (hiredis contexts are not): one owner, one thread.
 final class HiredisContext {
     private let context: UnsafeMutablePointer<redisContext>
 
@@ -35,10 +35,6 @@ final class HiredisContext {
     }
 
     deinit { redisFree(context) }
-
-    func withContextPointer<T>(_ body: (UnsafeMutablePointer<redisContext>) throws -> T) rethrows -> T {
-        try body(context)
-    }
 
     /// hiredis's error kind and text of the last failure (`REDIS_ERR_IO`, `REDIS_ERR_EOF`, …).
     var error: (code: Int32, text: String) { (context.pointee.err, Self.errorText(context)) }
