@@ -26,3 +26,49 @@ void tessera_unmap(void *pointer, size_t bytes) {
     if (bytes < huge) { free(pointer); return; }
     munmap(pointer, (bytes + huge - 1) & ~(huge - 1));
 }
+
+static uint32_t crc_table[256];
+
+static void crc_table_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+        crc_table[i] = c;
+    }
+}
+
+static uint32_t crc_software(uint32_t crc, const unsigned char *p, size_t n) {
+    static int ready = 0;
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+        crc_table_init();  // idempotent: racing threads write the same table
+        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+    }
+    while (n--) crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return crc;
+}
+
+#if defined(__x86_64__)
+#include <string.h>
+__attribute__((target("sse4.2")))
+static uint32_t crc_hardware(uint32_t crc, const unsigned char *p, size_t n) {
+    uint64_t c = crc;
+    while (n >= 8) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        c = __builtin_ia32_crc32di(c, word);
+        p += 8;
+        n -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return c32;
+}
+#endif
+
+unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count) {
+    uint32_t c = ~crc;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2")) return ~crc_hardware(c, bytes, count);
+#endif
+    return ~crc_software(c, bytes, count);
+}

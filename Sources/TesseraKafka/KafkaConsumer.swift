@@ -30,7 +30,8 @@ public final class KafkaConsumer {
     public let logger: Logger
     private let client: RDKafkaClient
     private let queue: RDKafkaQueue
-    private let batchSize: Int
+    /// The most records one poll returns.
+    public let batchSize: Int
     private var topicIndex: [UnsafeRawPointer: Int] = [:]
     private var records: [KafkaRecord] = []
     public private(set) var assignment: Set<TopicPartition> = []

@@ -8,7 +8,8 @@ import TesseraCore
 ///
 /// Numbers are decimal text (floats as the shortest text that reads back to the same double),
 /// booleans `true`/`false`, strings as they are. A null feature is absent from the hash. In key
-/// values, `\` and `:` are escaped with a backslash. Keys expire `ttl` after their last write.
+/// values, `\` and `:` are escaped with a backslash. Keys expire between `ttl` and 1.1 × `ttl`
+/// after their last write (the writer refreshes an expiry at most once per 10 % of the TTL).
 public struct OnlineLayout: Sendable, Hashable {
     public var prefix: String
 

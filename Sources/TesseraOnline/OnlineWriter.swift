@@ -153,12 +153,14 @@ package final class OnlineWriter {
         }
     }
 
-    /// Drops pending rows of partitions that are no longer ours.
+    /// Drops pending rows of partitions that are no longer ours, and what the flusher knows of
+    /// their keys (their next owner may write them).
     package func discard(partitions: Set<Int32>) {
         for key in pending.keys where partitions.contains(key.partition) {
             pending[key] = nil
             slotOf[key] = nil
         }
+        flusher.forget(partitions: partitions)
     }
 
     package func stop() { flusher.stop() }
@@ -175,7 +177,8 @@ package final class OnlineWriter {
     }
 }
 
-/// The thread that writes handed-over rows to Redis as HSET/HDEL/PEXPIRE in pipelined chunks.
+/// The thread that writes handed-over rows to Redis as HSET (and HDEL, PEXPIRE where needed) in
+/// pipelined chunks.
 /// `@unchecked Sendable`: `connection` and the encoding buffers are used only by the flusher
 /// thread; everything the worker thread shares with it (`job`, `failure`, `stopping`, `state`)
 /// is read and written under `condition`.
@@ -201,6 +204,10 @@ final class RedisFlusher: @unchecked Sendable {
     private let freshness: Recorder?
 
     private let clock: any WallClock
+    /// What is known of the keys in Redis (flusher thread only).
+    private var memory: [OnlineWriter.Key: KeyMemory] = [:]
+    /// Partitions whose memory is dropped before the next job (under `condition`).
+    private var forgetting: Set<Int32> = []
 
     init(connection: RedisConnection, views: [String: OnlineWriter.ViewLayout], logger: Logger, clock: any WallClock, freshness: Recorder?) {
         self.freshness = freshness
@@ -258,6 +265,14 @@ final class RedisFlusher: @unchecked Sendable {
         if let error { throw error }
     }
 
+    /// Drops what is known of the keys of these partitions (they changed hands: another worker
+    /// may have written them since), before the next job is written.
+    func forget(partitions: Set<Int32>) {
+        condition.lock()
+        forgetting.formUnion(partitions)
+        condition.unlock()
+    }
+
     func stop() {
         condition.lock()
         stopping = true
@@ -275,7 +290,12 @@ final class RedisFlusher: @unchecked Sendable {
                 condition.unlock()
                 return
             }
+            let forget = forgetting
+            forgetting = []
             condition.unlock()
+            if !forget.isEmpty {
+                for key in memory.keys where forget.contains(key.partition) { memory[key] = nil }
+            }
             var backoff = Backoff()
             var result: (writes: Int, commands: Int, byView: [String: Int]) = (0, 0, [:])
             var error: (any Error)?
@@ -313,23 +333,84 @@ final class RedisFlusher: @unchecked Sendable {
         }
     }
 
+    /// What the flusher knows of the keys of one view and partition as Redis holds them, from its
+    /// own successful writes, by entity id: which features the hash holds and when the key's
+    /// expiry was last set. An entity id is reused once its entity leaves the state, so an entry
+    /// counts only for the key it was recorded for (`keyHash`; 0 when nothing is known).
+    struct KeyMemory {
+        var keyHash: [UInt64] = []
+        var present: [UInt64] = []
+        var expirySetMillis: [Int64] = []
+
+        func known(_ entity: Int, hash: UInt64) -> Bool { entity < keyHash.count && keyHash[entity] == hash }
+
+        mutating func record(_ entity: Int, hash: UInt64, present mask: UInt64, expirySet: Int64?) {
+            if entity >= keyHash.count {
+                let n = entity + 1 - keyHash.count
+                keyHash.append(contentsOf: repeatElement(0, count: n))
+                present.append(contentsOf: repeatElement(0, count: n))
+                expirySetMillis.append(contentsOf: repeatElement(.min, count: n))
+            }
+            keyHash[entity] = hash
+            present[entity] = mask
+            if let expirySet { expirySetMillis[entity] = expirySet }
+        }
+    }
+
+    /// One row of a chunk being written: what to remember of it once Redis has it.
+    struct Written {
+        var slot: Int
+        var hash: UInt64
+        var present: UInt64
+        var setExpiry: Bool
+        /// The index of its HSET among the chunk's commands, and how many fields it sets.
+        var hset: Int
+        var fields: Int
+    }
+
     /// Writes every row, in chunks of a few thousand commands per round trip.
     private func write(_ rows: [OnlineWriter.Key: OnlineWriter.Rows], _ resp: inout RESPBuffer, _ scratch: inout [UInt8]) throws -> (Int, Int, [String: Int]) {
         var writes = 0, commands = 0
         var byView: [String: Int] = [:]
         let chunk = 2_000
+        var written: [Written] = []
+        var replies: [Int64] = []
+        var again = RESPBuffer()
         for (key, p) in rows where p.count > 0 {
             guard let v = views[key.view] else { continue }
+            var memory = self.memory.removeValue(forKey: key) ?? KeyMemory()
+            defer { self.memory[key] = memory }
             var start = 0
             while start < p.count {
                 let end = min(p.count, start + chunk)
+                let nowMillis = clock.now() / 1_000
                 resp.removeAll()
-                for slot in start..<end { RedisFlusher.encode(slot, p, v, into: &resp, scratch: &scratch) }
-                let (errors, first) = try connection.sendChecked(resp)
+                written.removeAll(keepingCapacity: true)
+                for slot in start..<end {
+                    written.append(RedisFlusher.encode(slot, p, v, memory: memory, nowMillis: nowMillis, into: &resp, scratch: &scratch))
+                }
+                let (errors, first) = try connection.sendChecked(resp, integers: &replies)
                 if errors > 0 {
                     throw RedisError(message: "Redis refused \(errors) writes of view \(key.view): \(first ?? "")", isRetriable: false)
                 }
                 commands += resp.commands
+                // A key that HSET created although it was known (Redis lost it: restarted empty,
+                // flushed, evicted) is given its expiry now.
+                again.removeAll()
+                for w in written where !w.setExpiry && v.ttlMillis > 0 && replies[w.hset] == Int64(w.fields) {
+                    RedisFlusher.encodeExpiry(p, slot: w.slot, v, into: &again, scratch: &scratch)
+                }
+                if again.commands > 0 {
+                    let (errors, first) = try connection.sendChecked(again)
+                    if errors > 0 {
+                        throw RedisError(message: "Redis refused \(errors) expiries of view \(key.view): \(first ?? "")", isRetriable: false)
+                    }
+                    commands += again.commands
+                }
+                for w in written {
+                    let renewed = w.setExpiry || (v.ttlMillis > 0 && replies[w.hset] == Int64(w.fields))
+                    memory.record(Int(p.entities[w.slot]), hash: w.hash, present: w.present, expirySet: renewed ? nowMillis : nil)
+                }
                 writes += end - start
                 byView[key.view, default: 0] += end - start
                 if let freshness {
@@ -342,14 +423,31 @@ final class RedisFlusher: @unchecked Sendable {
         return (writes, commands, byView)
     }
 
-    /// HSET key f v … _event_ts t _created_ts c; HDEL key <null features>; PEXPIRE key ttl.
-    static func encode(_ slot: Int, _ p: OnlineWriter.Rows, _ v: OnlineWriter.ViewLayout, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
+    /// HSET key f v … _event_ts t _created_ts c; then HDEL key <features gone null> and PEXPIRE key
+    /// ttl × 1.1 where they are needed: HDEL only for features the key may hold (every null one
+    /// when nothing is known of the key), PEXPIRE when the key's expiry was last set 10 % of the
+    /// TTL ago or more (or is not known). A key then expires between TTL and 1.1 × TTL after its
+    /// last write.
+    static func encode(_ slot: Int, _ p: OnlineWriter.Rows, _ v: OnlineWriter.ViewLayout, memory: KeyMemory, nowMillis: Int64,
+                       into resp: inout RESPBuffer, scratch: inout [UInt8]) -> Written {
         let nf = v.features.count
         let keyStart = slot == 0 ? 0 : p.keyEnds[slot - 1]
+        let entity = Int(p.entities[slot])
         var present = 0
-        for f in 0..<nf where p.valid[slot * nf + f] { present += 1 }
-        p.keyBytes.withUnsafeBytes { all in
+        var mask: UInt64 = 0
+        for f in 0..<nf where p.valid[slot * nf + f] {
+            present += 1
+            if f < 64 { mask |= 1 << UInt64(f) }
+        }
+        return p.keyBytes.withUnsafeBytes { all in
             let key = UnsafeRawBufferPointer(rebasing: all[keyStart..<p.keyEnds[slot]])
+            var hash = StableHash.hash(bytes: key.assumingMemoryBound(to: UInt8.self))
+            if hash == 0 { hash = 1 }
+            let known = memory.known(entity, hash: hash)
+            // Features the key may hold: what was written last (all of them when that is not known,
+            // or when the view has more features than the mask has bits).
+            let held: UInt64 = known && nf <= 64 ? memory.present[entity] : ~0
+            let hsetIndex = resp.commands
             resp.begin(arguments: 2 + 2 * (present + 2))
             resp.argument(hset)
             resp.argument(key)
@@ -372,21 +470,37 @@ final class RedisFlusher: @unchecked Sendable {
             scratch.removeAll(keepingCapacity: true)
             DecimalText.append(p.createdTime[slot], to: &scratch)
             resp.argument(scratch)
-            if present < nf {
-                resp.begin(arguments: 2 + nf - present)
+            var gone = 0
+            for f in 0..<nf where !p.valid[slot * nf + f] && (f >= 64 || held & (1 << UInt64(f)) != 0) { gone += 1 }
+            if gone > 0 {
+                resp.begin(arguments: 2 + gone)
                 resp.argument(hdel)
                 resp.argument(key)
-                for f in 0..<nf where !p.valid[slot * nf + f] { resp.argument(v.features[f]) }
+                for f in 0..<nf where !p.valid[slot * nf + f] && (f >= 64 || held & (1 << UInt64(f)) != 0) {
+                    resp.argument(v.features[f])
+                }
             }
-            if v.ttlMillis > 0 {
-                resp.begin(arguments: 3)
-                resp.argument(pexpire)
-                resp.argument(key)
-                scratch.removeAll(keepingCapacity: true)
-                DecimalText.append(v.ttlMillis, to: &scratch)
-                resp.argument(scratch)
-            }
+            let setExpiry = v.ttlMillis > 0 && (!known || nowMillis - memory.expirySetMillis[entity] >= v.ttlMillis / 10)
+            if setExpiry { appendExpiry(key, v, into: &resp, scratch: &scratch) }
+            return Written(slot: slot, hash: hash, present: mask, setExpiry: setExpiry, hset: hsetIndex, fields: present + 2)
         }
+    }
+
+    /// PEXPIRE key ttl × 1.1 for the row at `slot`.
+    static func encodeExpiry(_ p: OnlineWriter.Rows, slot: Int, _ v: OnlineWriter.ViewLayout, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
+        let keyStart = slot == 0 ? 0 : p.keyEnds[slot - 1]
+        p.keyBytes.withUnsafeBytes { all in
+            appendExpiry(UnsafeRawBufferPointer(rebasing: all[keyStart..<p.keyEnds[slot]]), v, into: &resp, scratch: &scratch)
+        }
+    }
+
+    private static func appendExpiry(_ key: UnsafeRawBufferPointer, _ v: OnlineWriter.ViewLayout, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
+        resp.begin(arguments: 3)
+        resp.argument(pexpire)
+        resp.argument(key)
+        scratch.removeAll(keepingCapacity: true)
+        DecimalText.append(v.ttlMillis + v.ttlMillis / 10, to: &scratch)
+        resp.argument(scratch)
     }
 
     static let hset = Array("HSET".utf8), hdel = Array("HDEL".utf8), pexpire = Array("PEXPIRE".utf8)

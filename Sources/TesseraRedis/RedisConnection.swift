@@ -60,6 +60,20 @@ public final class RedisConnection {
     /// Sends a pipeline whose replies only need checking: returns the number of error replies and
     /// the first error message.
     public func sendChecked(_ pipeline: RESPBuffer) throws(RedisError) -> (errors: Int, first: String?) {
+        try exchange(pipeline) { _ in }
+    }
+
+    /// `sendChecked`, also giving each reply's integer value in `integers` (-1 where the reply
+    /// is not an integer), one per command.
+    public func sendChecked(_ pipeline: RESPBuffer, integers: inout [Int64]) throws(RedisError) -> (errors: Int, first: String?) {
+        var values = integers
+        integers = []
+        values.removeAll(keepingCapacity: true)
+        defer { integers = values }
+        return try exchange(pipeline) { values.append($0) }
+    }
+
+    private func exchange(_ pipeline: RESPBuffer, _ integer: (Int64) -> Void) throws(RedisError) -> (errors: Int, first: String?) {
         let c = try connected()
         guard c.append(pipeline.bytes) else { throw fail(c, "write") }
         var errors = 0
@@ -67,6 +81,7 @@ public final class RedisConnection {
         for _ in 0..<pipeline.commands {
             let reply = c.checkReply()
             if reply.failed { throw fail(c, "read") }
+            integer(reply.integer)
             if let error = reply.error {
                 errors += 1
                 if first == nil { first = error }

@@ -8,7 +8,13 @@ import TesseraTopology
 
 /// `tessera get`: one online row as JSON, read from Redis the way serving would.
 struct Get: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the online row of an entity as JSON.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print the online row of an entity as JSON.",
+        discussion: """
+            A row is in Redis until between the view's TTL and 1.1 × TTL after its last write (the \
+            worker refreshes a key's expiry at most once per 10 % of the TTL); a row older than the \
+            TTL is reported as outside its maximum age.
+            """)
 
     @Option(name: .customLong("topology"), help: "Topology files or directories.") var topologies: [String] = []
     @Option(help: "Redis URL.") var redis: String?

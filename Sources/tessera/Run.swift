@@ -149,7 +149,9 @@ struct Run: AsyncParsableCommand {
         case .success(let stats)?:
             logger.info("stopped", metadata: ["events": "\(stats.events)", "aggregated": "\(stats.aggregated)", "late": "\(stats.late)",
                                               "dead_lettered": "\(stats.deadLettered)", "emissions": "\(stats.emissions)",
-                                              "redis_writes": "\(stats.redisWrites)", "offline_rows": "\(stats.offlineRows)"])
+                                              "redis_writes": "\(stats.redisWrites)", "offline_rows": "\(stats.offlineRows)",
+                                              "longest_loop_us": "\(stats.longestLoopMicros)",
+                                              "longest_checkpoint_pause_us": "\(stats.longestCheckpointPauseMicros)"])
         case nil:
             break
         }

@@ -236,4 +236,46 @@ struct StateTests {
             _ = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: bytes)
         }
     }
+
+    @Test("the seal is CRC-32C; a state sealed by an earlier release (StableHash) still loads")
+    func seal() throws {
+        let check = Array("123456789".utf8)
+        #expect(check.withUnsafeBytes { Seal.crc32c($0) } == 0xE306_9283)
+        let whole = check.withUnsafeBytes { Seal.crc32c($0) }
+        let split = check.withUnsafeBytes { b in Seal.crc32c(UnsafeRawBufferPointer(rebasing: b[4...]), continuing: Seal.crc32c(UnsafeRawBufferPointer(rebasing: b[..<4]))) }
+        #expect(split == whole)
+
+        let (spec, batches) = try Self.stream(seed: 3)
+        var core = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        for batch in batches { core.ingest(batch) }
+        let image = core.image()
+        var old = ByteWriter()
+        old.write(image.bytes.withUnsafeBufferPointer { StableHash.hash(bytes: $0) })
+        let restored = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: image.bytes + old.bytes)
+        #expect(restored.serialized() == core.serialized())
+        #expect(core.serialized() == image.bytes + image.seal())
+    }
+
+    @Test("images taken into a reused buffer while the state moves on each restore the state of their moment", arguments: 0..<4)
+    func reusedImages(seed: Int) throws {
+        let (spec, batches) = try Self.stream(seed: UInt64(seed))
+        var core = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        var buffer: [UInt8] = []
+        var held: [(image: PartitionAggregator.Image, expected: [UInt8])] = []
+        for (i, batch) in batches.enumerated() {
+            core.ingest(batch)
+            core.removeAllEmissions()
+            guard i % 5 == 4 else { continue }
+            let image = core.image(reusing: &buffer)
+            // Every second image is still held (as by the storage thread) when the next is taken:
+            // the next must not write over it.
+            if i % 10 == 4 { held.append((image, core.serialized())) }
+            #expect(image.bytes + image.seal() == core.serialized())
+        }
+        for h in held {
+            #expect(h.image.bytes + h.image.seal() == h.expected)
+            let restored = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: h.image.bytes + h.image.seal())
+            #expect(restored.serialized() == h.expected)
+        }
+    }
 }

@@ -69,7 +69,12 @@ def rows(results):
         add("tessera_resources", "same run: CPU, peak RSS, Redis commands",
             f"{tessera['cpu_seconds_per_million']:.2f} CPU s / M events; peak RSS {tessera['peak_rss_mib']:.0f} MiB; "
             f"{tessera['redis_commands']:,} Redis commands ({tessera['redis_commands'] / tessera['events']:.2f} per event, "
-            f"{tessera['redis_writes']:,} HSET)",
+            f"{tessera['redis_writes']:,} HSET"
+            + "".join(f", {n / tessera['events']:.2f} {name.upper()}" for name, n in sorted(tessera.get("redis_commands_by_name", {}).items()) if name != "hset")
+            + ")"
+            + "".join(f"; {name} {cpu:.2f} CPU s / M" for name, cpu in sorted(tessera.get("server_cpu_seconds_per_million", {}).items()))
+            + (f"; longest loop iteration {tessera['longest_loop_ms']:.0f} ms (checkpoint copy {tessera['longest_checkpoint_pause_ms']:.0f} ms)"
+               if "longest_loop_ms" in tessera else ""),
             tessera["cpu_seconds_per_million"], "CPU s per M events")
     scaling = m.get("scaling")
     if scaling:
@@ -82,7 +87,9 @@ def rows(results):
     if fresh:
         add("freshness", f"produce → visible in Redis at {rate(fresh['rate'])} (half of Tessera's rate), "
                          f"{fresh['visible']} of {fresh['probes']} probes",
-            f"p50 {fresh['p50_ms']:.0f} ms, p99 {fresh['p99_ms']:.0f} ms, max {fresh['max_ms']:.0f} ms", fresh["p99_ms"],
+            f"p50 {fresh['p50_ms']:.0f} ms, p99 {fresh['p99_ms']:.0f} ms, max {fresh['max_ms']:.0f} ms"
+            + (f"; longest loop iteration {fresh['longest_loop_ms']:.0f} ms (checkpoint copy {fresh['longest_checkpoint_pause_ms']:.0f} ms)"
+               if fresh.get("longest_loop_ms") else ""), fresh["p99_ms"],
             "ms (p99)", baseline=f"load {rate(fresh['achieved_rate'])} achieved", target="p99 ≤ 250 ms",
             verdict=at_most(fresh["p99_ms"], 250) if fresh["lost"] == 0 else (False, f"{fresh['lost']} probes never visible"))
     hot = m.get("hot")

@@ -67,6 +67,8 @@ CONTRACT = {
     "tessera_checkpoint_duration_seconds": "histogram",
     "tessera_batch_size": "histogram",
     "tessera_freshness_seconds": "histogram",
+    "tessera_loop_iteration_seconds": "histogram",
+    "tessera_checkpoint_pause_seconds": "histogram",
 }
 SERVICES_REQUIRED = {"kafka", "topic-init", "redis", "tessera", "serve", "loadgen", "prometheus", "grafana"}
 

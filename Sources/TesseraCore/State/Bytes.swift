@@ -4,9 +4,19 @@ public struct ByteWriter: Sendable {
 
     public init() {}
 
+    /// A writer that starts empty in `buffer`'s memory (kept when no copy of `buffer` is held
+    /// elsewhere), leaving `buffer` empty.
+    public init(taking buffer: inout [UInt8]) {
+        swap(&bytes, &buffer)
+        bytes.removeAll(keepingCapacity: true)
+    }
+
     /// Room for `count` bytes in all, so that a large state is written without regrowing (and
     /// recopying) the buffer; untouched room costs address space, not memory.
     public mutating func reserveCapacity(_ count: Int) { bytes.reserveCapacity(count) }
+
+    /// Bytes the buffer holds without growing.
+    public var capacity: Int { bytes.capacity }
 
     public mutating func write<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }

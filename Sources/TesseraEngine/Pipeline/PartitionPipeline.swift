@@ -40,6 +40,8 @@ final class PartitionPipeline {
     var lastCreated: Micros = 0
     private var created: [Micros] = []
     private var offsets: [Int64] = []
+    /// The memory of the last checkpoint's image, reused by the next.
+    private var imageBuffer: [UInt8] = []
 
     /// What went through the pipeline since the owner last took the counters.
     struct Counters {
@@ -155,9 +157,10 @@ final class PartitionPipeline {
         core.removeAllEmissions()
     }
 
-    /// The partition's checkpoint as of now: where its input and output stand, and its state.
+    /// The partition's checkpoint as of now: where its input and output stand, and its state
+    /// (copied into the last checkpoint's buffer, which the storage thread has released by then).
     func snapshot(nextSequences: [String: Int64]) -> CheckpointStore.Snapshot {
         CheckpointStore.Snapshot(position: .init(nextOffset: nextOffset, lastCreated: lastCreated, nextSequences: nextSequences),
-                                 state: core.image())
+                                 state: core.image(reusing: &imageBuffer))
     }
 }

@@ -132,6 +132,11 @@ final class DurableWriter: @unchecked Sendable {
     }
 
     private func loop() {
+        // Below the worker, the Redis flusher, Redis and the broker in the scheduler's eyes: the
+        // Parquet encoding of a roll and the checkpoint write then fill idle CPU instead of
+        // preempting the loop that freshness depends on (the queue's back-pressure bounds the
+        // lag this may cause). On Linux a nice value belongs to a thread: this one, "0".
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
         var backoff = Backoff()
         while true {
             condition.lock()
@@ -174,6 +179,9 @@ final class DurableWriter: @unchecked Sendable {
             }
             backoff.reset()
             trouble = nil
+            // Let go of what the job held now, not when the queue is next compacted: a
+            // checkpoint's image is the buffer the worker reuses for the next one.
+            queue[head] = .mark(-1)
             head += 1
             queuedBytes -= job.bytes
             if head == queue.count || head > 1024 {

@@ -7,9 +7,9 @@ import TesseraOnline
 
 /// The checkpoint-then-commit protocol: offsets are committed only behind durable output.
 ///
-/// `makeDurable` flushes Redis and the dead letters here and now, then hands the offline files
-/// and, on a checkpoint round, the partitions' checkpoints followed by a mark to the storage
-/// thread. When the mark comes out (`checkStorage` between polls, or `awaitStorage`), everything
+/// `makeDurable` hands the offline files to the storage thread; on a checkpoint round it first
+/// flushes Redis and the dead letters here and now, then queues the partitions' checkpoints
+/// followed by a mark. When the mark comes out (`checkStorage` between polls, or `awaitStorage`), everything
 /// before it is durable and the offsets noted with the round are committed — for partitions
 /// still owned by the same entry that noted them (a partition that changed hands is its new
 /// owner's to commit). Retriable failures are retried with backoff; meanwhile the worker does
@@ -51,9 +51,13 @@ final class CommitCoordinator {
     /// Makes every emission so far durable in both sinks; with `checkpoint`, then checkpoints the
     /// partitions (all, or `only` these numbers) and commits their offsets behind the checkpoints.
     func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool, wait: Bool) throws {
-        try online.flush(whileWaiting: { self.telemetry.report() }, giveUp: stopRequested)
-        try retrying("write dead letters", component: "dead_letters") {
-            do { try deadLetters.flush() } catch let e as any TesseraError { throw e } catch { throw StorageError("\(error)") }
+        if checkpoint {
+            // Only a commit needs the online store and the dead letters caught up: a roll hands
+            // its files to the storage thread without waiting for Redis.
+            try online.flush(whileWaiting: { self.telemetry.report() }, giveUp: stopRequested)
+            try retrying("write dead letters", component: "dead_letters") {
+                do { try deadLetters.flush() } catch let e as any TesseraError { throw e } catch { throw StorageError("\(error)") }
+            }
         }
         if checkpoint && !rounds.isEmpty {
             // One checkpoint round at a time: the state is not copied again while the last copy
@@ -66,7 +70,9 @@ final class CommitCoordinator {
             for tp in table.partitions where only?.contains(tp.partition) ?? true {
                 guard let e = table[tp], e.pipeline.nextOffset >= 0 else { continue }
                 if checkpoints != nil {
+                    let started = ContinuousClock.now
                     jobs.append(.checkpoint(tp, e.pipeline.snapshot(nextSequences: offline.nextSequences(partition: tp.partition))))
+                    telemetry.paused(forCheckpoint: .now - started)
                 }
                 if e.pipeline.nextOffset > e.committedOffset { commit[tp] = (e.pipeline.nextOffset, e) }
             }

@@ -29,6 +29,10 @@ public enum MetricName {
     public static let residentMemory = "tessera_process_resident_memory_bytes"
     // Histograms.
     public static let checkpointDuration = "tessera_checkpoint_duration_seconds"
+    /// How long one iteration of the worker loop took (poll, aggregate, sinks, commits).
+    public static let loopIteration = "tessera_loop_iteration_seconds"
+    /// How long the worker loop stopped to copy a partition's state for its checkpoint.
+    public static let checkpointPause = "tessera_checkpoint_pause_seconds"
     public static let batchSize = "tessera_batch_size"
     /// Event time → Redis write, per row written.
     public static let freshness = "tessera_freshness_seconds"
@@ -46,6 +50,8 @@ final class WorkerMetrics {
     private var published: [String: Int] = [:]
     let batchSize = Recorder(label: MetricName.batchSize, aggregate: true)
     let checkpointDuration = Metrics.Timer(label: MetricName.checkpointDuration)
+    let loopIteration = Metrics.Timer(label: MetricName.loopIteration)
+    let checkpointPause = Metrics.Timer(label: MetricName.checkpointPause)
     let freshness = Recorder(label: MetricName.freshness, aggregate: true)
 
     private static func key(_ name: String, _ labels: [(String, String)]) -> String {

@@ -29,6 +29,10 @@ public struct WorkerStats: Sendable {
     public var retrying: String?
     /// Partitions paused under `BadPartitionPolicy.pause`.
     public var paused: [TopicPartition] = []
+    /// The longest iteration of the worker loop so far, and the longest stop to copy a
+    /// partition's state for a checkpoint (µs).
+    public var longestLoopMicros: Int64 = 0
+    public var longestCheckpointPauseMicros: Int64 = 0
 
     public init() {}
 }
@@ -123,6 +127,20 @@ final class Telemetry {
         checkpointsTaken += 1
         lastCheckpoint = .now
         metrics.checkpointDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
+    }
+
+    /// One iteration of the worker loop ended.
+    func iterated(_ took: Duration) {
+        let ns = Int64(took / .nanoseconds(1))
+        metrics.loopIteration.recordNanoseconds(ns)
+        stats.longestLoopMicros = max(stats.longestLoopMicros, ns / 1_000)
+    }
+
+    /// The worker copied a partition's state for a checkpoint.
+    func paused(forCheckpoint took: Duration) {
+        let ns = Int64(took / .nanoseconds(1))
+        metrics.checkpointPause.recordNanoseconds(ns)
+        stats.longestCheckpointPauseMicros = max(stats.longestCheckpointPauseMicros, ns / 1_000)
     }
 
     /// A partition left this worker: its gauges stop.

@@ -85,7 +85,9 @@ public final class Worker: RebalanceListener {
     /// queued), then each is restored from its checkpoint.
     public func assigned(_ tps: [TopicPartition]) -> [TopicPartition: Int64] {
         do { try perform(lifecycle.handle(.assigned)) } catch { fatal = fatal ?? EngineError(.lifecycle, "\(error)") }
-        storage.discard(partitions: Set(tps.map(\.partition)))
+        let numbers = Set(tps.map(\.partition))
+        storage.discard(partitions: numbers)
+        online.discard(partitions: numbers)
         var starts: [TopicPartition: Int64] = [:]
         for tp in tps {
             do {
@@ -105,10 +107,12 @@ public final class Worker: RebalanceListener {
             try coordinator.makeDurable(partitions: numbers, checkpoint: true, wait: true)
         } catch {
             logger.error("could not checkpoint revoked partitions \(tps.sorted()): \(error); their next owner replays from the last checkpoint")
-            online.discard(partitions: numbers)
             offline.discard(partitions: numbers)
             storage.discard(partitions: numbers)
         }
+        // Nothing of theirs is left to write; what is known of their keys is stale once another
+        // worker writes them.
+        online.discard(partitions: numbers)
         for tp in tps {
             table.leave(tp)
             telemetry.partitionGone(tp)
@@ -128,16 +132,37 @@ public final class Worker: RebalanceListener {
             var nextRoll = clock.now + options.rollInterval
             var nextCheckpoint = clock.now + options.checkpointInterval
             var drainedSince: ContinuousClock.Instant?
+            var iteration = clock.now
+            var pollTimeout: Int32 = 50
+            var behindSince: ContinuousClock.Instant?
             while lifecycle.isPolling {
+                let started = clock.now
+                telemetry.iterated(started - iteration)
+                iteration = started
                 if shouldStop() {
                     try perform(lifecycle.handle(.stopRequested))
                     break
                 }
-                try consumer.poll(timeout: 50) { records in try self.process(records) }
+                // A full batch: the worker is behind, polls return at once. Otherwise it is at the
+                // head of the stream, where a poll waits for its whole timeout unless the batch
+                // fills: wait briefly, so that records are processed as they come.
+                let got = try consumer.poll(timeout: pollTimeout) { records in try self.process(records) }
                 let now = clock.now
+                if got >= consumer.batchSize {
+                    pollTimeout = 50
+                    if behindSince == nil { behindSince = now }
+                } else {
+                    pollTimeout = 5
+                    behindSince = nil
+                    nextFlush = min(nextFlush, now + options.flushInterval)
+                }
                 if now >= nextFlush {
                     try online.flushIfIdle()
-                    nextFlush = now + options.flushInterval
+                    // Behind by a second of full batches or more (catching up): an entity's row goes
+                    // to Redis at most once a second, which saves Redis most of its writes; at the
+                    // head of the stream, every flush interval.
+                    let behind = behindSince.map { now - $0 >= .seconds(1) } ?? false
+                    nextFlush = now + (behind ? max(options.flushInterval, .seconds(1)) : options.flushInterval)
                 }
                 if let fatal { throw fatal }
                 try coordinator.checkStorage()

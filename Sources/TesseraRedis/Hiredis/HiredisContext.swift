@@ -60,15 +60,17 @@ final class HiredisContext {
         return .reply(Self.convert(raw.assumingMemoryBound(to: redisReply.self)))
     }
 
-    /// Reads the next reply only to check it: nil when it is not an error, else its text
-    /// (without building Swift values for the common case); `.failed` on a connection failure.
-    func checkReply() -> (failed: Bool, error: String?) {
+    /// Reads the next reply only to check it (without building Swift values for the common
+    /// case): its text when it is an error, its value when it is an integer (else -1);
+    /// `.failed` on a connection failure.
+    func checkReply() -> (failed: Bool, error: String?, integer: Int64) {
         var raw: UnsafeMutableRawPointer?
-        guard redisGetReply(context, &raw) == REDIS_OK, let raw else { return (true, nil) }
+        guard redisGetReply(context, &raw) == REDIS_OK, let raw else { return (true, nil, -1) }
         defer { freeReplyObject(raw) }
         let reply = raw.assumingMemoryBound(to: redisReply.self).pointee
-        guard reply.type == REDIS_REPLY_ERROR else { return (false, nil) }
-        return (false, String(decoding: UnsafeRawBufferPointer(start: reply.str, count: reply.len), as: UTF8.self))
+        if reply.type == REDIS_REPLY_INTEGER { return (false, nil, reply.integer) }
+        guard reply.type == REDIS_REPLY_ERROR else { return (false, nil, -1) }
+        return (false, String(decoding: UnsafeRawBufferPointer(start: reply.str, count: reply.len), as: UTF8.self), -1)
     }
 
     private static func convert(_ r: UnsafeMutablePointer<redisReply>) -> RedisReply {

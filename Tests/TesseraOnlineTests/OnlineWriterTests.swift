@@ -1,0 +1,150 @@
+import Foundation
+import Synchronization
+import Testing
+import TesseraCore
+import TesseraOnline
+import TesseraRedis
+import TesseraTestSupport
+import TesseraTopology
+
+/// A wall clock the test moves.
+final class SteppedClock: WallClock {
+    private let time: Mutex<Micros>
+    init(_ start: Micros) { time = Mutex(start) }
+    func now() -> Micros { time.withLock { $0 } }
+    func advance(by micros: Micros) { time.withLock { $0 += micros } }
+}
+
+/// The online writer's Redis commands, read back from a real redis-server: HDEL only when a
+/// feature goes from present to null, the expiry refreshed at most once per 10 % of the TTL,
+/// and a key Redis lost given its expiry again.
+@Suite("The online writer's Redis commands", .serialized)
+struct OnlineWriterTests {
+    static let start: Micros = 1_767_225_600_000_000
+    static let ttlMillis: Int64 = 86_400_000   // user_stats: 1 d
+
+    struct Setup {
+        let redis: RedisServer
+        let connection: RedisConnection
+        let writer: OnlineWriter
+        let clock: SteppedClock
+        let view: FeatureView
+    }
+
+    func setup() throws -> Setup {
+        let redis = try RedisServer()
+        let connection = RedisConnection(endpoint: try RedisEndpoint(url: redis.url, environment: [:]), logger: quiet)
+        let view = try growth().views.first { $0.name == "user_stats" }!
+        let clock = SteppedClock(Self.start)
+        let writer = OnlineWriter(layout: OnlineLayout(), connection: RedisConnection(endpoint: try RedisEndpoint(url: redis.url, environment: [:]), logger: quiet),
+                                  views: [view], logger: quiet, clock: clock)
+        return Setup(redis: redis, connection: connection, writer: writer, clock: clock, view: view)
+    }
+
+    /// Rows of user_stats: (entity id, user, whether total_orders_1h is null); the other
+    /// features are present.
+    func write(_ s: Setup, _ rows: [(entity: UInt32, user: Int64, nullFirst: Bool)], partition: Int32 = 0) throws {
+        var batch = EmissionBatch(keyTypes: [.int64], featureTypes: s.view.spec.features.map { s.view.spec.outputType(of: $0) })
+        for r in rows {
+            batch.eventTimes.append(s.clock.now())
+            batch.entityIds.append(r.entity)
+            batch.closers.append(-1)
+            batch.keys[0].append(int: r.user)
+            for f in batch.features.indices {
+                if f == 0 && r.nullFirst { batch.features[f].appendNull(); continue }
+                switch batch.features[f].type {
+                case .int64: batch.features[f].append(int: 7)
+                case .float64: batch.features[f].append(double: 2.5)
+                case .bool: batch.features[f].append(bool: true)
+                case .string: batch.features[f].append(string: "paid")
+                }
+            }
+        }
+        s.writer.add(view: "user_stats", partition: partition, emissions: batch, created: rows.map { _ in s.clock.now() })
+        try s.writer.flush()
+    }
+
+    func calls(_ s: Setup) throws -> [String: Int] {
+        guard case .string(let text) = try s.connection.command(["INFO", "commandstats"]) else { return [:] }
+        var out: [String: Int] = [:]
+        for line in String(decoding: text, as: UTF8.self).split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_") {
+            let name = line.dropFirst("cmdstat_".count).prefix { $0 != ":" }
+            let calls = line.split(separator: "calls=")[1].prefix { $0.isNumber }
+            out[String(name)] = Int(calls)
+        }
+        return out
+    }
+
+    func fields(_ s: Setup, user: Int64) throws -> Set<String> {
+        guard case .array(let items) = try s.connection.command(["HKEYS", "tessera:user_stats:\(user)"]) else { return [] }
+        return Set(items.compactMap { if case .string(let b) = $0 { String(decoding: b, as: UTF8.self) } else { nil } })
+    }
+
+    func pttl(_ s: Setup, user: Int64) throws -> Int64 {
+        guard case .integer(let t) = try s.connection.command(["PTTL", "tessera:user_stats:\(user)"]) else { return -3 }
+        return t
+    }
+
+    @Test("HDEL only for a feature that goes from present to null; PEXPIRE once per 10 % of the TTL, to 1.1 × TTL")
+    func cheapPath() throws {
+        let s = try setup()
+        let first = s.view.features[0].name
+        // Nothing is known yet: every null feature is deleted, every key gets its expiry.
+        try write(s, [(0, 1, false), (1, 2, true)])
+        var c = try calls(s)
+        #expect(c["hset"] == 2 && c["hdel"] == 1 && c["pexpire"] == 2)
+        #expect(try fields(s, user: 2).contains(first) == false)
+        for user: Int64 in [1, 2] {
+            let t = try pttl(s, user: user)
+            #expect(t > Self.ttlMillis && t <= Self.ttlMillis + Self.ttlMillis / 10)
+        }
+        // A second later: user 1's feature goes null (one HDEL), user 2's stays null (none); no expiry is due.
+        s.clock.advance(by: 1_000_000)
+        try write(s, [(0, 1, true), (1, 2, true)])
+        c = try calls(s)
+        #expect(c["hset"] == 4 && c["hdel"] == 2 && c["pexpire"] == 2)
+        #expect(try fields(s, user: 1).contains(first) == false)
+        // Null to present and back: the HDEL is needed again.
+        try write(s, [(0, 1, false)])
+        #expect(try fields(s, user: 1).contains(first))
+        try write(s, [(0, 1, true)])
+        c = try calls(s)
+        #expect(c["hdel"] == 3 && c["pexpire"] == 2)
+        // 10 % of the TTL after the expiry was set, it is set again.
+        s.clock.advance(by: Self.ttlMillis / 10 * 1_000)
+        try write(s, [(0, 1, true), (1, 2, true)])
+        c = try calls(s)
+        #expect(c["pexpire"] == 4 && c["hdel"] == 3)
+    }
+
+    @Test("a key Redis lost is written whole and given its expiry; an entity id reused for another key counts as unknown")
+    func lostAndReused() throws {
+        let s = try setup()
+        try write(s, [(0, 1, true)])
+        _ = try s.connection.command(["FLUSHALL"])
+        s.clock.advance(by: 1_000_000)
+        try write(s, [(0, 1, true)])
+        let t = try pttl(s, user: 1)
+        #expect(t > Self.ttlMillis && t <= Self.ttlMillis + Self.ttlMillis / 10)
+        #expect(try fields(s, user: 1).count == s.view.features.count - 1 + 2)
+        // Entity 0 now stands for user 9: its key gets its expiry and its null feature deleted.
+        let before = try calls(s)
+        try write(s, [(0, 9, true)])
+        let after = try calls(s)
+        #expect(after["pexpire", default: 0] - before["pexpire", default: 0] == 1)
+        #expect(after["hdel", default: 0] - before["hdel", default: 0] == 1)
+        #expect(try pttl(s, user: 9) > Self.ttlMillis)
+    }
+
+    @Test("after a partition changes hands, nothing is assumed of its keys")
+    func forgottenOnHandover() throws {
+        let s = try setup()
+        try write(s, [(0, 1, true)], partition: 3)
+        // Meanwhile another worker wrote the feature.
+        _ = try s.connection.command(["HSET", "tessera:user_stats:1", s.view.features[0].name, "5"])
+        s.writer.discard(partitions: [3])
+        s.clock.advance(by: 1_000_000)
+        try write(s, [(0, 1, true)], partition: 3)
+        #expect(try fields(s, user: 1).contains(s.view.features[0].name) == false)
+    }
+}
