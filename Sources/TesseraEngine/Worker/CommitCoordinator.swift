@@ -9,8 +9,8 @@ import TesseraOnline
 ///
 /// `makeDurable` hands the offline files to the storage thread; on a checkpoint round it first
 /// flushes Redis and the dead letters here and now, then queues the partitions' checkpoints
-/// followed by a mark. When the mark comes out (`checkStorage` between polls, or `awaitStorage`), everything
-/// before it is durable and the offsets noted with the round are committed — for partitions
+/// followed by a mark. When the mark comes out (`checkStorage` between polls, or
+/// `awaitStorage`), everything before it is durable and the offsets noted with the round are committed — for partitions
 /// still owned by the same entry that noted them (a partition that changed hands is its new
 /// owner's to commit). Retriable failures are retried with backoff; meanwhile the worker does
 /// not poll, so nothing buffers without bound.
@@ -48,8 +48,9 @@ final class CommitCoordinator {
         self.maxPendingBytes = maxPendingBytes
     }
 
-    /// Makes every emission so far durable in both sinks; with `checkpoint`, then checkpoints the
-    /// partitions (all, or `only` these numbers) and commits their offsets behind the checkpoints.
+    /// Hands the offline rows so far to the storage thread. With `checkpoint`, first makes every
+    /// emission so far durable in Redis and the dead letters, then checkpoints the partitions
+    /// (all, or `only` these numbers) and commits their offsets behind the checkpoints.
     func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool, wait: Bool) throws {
         if checkpoint {
             // Only a commit needs the online store and the dead letters caught up: a roll hands
