@@ -66,11 +66,8 @@ public final class RedisConnection {
     /// `sendChecked`, also giving each reply's integer value in `integers` (-1 where the reply
     /// is not an integer), one per command.
     public func sendChecked(_ pipeline: RESPBuffer, integers: inout [Int64]) throws(RedisError) -> (errors: Int, first: String?) {
-        var values = integers
-        integers = []
-        values.removeAll(keepingCapacity: true)
-        defer { integers = values }
-        return try exchange(pipeline) { values.append($0) }
+        integers.removeAll(keepingCapacity: true)
+        return try exchange(pipeline) { integers.append($0) }
     }
 
     private func exchange(_ pipeline: RESPBuffer, _ integer: (Int64) -> Void) throws(RedisError) -> (errors: Int, first: String?) {

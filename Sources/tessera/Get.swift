@@ -11,9 +11,9 @@ struct Get: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the online row of an entity as JSON.",
         discussion: """
-            A row is in Redis until between the view's TTL and 1.1 × TTL after its last write (the \
-            worker refreshes a key's expiry at most once per 10 % of the TTL); a row older than the \
-            TTL is reported as outside its maximum age.
+            A row stays in Redis until between the view's TTL and 1.1 × TTL after its last write \
+            (the worker refreshes a key's expiry at most once per 10 % of the TTL); `tessera serve` \
+            reports a row older than the TTL as outside its maximum age.
             """)
 
     @Option(name: .customLong("topology"), help: "Topology files or directories.") var topologies: [String] = []

@@ -18,6 +18,6 @@ void *tessera_map(size_t bytes);
 void tessera_unmap(void *pointer, size_t bytes);
 
 /// CRC-32C (Castagnoli) of `count` bytes, continuing from `crc` (0 to start): the SSE 4.2
-/// instruction where the CPU has it (about 8 bytes per 3 cycles), a table otherwise.
+/// instruction where the CPU has it (8 bytes per instruction), a table otherwise.
 unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count);
 #endif

@@ -10,9 +10,9 @@ import TesseraOnline
 /// `makeDurable` hands the offline files to the storage thread; on a checkpoint round it first
 /// flushes Redis and the dead letters here and now, then queues the partitions' checkpoints
 /// followed by a mark. When the mark comes out (`checkStorage` between polls, or
-/// `awaitStorage`), everything before it is durable and the offsets noted with the round are committed — for partitions
-/// still owned by the same entry that noted them (a partition that changed hands is its new
-/// owner's to commit). Retriable failures are retried with backoff; meanwhile the worker does
+/// `awaitStorage`), everything before it is durable and the offsets noted with the round are
+/// committed — for partitions still owned by the same entry that noted them (a partition that
+/// changed hands is its new owner's to commit). Retriable failures are retried with backoff; meanwhile the worker does
 /// not poll, so nothing buffers without bound.
 final class CommitCoordinator {
     private let online: OnlineWriter
