@@ -23,6 +23,16 @@ public struct PartitionAggregator: Sendable {
         self.views = views.map(ViewAggregator.init(spec:))
     }
 
+    /// The key columns of the views, each with the first view that joins on it.
+    private var keyColumns: [(column: Int, view: Int)] {
+        var seen: Set<Int> = []
+        var result: [(column: Int, view: Int)] = []
+        for (v, view) in views.enumerated() {
+            for f in view.spec.keyFields where seen.insert(f).inserted { result.append((f, v)) }
+        }
+        return result
+    }
+
     /// Why a row was not aggregated. Nothing is dropped silently: every rejected row is reported.
     public enum Rejection: Sendable, Equatable, CustomStringConvertible {
         /// Older than the watermark when it arrived.
@@ -31,12 +41,15 @@ public struct PartitionAggregator: Sendable {
         case timeOutOfRange(eventTime: Micros)
         /// A join key of the named view is null.
         case missingKey(view: String)
+        /// Later than the row's bound on the future (`ingest`'s `notAfter`).
+        case future(eventTime: Micros, limit: Micros)
 
         public var description: String {
             switch self {
             case .late(let t, let w): return "late: event time \(t) is older than the watermark \(w)"
             case .timeOutOfRange(let t): return "timestamp out of range: \(t)"
             case .missingKey(let v): return "missing join key for view \(v)"
+            case .future(let t, let limit): return "event time \(t) is later than \(limit), the bound on the future"
             }
         }
     }
@@ -46,19 +59,31 @@ public struct PartitionAggregator: Sendable {
     private var streamTimes: [Micros] = []
 
     /// Aggregates a batch; each view's `emissions` then holds the rows that changed. Returns the
-    /// rejected rows (late, out of range, missing key) with their reason.
+    /// rejected rows with their reason: out of range, a join key of any view null, later than
+    /// `notAfter[row]` (when given), or late. A rejected row leaves no trace: it is aggregated
+    /// by no view and moves neither stream time nor the watermark (docs/design.md, "Bad input
+    /// and faults").
     @discardableResult
-    public mutating func ingest(_ batch: ColumnBatch) -> [(row: Int, reason: Rejection)] {
+    public mutating func ingest(_ batch: ColumnBatch, notAfter: [Micros]? = nil) -> [(row: Int, reason: Rejection)] {
+        precondition(notAfter == nil || notAfter!.count == batch.count, "one bound per row")
         var rejected: [(row: Int, reason: Rejection)] = []
         accepted.removeAll(keepingCapacity: true)
         streamTimes.removeAll(keepingCapacity: true)
+        let nullable = keyColumns.filter { !batch.columns[$0.column].validity.allSet }
         var now = streamTime
         for (i, t) in batch.eventTimes.enumerated() {
+            var reason: Rejection?
             if !PartitionAggregator.validTimes.contains(t) {
-                rejected.append((i, .timeOutOfRange(eventTime: t)))
-                accepted.append(false)
+                reason = .timeOutOfRange(eventTime: t)
+            } else if let k = nullable.first(where: { !batch.columns[$0.column].validity[i] }) {
+                reason = .missingKey(view: views[k.view].spec.name)
+            } else if let notAfter, t > notAfter[i] {
+                reason = .future(eventTime: t, limit: notAfter[i])
             } else if now != .min && t < now - allowedLateness {
-                rejected.append((i, .late(eventTime: t, watermark: now - allowedLateness)))
+                reason = .late(eventTime: t, watermark: now - allowedLateness)
+            }
+            if let reason {
+                rejected.append((i, reason))
                 accepted.append(false)
             } else {
                 accepted.append(true)
@@ -67,11 +92,9 @@ public struct PartitionAggregator: Sendable {
             streamTimes.append(now)
         }
         for v in views.indices {
-            let missing = views[v].apply(batch, accepted: accepted, streamTimes: streamTimes, end: now, lateness: allowedLateness)
-            for row in missing { rejected.append((row, .missingKey(view: views[v].spec.name))) }
+            views[v].apply(batch, accepted: accepted, streamTimes: streamTimes, end: now, lateness: allowedLateness)
         }
         streamTime = now
-        if rejected.count > 1 { rejected.sort { $0.row < $1.row } }
         return rejected
     }
 
@@ -81,7 +104,7 @@ public struct PartitionAggregator: Sendable {
         guard time > streamTime, PartitionAggregator.validTimes.contains(time) else { return }
         streamTime = time
         for v in views.indices {
-            _ = views[v].apply(nil, accepted: [], streamTimes: [], end: time, lateness: allowedLateness)
+            views[v].apply(nil, accepted: [], streamTimes: [], end: time, lateness: allowedLateness)
         }
     }
 
@@ -89,7 +112,7 @@ public struct PartitionAggregator: Sendable {
     /// holds those rows, closed.
     public mutating func finish() {
         for v in views.indices {
-            _ = views[v].apply(nil, accepted: [], streamTimes: [], end: streamTime, lateness: allowedLateness, closeAll: true)
+            views[v].apply(nil, accepted: [], streamTimes: [], end: streamTime, lateness: allowedLateness, closeAll: true)
         }
     }
 

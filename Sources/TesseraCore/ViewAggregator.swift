@@ -185,14 +185,13 @@ public struct ViewAggregator: Sendable {
 
     /// Aggregates the rows of `batch` for which `accepted[i]` (`streamTimes[i]` is the partition's
     /// stream time after row `i`), then moves the clock to `end`, crossing the boundaries on the
-    /// way. New emissions are appended to `emissions`. Returns the rows without an entity key.
+    /// way. New emissions are appended to `emissions`. Accepted rows have every key field set.
     /// `lateness` is the source's allowed lateness (which tiles can still change).
     mutating func apply(_ batch: ColumnBatch?, accepted: [Bool], streamTimes: [Micros], end: Micros, lateness: Micros,
-                        closeAll: Bool = false) -> [Int] {
+                        closeAll: Bool = false) {
         makeUnique()
         epoch = epoch == UInt32.max - 1 ? 0 : epoch + 1
         let n = batch?.count ?? 0
-        var missingKey: [Int] = []
         made = 0
         closedUpTo = 0
         // Rows left open by the previous batch (at the current stream time) continue here: they
@@ -208,7 +207,6 @@ public struct ViewAggregator: Sendable {
         if let batch, n > 0 {
             let added = keys.resolve(batch, keyFields: spec.keyFields, use: accepted, into: &ids)
             if added > 0 { addEntities(added, batch) }
-            for i in 0..<n where accepted[i] && ids[i] == KeyIndex.noEntity { missingKey.append(i) }
             prepareKernels(batch)
             aggregate(batch, streamTimes: streamTimes, lateness: lateness)
         }
@@ -220,7 +218,6 @@ public struct ViewAggregator: Sendable {
             for i in closedUpTo..<made { openEntities.append(buffers.entities[i]) }
         }
         materialize()
-        return missingKey
     }
 
     /// New entities: records from the template, with their key.

@@ -9,7 +9,10 @@ public struct KafkaRecord {
     public let partition: Int32
     public let offset: Int64
     public let payload: UnsafeRawBufferPointer
+    /// Empty when the record has no key.
     public let key: UnsafeRawBufferPointer
+    /// When the record was produced (or appended to the log), in milliseconds; -1 if unknown.
+    public let timestampMillis: Int64
 }
 
 /// What the consumer hands a rebalance: partitions gained (with the offset to start from, or nil
@@ -141,7 +144,8 @@ public final class KafkaConsumer {
                     topic = topics.firstIndex(of: RDKafkaQueue.topicName(of: rkt)) ?? 0
                     topicIndex[rkt] = topic
                 }
-                records.append(KafkaRecord(topic: topic, partition: m.partition, offset: m.offset, payload: m.payload, key: m.key))
+                records.append(KafkaRecord(topic: topic, partition: m.partition, offset: m.offset, payload: m.payload, key: m.key,
+                                           timestampMillis: m.timestampMillis))
                 if !atEnd.isEmpty { atEnd.remove(TopicPartition(topics[topic], m.partition)) }
             }
             try records.withUnsafeBufferPointer { try body($0) }

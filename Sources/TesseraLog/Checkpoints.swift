@@ -9,8 +9,13 @@ import TesseraOffline
 ///
 ///     STATE_DIR/GROUP/TOPIC/PARTITION.state
 ///
-///     "tessera-checkpoint" · version 2 · next offset · last created · views: name → next sequence
-///     · state length · state (`PartitionAggregator.serialized()`: the image and its seal)
+///     "tessera-checkpoint" · version 3 · next offset · last created · views: name → next sequence
+///     · header seal · state length · state (`PartitionAggregator.serialized()`: the image and its seal)
+///
+/// The header seal is the CRC-32C of every header byte before it and of the state's seal, so a
+/// checkpoint is covered end to end: an altered offset, created time or sequence is refused like
+/// an altered state, and so is a header spliced onto another checkpoint's state. (Version 2,
+/// without the header seal, is still read.)
 public struct CheckpointStore: Sendable {
     public let directory: String
 
@@ -65,7 +70,7 @@ public struct CheckpointStore: Sendable {
     }
 
     static let magic = "tessera-checkpoint"
-    static let version: UInt32 = 2
+    static let version: UInt32 = 3
 
     public func path(topic: String, partition: Int32) -> String { "\(directory)/\(topic)/\(partition).state" }
 
@@ -83,8 +88,9 @@ public struct CheckpointStore: Sendable {
             w.write(view)
             w.write(sequence)
         }
-        // `ByteWriter.write(array:)`'s framing, with the (possibly large) state written from where it lies.
         let seal = snapshot.state.seal()
+        w.write(Self.headerSeal(w.bytes, stateSeal: seal))
+        // `ByteWriter.write(array:)`'s framing, with the (possibly large) state written from where it lies.
         w.write(UInt64(snapshot.state.bytes.count + seal.count))
         try AtomicFile.replace(path(topic: topic, partition: partition)) { file in
             try file.write(w.bytes)
@@ -97,9 +103,13 @@ public struct CheckpointStore: Sendable {
     public func load(topic: String, partition: Int32) throws -> Saved? {
         let path = path(topic: topic, partition: partition)
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        var r = ByteReader(Array(data))
+        let bytes = Array(data)
+        var r = ByteReader(bytes)
         try r.expect(Self.magic)
-        guard try r.read(UInt32.self) == Self.version else { throw StateFormatError(description: "\(path): unknown checkpoint version") }
+        let version = try r.read(UInt32.self)
+        guard version == Self.version || version == 2 else {
+            throw StateFormatError(description: "unknown checkpoint version \(version) (this build reads 2 and 3)")
+        }
         let next = try r.read(Int64.self)
         let created = try r.read(Int64.self)
         var sequences: [String: Int64] = [:]
@@ -107,7 +117,24 @@ public struct CheckpointStore: Sendable {
             let view = try r.read(String.self)
             sequences[view] = try r.read(Int64.self)
         }
+        let headerEnd = r.position
+        let sealed = version == 2 ? nil : try r.read(UInt32.self)
         let state: [UInt8] = try r.readArray()
+        guard r.isAtEnd else { throw StateFormatError(description: "the checkpoint has trailing bytes") }
+        if let sealed {
+            guard state.count >= 8, sealed == Self.headerSeal(bytes[..<headerEnd], stateSeal: state[(state.count - 8)...]) else {
+                throw StateFormatError(description: """
+                    the checkpoint's header checksum does not match: its offsets or sequences were altered, or it is torn. \
+                    Restore the file from a backup, or delete it and restart with --reset-state to rebuild the partition from the topic
+                    """)
+            }
+        }
         return Saved(position: Position(nextOffset: next, lastCreated: created, nextSequences: sequences), state: state)
+    }
+
+    /// CRC-32C of the header bytes and then the state's seal.
+    static func headerSeal<H: Collection<UInt8>, S: Collection<UInt8>>(_ header: H, stateSeal: S) -> UInt32 {
+        let crc = Array(header).withUnsafeBytes { Seal.crc32c($0) }
+        return Array(stateSeal).withUnsafeBytes { Seal.crc32c($0, continuing: crc) }
     }
 }

@@ -11,6 +11,12 @@ public enum DeadLetterReason: String, Sendable, CaseIterable, Hashable {
     case invalidUTF8 = "invalid_utf8"
     case oversized
     case late
+    /// Stamped further ahead of when it was produced than the source's `max_future_skew`.
+    case futureTimestamp = "future_timestamp"
+    /// The record key is not the event's key field (mis-keyed: its entity is on another partition).
+    case keyMismatch = "key_mismatch"
+    /// The record has no key.
+    case nullKey = "null_key"
 }
 
 /// A rejected event's reason and a human-readable detail (field, position, value).
@@ -31,6 +37,7 @@ public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
         case .late: self.init(.late, core.description)
         case .timeOutOfRange: self.init(.timestampOutOfRange, core.description)
         case .missingKey: self.init(.missingKey, core.description)
+        case .future: self.init(.futureTimestamp, core.description)
         }
     }
 }

@@ -24,13 +24,14 @@ public struct Oracle {
     /// Feeds one row in arrival order; returns whether it is accepted.
     @discardableResult
     public mutating func add(time: Micros, values: [Value?]) -> Bool {
+        // A rejected row (no key, late) leaves no trace: stream time moves only with accepted ones.
+        let key = spec.keyFields.map { values[$0] }
+        guard key.allSatisfy({ $0 != nil }) else { return false }
         if streamTime != .min && time < streamTime - lateness {
             late += 1
             return false
         }
         streamTime = max(streamTime, time)
-        let key = spec.keyFields.map { values[$0] }
-        guard key.allSatisfy({ $0 != nil }) else { return false }
         events[key.map { $0! }, default: []].append(Event(time: time, streamTime: streamTime, values: values))
         return true
     }

@@ -48,6 +48,25 @@ public struct Source: Sendable {
     public var allowedLateness: Micros
     /// The payload fields features and keys read, in declaration order (the column order).
     public var schema: Schema
+    /// The field the record key carries, as text (an int64 in decimal): the field by which the
+    /// producers partition the topic, and a join key of every view over the source. Nil when no
+    /// view reads the source.
+    public var key: String?
+    /// What happens to an event whose record key is not its `key` field's value, or has no key.
+    public var keyMismatch: KeyMismatchPolicy = .deadLetter
+    /// How far ahead of the time it was produced an event may be stamped and still count.
+    public var maxFutureSkew: Micros = Source.defaultMaxFutureSkew
+
+    public static let defaultMaxFutureSkew: Micros = Time.hour
+}
+
+/// What to do with a mis-keyed event: one whose record key is missing or names another entity
+/// than its key field (its entity's state would be split across partitions).
+public enum KeyMismatchPolicy: String, Sendable, CaseIterable {
+    /// Dead-letter it (`key_mismatch`, `null_key`), the default.
+    case deadLetter = "dead_letter"
+    /// Aggregate it anyway, counted and logged as a warning.
+    case accept
 }
 
 /// A business key: one or more join keys with their types.

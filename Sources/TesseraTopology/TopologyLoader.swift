@@ -246,13 +246,27 @@ struct NodeReader {
                 views.append(view)
             }
         }
+        // A source without a declared key is keyed by the one join key all its views share.
+        for i in sources.indices where sources[i].key == nil {
+            let readers = views.filter { $0.source == sources[i].name }
+            guard let first = readers.first else { continue }
+            let shared = first.joinKeys.map(\.name).filter { k in readers.allSatisfy { $0.joinKeys.contains { $0.name == k } } }
+            if shared.count == 1 {
+                sources[i].key = shared[0]
+            } else if let node = sourceNodes[sources[i].name] {
+                fail(at: node, shared.isEmpty
+                     ? "the views of source '\(sources[i].name)' (\(readers.map(\.name).joined(separator: ", "))) share no join key, so no record key routes all of them: split them over topics keyed by their entities"
+                     : "source '\(sources[i].name)': say which field the record key carries (key: one of \(shared.joined(separator: ", ")))")
+            }
+        }
         guard errors.isEmpty else { return nil }
         return Topology(file: file, team: team, owner: owner, sources: sources, entities: entities, views: views)
     }
 
     // MARK: - Sources
 
-    static let sourceKeys = ["name", "topic", "format", "timestamp", "created_timestamp", "allowed_lateness", "fields"]
+    static let sourceKeys = ["name", "topic", "format", "timestamp", "created_timestamp", "allowed_lateness", "fields",
+                             "key", "key_mismatch", "max_future_skew"]
 
     mutating func timeField(_ node: Node, _ what: String) -> TimeField? {
         guard let m = mapping(node, what, allowed: ["field", "unit"], required: ["field", "unit"]) else { return nil }
@@ -279,7 +293,25 @@ struct NodeReader {
         let timestamp = m["timestamp"].flatMap { timeField($0.value, "timestamp") }
         let created = m["created_timestamp"].flatMap { timeField($0.value, "created_timestamp") }
         let lateness = m["allowed_lateness"].map { duration($0.value, "allowed_lateness", allowZero: true) } ?? 0
+        let skew = m["max_future_skew"].map { duration($0.value, "max_future_skew") } ?? Source.defaultMaxFutureSkew
+        var keyMismatch = KeyMismatchPolicy.deadLetter
+        if let k = m["key_mismatch"]?.value, let text = string(k, "key_mismatch") {
+            if let policy = KeyMismatchPolicy(rawValue: text) { keyMismatch = policy } else {
+                fail(at: k, "key_mismatch '\(text)' is not one of: \(KeyMismatchPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
         let fields = m["fields"].flatMap { typedNames($0.value, "fields") }
+        var key: String?
+        if let k = m["key"]?.value, let keyName = self.name(k, "key") {
+            key = keyName
+            if let fields {
+                if let f = fields.first(where: { $0.name == keyName }) {
+                    if f.type != .int64 && f.type != .string { fail(at: k, "the key field '\(keyName)' must be int64 or string, not \(f.type.rawValue)") }
+                } else {
+                    fail(at: k, "the key field '\(keyName)' is not one of the source's fields")
+                }
+            }
+        }
         if let fields {
             var seen = Set<String>()
             for f in fields where !seen.insert(f.name).inserted { fail(at: f.node, "field '\(f.name)' is declared twice") }
@@ -287,9 +319,10 @@ struct NodeReader {
                 fail(at: f.node, "the timestamp field '\(f.name)' cannot be a bool")
             }
         }
-        guard errors.count == before, let name, let topic, let format, let timestamp, let lateness, let fields else { return nil }
+        guard errors.count == before, let name, let topic, let format, let timestamp, let lateness, let skew, let fields else { return nil }
         return (Source(name: name, topic: topic, format: format, timestamp: timestamp, createdTimestamp: created,
-                       allowedLateness: lateness, schema: Schema(fields.map { ($0.name, $0.type) })), nameNode)
+                       allowedLateness: lateness, schema: Schema(fields.map { ($0.name, $0.type) }),
+                       key: key, keyMismatch: keyMismatch, maxFutureSkew: skew), nameNode)
     }
 
     // MARK: - Entities
@@ -356,6 +389,13 @@ struct NodeReader {
                     fail(at: entitiesNode, "source '\(source.name)' cannot key this view: field '\(keyName)' is \(source.schema.types[i].rawValue), the join key is \(keyType.rawValue)")
                 }
             }
+        }
+
+        // Kafka partitions by the record key: a view's state is whole on one partition only if
+        // the key is one of its join keys.
+        if let source, let key = source.key, let entitiesNode = m["entities"]?.value, !joinKeys.isEmpty,
+           !joinKeys.contains(where: { $0.name == key }) {
+            fail(at: entitiesNode, "source '\(source.name)' is keyed by '\(key)', which is not a join key of this view's entities (\(viewEntities.map(\.name).joined(separator: ", "))): one entity's events would be split across partitions. Key the view by an entity with join key '\(key)', or read these events from a topic keyed by the view's entity")
         }
 
         let ttl = m["ttl"].map { duration($0.value, "ttl", allowZero: true) } ?? 0

@@ -81,4 +81,58 @@ struct EmissionTests {
         #expect(rejected.first?.reason == .missingKey(view: "v"))
         #expect(Self.rows(&core) == ["1s 7 1 1.0"])
     }
+
+    @Test("a rejected row leaves no trace: stream time, emissions and state as if it never came",
+          arguments: ["out of range", "missing key", "future", "late"])
+    func inert(reason: String) {
+        let good: [(Micros, Int64, Double)] = [(10_000_000, 7, 1), (11_000_000, 8, 2), (14_000_000, 7, 3), (20_000_000, 9, 1)]
+        // The bad row comes second, stamped ahead of every good row unless it is the late one.
+        let bad: (time: Micros, user: Value?)
+        let expected: PartitionAggregator.Rejection
+        switch reason {
+        case "out of range":
+            bad = (PartitionAggregator.validTimes.upperBound + 1, .int(7))
+            expected = .timeOutOfRange(eventTime: bad.time)
+        case "missing key":
+            bad = (3_600_000_000, nil)
+            expected = .missingKey(view: "v")
+        case "future":
+            bad = (3_600_000_000, .int(7))
+            expected = .future(eventTime: bad.time, limit: 60_000_000)
+        default:
+            bad = (1_000_000, .int(7))
+            expected = .late(eventTime: bad.time, watermark: 8_000_000)
+        }
+        var with = Self.batch([good[0]])
+        with.append(time: bad.time, [bad.user, .double(100)])
+        for (t, user, amount) in good[1...] { with.append(time: t, [.int(user), .double(amount)]) }
+        var clean = PartitionAggregator(views: [Self.spec], allowedLateness: 2_000_000)
+        var salted = PartitionAggregator(views: [Self.spec], allowedLateness: 2_000_000)
+        clean.ingest(Self.batch(good), notAfter: Array(repeating: 60_000_000, count: good.count))
+        let rejected = salted.ingest(with, notAfter: Array(repeating: 60_000_000, count: with.count))
+        #expect(rejected.map(\.row) == [1])
+        #expect(rejected.first?.reason == expected)
+        #expect(salted.streamTime == clean.streamTime && salted.watermark == clean.watermark)
+        #expect(salted.views[0].emissions.closedCount == clean.views[0].emissions.closedCount)
+        #expect(Self.rows(&salted) == Self.rows(&clean))
+        #expect(salted.image().bytes == clean.image().bytes)
+        // Good rows after it are judged by the good rows' stream time: 9 s is within lateness.
+        #expect(salted.ingest(Self.batch([(19_000_000, 8, 1)])).isEmpty)
+    }
+}
+
+@Suite("Decimal text")
+struct DecimalTextTests {
+    @Test("a record key matches an int64 key field only as its exact decimal text")
+    func matches() {
+        func m(_ text: String, _ v: Int64) -> Bool { Array(text.utf8).withUnsafeBytes { DecimalText.matches($0, v) } }
+        var g = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let v = Int64.random(in: .min ... .max, using: &g) >> Int64.random(in: 0...63, using: &g)
+            #expect(m(String(v), v))
+            #expect(!m(String(v &+ 1), v) && !m("0" + String(v), v) && !m("+" + String(v), v) && !m(String(v) + " ", v))
+        }
+        for v in [Int64.min, Int64.max, 0, -1, 10] { #expect(m(String(v), v)) }
+        #expect(!m("", 0) && !m("-0", 0) && !m("-", 0) && !m("00", 0) && !m("1", -1) && !m("-1", 1))
+    }
 }

@@ -6,22 +6,30 @@ import TesseraOnline
 import TesseraRedis
 import TesseraSource
 import TesseraTestSupport
+import TesseraTopology
 import TesseraWorkload
 import Testing
 
 @Suite("Dead letters", .serialized)
 struct DeadLetterTests {
-    /// Malformed events of every kind of docs/design.md, "Bad input and faults" and the reason each must get.
-    static func salt(_ i: Int, time: Int64) -> (payload: [UInt8], reason: DeadLetterReason) {
-        switch i % 8 {
-        case 0: return (Array("not json at all".utf8), .notJSON)
-        case 1: return (Array(#"{"user_id": "seven", "event_timestamp": \#(time)}"#.utf8), .wrongType)
-        case 2: return (Array(#"{"user_id": null, "amount": 3, "event_timestamp": \#(time)}"#.utf8), .missingKey)
-        case 3: return (Array(#"{"user_id": 7, "amount": 3}"#.utf8), .missingTimestamp)
-        case 4: return (Array(#"{"user_id": 7, "event_timestamp": 99999999999999999}"#.utf8), .timestampOutOfRange)
-        case 5: return (Array(#"{"user_id": 7, "status": ""#.utf8) + [0xC3, 0x28] + Array(#"", "event_timestamp": \#(time)}"#.utf8), .invalidUTF8)
-        case 6: return (Array(#"{"user_id": 7, "status": ""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 5_000) + Array(#"", "event_timestamp": \#(time)}"#.utf8), .oversized)
-        default: return (Array(#"{"user_id": 7, "amount": 1, "status": "paid", "event_timestamp": \#(time - 3_600_000)}"#.utf8), .late)
+    /// Bad events of every kind of docs/design.md, "Bad input and faults", each with its record key
+    /// (`key` is the good events' key for its user) and the reason it must get. Those the old core
+    /// let move stream time (a missing join key, a far-future stamp) are stamped ahead, so that
+    /// they would make the good events after them late if they left a trace.
+    static func salt(_ i: Int, time: Int64, key: [UInt8], user: Int64) -> (key: [UInt8], payload: [UInt8], reason: DeadLetterReason) {
+        let now = Int64(Date().timeIntervalSince1970 * 1_000)
+        switch i % 11 {
+        case 0: return (key, Array("not json at all".utf8), .notJSON)
+        case 1: return (key, Array(#"{"user_id": "seven", "event_timestamp": \#(time)}"#.utf8), .wrongType)
+        case 2: return (key, Array(#"{"user_id": null, "amount": 3, "event_timestamp": \#(time + 3_600_000)}"#.utf8), .missingKey)
+        case 3: return (key, Array(#"{"user_id": \#(user), "amount": 3}"#.utf8), .missingTimestamp)
+        case 4: return (key, Array(#"{"user_id": \#(user), "event_timestamp": 99999999999999999}"#.utf8), .timestampOutOfRange)
+        case 5: return (key, Array(#"{"user_id": \#(user), "status": ""#.utf8) + [0xC3, 0x28] + Array(#"", "event_timestamp": \#(time)}"#.utf8), .invalidUTF8)
+        case 6: return (key, Array(#"{"user_id": \#(user), "status": ""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 5_000) + Array(#"", "event_timestamp": \#(time)}"#.utf8), .oversized)
+        case 7: return (key, Array(#"{"user_id": \#(user), "amount": 1, "status": "paid", "event_timestamp": \#(now + 30 * 86_400_000)}"#.utf8), .futureTimestamp)
+        case 8: return (Array(String(user + 1).utf8), Array(#"{"user_id": \#(user), "amount": 1, "status": "paid", "event_timestamp": \#(time)}"#.utf8), .keyMismatch)
+        case 9: return ([], Array(#"{"user_id": \#(user), "amount": 1, "status": "paid", "event_timestamp": \#(time)}"#.utf8), .nullKey)
+        default: return (key, Array(#"{"user_id": \#(user), "amount": 1, "status": "paid", "event_timestamp": \#(time - 3_600_000)}"#.utf8), .late)
         }
     }
 
@@ -45,9 +53,9 @@ struct DeadLetterTests {
             try producer.send(topic: "orders", key: key, value: json)
             expectedCounts[o.userID, default: 0] += 1
             if i % 25 == 24 {
-                // A bad event on the same key (so the same partition, after some good ones).
-                let (payload, reason) = Self.salt(i / 25, time: o.eventTimeMillis)
-                try producer.send(topic: "orders", key: key, value: payload)
+                // A bad event, most on the same key (so the same partition, after some good ones).
+                let (badKey, payload, reason) = Self.salt(i / 25, time: o.eventTimeMillis, key: key, user: o.userID)
+                try producer.send(topic: "orders", key: badKey, value: payload)
                 expectedReasons[reason.rawValue, default: 0] += 1
                 reasonOfPayload[Data(payload)] = reason.rawValue
             }
@@ -127,5 +135,33 @@ struct DeadLetterTests {
         // Whatever the policy, every rejected event read so far is in the dead letters.
         let lines = (try? String(contentsOfFile: offline + "/_dead_letters.jsonl", encoding: .utf8))?.split(separator: "\n") ?? []
         if policy != .stop { #expect(lines.count == (try outcome.get()).deadLettered) }
+    }
+
+    @Test("mis-keyed events: dead-lettered by default, aggregated and counted under key_mismatch: accept",
+          arguments: KeyMismatchPolicy.allCases)
+    func misKeyed(policy: KeyMismatchPolicy) throws {
+        var topology = try growth()
+        topology.sources[0].keyMismatch = policy
+        let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)
+        try cluster.createTopic("orders", partitions: 2)
+        let producer = try KafkaProducer(brokers: cluster.bootstrapServers, logger: quiet)
+        for i in 0..<200 {
+            let user = i % 10
+            // Every tenth event is keyed by another user (a producer keying by something else).
+            let key = i % 10 == 9 ? (i % 20 == 9 ? [] : Array(String(user + 1).utf8)) : Array(String(user).utf8)
+            try producer.send(topic: "orders", key: key,
+                              value: Array(#"{"user_id": \#(user), "amount": 1, "status": "paid", "event_timestamp": \#(1_767_225_600_000 + i)}"#.utf8))
+        }
+        try producer.flush()
+        let redis = try RedisServer()
+        let offline = temporaryDirectory("mis-keyed")
+        let options = try workerOptions(topology, brokers: cluster.bootstrapServers, redis: redis, offline: offline, untilEnd: true)
+        let stats = try RunningWorker(options).join()
+        #expect(stats.events == 200 && stats.misKeyed == 20)
+        if policy == .deadLetter {
+            #expect(stats.aggregated == 180 && stats.deadLetterReasons == ["key_mismatch": 10, "null_key": 10])
+        } else {
+            #expect(stats.aggregated == 200 && stats.deadLettered == 0)
+        }
     }
 }

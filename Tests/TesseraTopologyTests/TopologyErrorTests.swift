@@ -79,6 +79,12 @@ let badCases: [BadCase] = [
     BadCase(name: "feature name taken by a join key", line: 19, text: "      - {name: user_id, aggregate: count, window: 1h}", at: (19, 16), message: "feature name 'user_id' is taken"),
     BadCase(name: "bad view name", line: 15, text: "  - name: user-stats", at: (15, 11), message: "feature view name 'user-stats' must be a name"),
     BadCase(name: "unknown feature key", line: 19, text: "      - {name: n, aggregate: count, window: 1h, windw: 2h}", at: (19, 49), message: "unknown key 'windw' in a feature"),
+    BadCase(name: "source keyed by a field the view does not join on", line: 5, text: "    format: json\n    key: status", at: (17, 15),
+            message: "source 'orders' is keyed by 'status', which is not a join key of this view's entities (user)"),
+    BadCase(name: "key not a field", line: 5, text: "    format: json\n    key: order_id", at: (6, 10), message: "the key field 'order_id' is not one of the source's fields"),
+    BadCase(name: "float key", line: 5, text: "    format: json\n    key: amount", at: (6, 10), message: "the key field 'amount' must be int64 or string, not float64"),
+    BadCase(name: "unknown key policy", line: 5, text: "    format: json\n    key_mismatch: ignore", at: (6, 19), message: "key_mismatch 'ignore' is not one of: dead_letter, accept"),
+    BadCase(name: "bad future skew", line: 5, text: "    format: json\n    max_future_skew: soon", at: (6, 22), message: "max_future_skew 'soon' is not a duration"),
     BadCase(name: "feature without window", line: 19, text: "      - {name: n, aggregate: count}", at: (19, 9), message: "a feature is missing 'window'"),
 ]
 
@@ -103,6 +109,23 @@ struct TopologyErrorTests {
                 #expect(hit.description.hasPrefix("bad.yaml:\(hit.line):\(hit.column): "))
             }
         }
+    }
+
+    @Test("a source is keyed by the join key its views share, or says which; views no key routes are refused")
+    func sourceKey() throws {
+        let base = try TopologyLoader.parse(yaml: baseTopology, file: "t.yaml").get()
+        #expect(base.sources[0].key == "user_id" && base.sources[0].keyMismatch == .deadLetter)
+        #expect(base.sources[0].maxFutureSkew == Time.hour)
+        let declared = try TopologyLoader.parse(yaml: baseTopology.replacingOccurrences(
+            of: "format: json", with: "format: json\n    key: user_id\n    key_mismatch: accept\n    max_future_skew: 10m"), file: "t.yaml").get()
+        #expect(declared.sources[0].key == "user_id" && declared.sources[0].keyMismatch == .accept)
+        #expect(declared.sources[0].maxFutureSkew == 10 * Time.minute)
+        // A second view over the source keyed by another entity: no one record key routes both.
+        let split = baseTopology.replacingOccurrences(
+            of: "    join_keys: {user_id: int64}", with: "    join_keys: {user_id: int64}\n  - name: state\n    join_keys: {status: string}")
+            + "\n  - name: by_status\n    entities: [state]\n    source: orders\n    features:\n      - {name: n, aggregate: count, window: 1h}"
+        guard case .failure(let e) = TopologyLoader.parse(yaml: split, file: "t.yaml") else { Issue.record("accepted"); return }
+        #expect(e.errors.map(\.description) == ["t.yaml:3:11: the views of source 'orders' (stats, by_status) share no join key, so no record key routes all of them: split them over topics keyed by their entities"])
     }
 
     @Test("every error of a file is reported, not just the first")

@@ -25,6 +25,11 @@ let testTopology = """
         format: json
         timestamp: {field: ts, unit: us}
         fields: {user_id: int64, card: string, merchant: int64, amount: float64, status: string, ok: bool}
+      - name: card_events
+        topic: card_events
+        format: json
+        timestamp: {field: ts, unit: us}
+        fields: {user_id: int64, card: string, merchant: int64, amount: float64, status: string, ok: bool}
     entities:
       - name: user
         join_keys: {user_id: int64}
@@ -44,14 +49,14 @@ let testTopology = """
           - {name: ok, aggregate: last, field: ok, window: lifetime}
       - name: pair_view
         entities: [card, merchant]
-        source: events
+        source: card_events
         features:
           - {name: n, aggregate: count, window: 1d}
           - {name: amount_mean, aggregate: mean, field: amount, window: 1d}
           - {name: last_status, aggregate: last, field: status, window: lifetime}
       - name: card_view
         entities: [card]
-        source: events
+        source: card_events
         ttl: 90s
         features:
           - {name: card_total, aggregate: sum, field: amount, window: 1d}

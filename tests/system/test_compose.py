@@ -50,6 +50,7 @@ CONTRACT = {
     "tessera_events_aggregated_total": "counter",
     "tessera_events_late_total": "counter",
     "tessera_events_dead_lettered_total": "counter",
+    "tessera_events_mis_keyed_accepted_total": "counter",
     "tessera_emissions_total": "counter",
     "tessera_offline_rows_total": "counter",
     "tessera_redis_writes_total": "counter",

@@ -105,7 +105,7 @@ def test_metrics_health_and_readiness(services):
         try:
             producer.produce("orders", key="1", value=json.dumps(
                 {"order_id": 1, "user_id": 1, "product_id": 1, "amount": 1.0, "status": "paid",
-                 "event_timestamp": 1_900_000_000_000}).encode())
+                 "event_timestamp": int(time.time() * 1000)}).encode())
             producer.flush(30)
             status, body = wait_for(lambda: (lambda s: s if s[0] == 503 else None)(get(f"http://127.0.0.1:{port}/ready")),
                                     what="/ready to report the hung Redis")

@@ -32,6 +32,14 @@ public struct Bitmap: Sendable, Equatable {
         count += 1
     }
 
+    public mutating func removeLast() {
+        precondition(count > 0)
+        count -= 1
+        let mask: UInt64 = 1 << UInt64(count & 63)
+        if words[count >> 6] & mask == 0 { unsetCount -= 1 } else { words[count >> 6] &= ~mask }
+        if count & 63 == 0 { words.removeLast() }
+    }
+
     /// Appends one bit per flag, 64 at a time where the bitmap is word-aligned.
     public mutating func append(contentsOf flags: UnsafeBufferPointer<Bool>) {
         var i = 0

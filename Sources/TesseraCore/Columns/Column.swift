@@ -34,6 +34,18 @@ public struct Column: Sendable, Equatable {
         validity.removeAll()
     }
 
+    /// Removes the last row.
+    public mutating func removeLast() {
+        switch type {
+        case .int64, .bool: ints.removeLast()
+        case .float64: doubles.removeLast()
+        case .string:
+            offsets.removeLast()
+            bytes.removeSubrange(Int(offsets.last!)...)
+        }
+        validity.removeLast()
+    }
+
     public mutating func appendNull() {
         switch type {
         case .int64, .bool: ints.append(0)
@@ -200,6 +212,12 @@ public struct ColumnBatch: Sendable {
     public mutating func removeAll() {
         eventTimes.removeAll(keepingCapacity: true)
         for i in columns.indices { columns[i].removeAll() }
+    }
+
+    /// Removes the last row (an event refused after it was decoded).
+    public mutating func removeLast() {
+        eventTimes.removeLast()
+        for i in columns.indices { columns[i].removeLast() }
     }
 
     /// Appends one row; `values` follows the schema order, nil for a null field.

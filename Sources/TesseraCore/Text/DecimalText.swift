@@ -16,4 +16,20 @@ public enum DecimalText {
             for k in stride(from: n - 1, through: 0, by: -1) { out.append(d[k]) }
         }
     }
+
+    /// Whether `text` is exactly `value`'s decimal text (what `append` writes: no sign but a
+    /// leading `-`, no leading zeros).
+    public static func matches(_ text: UnsafeRawBufferPointer, _ value: Int64) -> Bool {
+        var magnitude = value.magnitude
+        var end = text.count
+        let start = value < 0 ? 1 : 0
+        if value < 0 && (end == 0 || text[0] != UInt8(ascii: "-")) { return false }
+        repeat {
+            guard end > start else { return false }
+            end -= 1
+            guard text[end] == UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30 else { return false }
+            magnitude /= 10
+        } while magnitude > 0
+        return end == start
+    }
 }

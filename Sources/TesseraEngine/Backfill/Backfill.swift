@@ -106,7 +106,7 @@ public final class Backfill {
         self.source = source
         self.views = views
         let keyField: String
-        if let field = options.keyField {
+        if let field = options.keyField ?? source.key {
             keyField = field
         } else {
             let entity = options.topologies.lazy.compactMap { $0.entity(named: views[0].entities[0]) }.first

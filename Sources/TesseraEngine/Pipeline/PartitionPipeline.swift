@@ -34,6 +34,13 @@ final class PartitionPipeline {
     /// Input offset of each decoded row, and the caller's index of the record it came from.
     private var rowOffsets: [Int64] = []
     private var rowRecords: [Int] = []
+    /// When each row's record was produced (ms, -1 if unknown), and the bound on each row's
+    /// event time computed from it (`aggregate`).
+    private var rowStamps: [Int64] = []
+    private var rowLimits: [Micros] = []
+    /// How the record key is checked against the event (nil: the source has no key field).
+    private let keyCheck: KeyCheck?
+    private let maxFutureSkew: Micros
     /// The offset of the next input record.
     var nextOffset: Int64 = -1
     /// The last created timestamp given out (created timestamps increase per partition).
@@ -49,6 +56,8 @@ final class PartitionPipeline {
         var aggregated = 0
         var late = 0
         var rejected: [DeadLetterReason: Int] = [:]
+        /// Mis-keyed events aggregated anyway (`KeyMismatchPolicy.accept`), by reason.
+        var acceptedMisKeyed: [DeadLetterReason: Int] = [:]
         /// Closed rows (the offline log's), and every emission per view (open ones too).
         var closed = 0
         var emitted: [Int]
@@ -70,6 +79,8 @@ final class PartitionPipeline {
         self.clock = clock
         decoder = JSONEventDecoder(source: source, maxBytes: maxMessageBytes)
         batch = ColumnBatch(schema: source.schema.types)
+        keyCheck = source.key.flatMap { key in source.schema.index(of: key).map { KeyCheck(field: key, column: $0, policy: source.keyMismatch) } }
+        maxFutureSkew = source.maxFutureSkew
         counters = Counters(views: views.count)
     }
 
@@ -83,26 +94,53 @@ final class PartitionPipeline {
     var pending: Int { batch.count }
 
     /// Decodes one input record into the pending batch, or returns why it is rejected (the
-    /// caller dead-letters it).
-    func decode(_ payload: UnsafeRawBufferPointer, offset: Int64, record: Int) -> Rejection? {
+    /// caller dead-letters it). `key` is the record key, checked against the event's key field
+    /// (nil for input that has none, such as `tessera backfill`'s files); `timestampMillis` is
+    /// when the record was produced (-1 if unknown), which bounds how far ahead its event time
+    /// may be.
+    func decode(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer? = nil, timestampMillis: Int64 = -1,
+                offset: Int64, record: Int) -> Rejection? {
         nextOffset = offset + 1
         counters.consumed += 1
         if let rejection = decoder.decode(payload, into: &batch) {
-            counters.rejected[rejection.reason, default: 0] += 1
-            consecutiveBad += 1
-            return rejection
+            return reject(rejection)
+        }
+        if let key, let keyCheck, let mismatch = keyCheck.mismatch(key, batch) {
+            if keyCheck.policy == .deadLetter {
+                batch.removeLast()
+                return reject(mismatch)
+            }
+            counters.acceptedMisKeyed[mismatch.reason, default: 0] += 1
         }
         consecutiveBad = 0
         rowOffsets.append(offset)
         rowRecords.append(record)
+        rowStamps.append(timestampMillis)
         return nil
     }
 
+    private func reject(_ rejection: Rejection) -> Rejection {
+        counters.rejected[rejection.reason, default: 0] += 1
+        consecutiveBad += 1
+        return rejection
+    }
+
     /// Aggregates the pending batch and hands its emissions to the sinks. Returns the rows the
-    /// core rejected (late events), with the caller's record index and the offset of each.
+    /// core rejected (late, too far ahead, a join key missing), with the caller's record index
+    /// and the offset of each.
     func aggregate() -> [(record: Int, offset: Int64, rejection: Rejection)] {
         guard batch.count > 0 else { return [] }
-        let rejected = core.ingest(batch).map { (record: rowRecords[$0.row], offset: rowOffsets[$0.row], rejection: Rejection($0.reason)) }
+        // The bound on the future: the time the record was produced (or now, if that is unknown
+        // or later), plus the source's skew. A replay computes the same bounds.
+        let now = clock.now()
+        rowLimits.removeAll(keepingCapacity: true)
+        for stamp in rowStamps {
+            let produced = stamp >= 0 && stamp < now / 1_000 ? stamp * 1_000 : now
+            rowLimits.append(produced > Int64.max - maxFutureSkew ? Int64.max : produced + maxFutureSkew)
+        }
+        let rejected = core.ingest(batch, notAfter: rowLimits).map {
+            (record: rowRecords[$0.row], offset: rowOffsets[$0.row], rejection: Rejection($0.reason))
+        }
         let aggregated = batch.count - rejected.count
         counters.aggregated += aggregated
         for r in rejected {
@@ -114,6 +152,7 @@ final class PartitionPipeline {
         batch.removeAll()
         rowOffsets.removeAll(keepingCapacity: true)
         rowRecords.removeAll(keepingCapacity: true)
+        rowStamps.removeAll(keepingCapacity: true)
         return rejected
     }
 
@@ -162,5 +201,35 @@ final class PartitionPipeline {
     func snapshot(nextSequences: [String: Int64]) -> CheckpointStore.Snapshot {
         CheckpointStore.Snapshot(position: .init(nextOffset: nextOffset, lastCreated: lastCreated, nextSequences: nextSequences),
                                  state: core.image(reusing: &imageBuffer))
+    }
+}
+
+/// The record key against the event's key field, as text: what the producer partitioned by
+/// must be the entity the event is about, or the entity's state splits across partitions.
+struct KeyCheck {
+    let field: String
+    let column: Int
+    let policy: KeyMismatchPolicy
+
+    /// Why the last row of `batch` does not match `key`, or nil. A null key field is left to
+    /// the core (a missing join key).
+    func mismatch(_ key: UnsafeRawBufferPointer, _ batch: ColumnBatch) -> Rejection? {
+        guard key.count > 0 else { return Rejection(.nullKey, "the record has no key; '\(field)' routes this source") }
+        let c = batch.columns[column]
+        let row = c.count - 1
+        guard c.validity[row] else { return nil }
+        switch c.type {
+        case .int64:
+            if DecimalText.matches(key, c.ints[row]) { return nil }
+            return Rejection(.keyMismatch, "the record key \(quoted(key)) is not '\(field)' \(c.ints[row])")
+        default:
+            if c.withUTF8(at: row, { $0.elementsEqual(key) }) { return nil }
+            return Rejection(.keyMismatch, "the record key \(quoted(key)) is not '\(field)' \(quoted(c.withUTF8(at: row) { UnsafeRawBufferPointer($0) }))")
+        }
+    }
+
+    private func quoted(_ bytes: UnsafeRawBufferPointer) -> String {
+        let text = String(decoding: bytes.prefix(64), as: UTF8.self)
+        return "'\(text)\(bytes.count > 64 ? "…" : "")'"
     }
 }

@@ -3,7 +3,7 @@ import TesseraSource
 /// Decode → aggregate → reject for a batch of input records of any partitions: the one path by
 /// which input reaches the core, in `tessera run` and in `tessera backfill`. Every record is
 /// decoded into its partition's pipeline or dead-lettered with why; then each pipeline fed is
-/// aggregated once, and the rows the core refused (late) are dead-lettered with their payload.
+/// aggregated once, and the rows the core refused (late, too far ahead, keyless) are dead-lettered with their payload.
 final class RecordRouter {
     let deadLetters: DeadLetterSink
     private var touched: [PartitionPipeline] = []
@@ -14,20 +14,22 @@ final class RecordRouter {
     init(deadLetters: DeadLetterSink) { self.deadLetters = deadLetters }
 
     /// Decodes one record into `pipeline`. `record` is the caller's index of it in the batch (for
-    /// `aggregate`'s dead letters); a rejected record is dead-lettered here with `origin`.
-    func decode(_ payload: UnsafeRawBufferPointer, offset: Int64, record: Int, into pipeline: PartitionPipeline,
+    /// `aggregate`'s dead letters); a rejected record is dead-lettered here with `origin`. `key`
+    /// and `timestampMillis` are the Kafka record's (`PartitionPipeline.decode`).
+    func decode(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer? = nil, timestampMillis: Int64 = -1,
+                offset: Int64, record: Int, into pipeline: PartitionPipeline,
                 origin: @autoclosure () -> DeadLetterOrigin) throws {
         if pipeline !== last {
             last = pipeline
             if isTouched.insert(ObjectIdentifier(pipeline)).inserted { touched.append(pipeline) }
         }
-        if let rejection = pipeline.decode(payload, offset: offset, record: record) {
+        if let rejection = pipeline.decode(payload, key: key, timestampMillis: timestampMillis, offset: offset, record: record) {
             try deadLetters.record(origin(), rejection: rejection, payload: payload)
         }
     }
 
     /// Aggregates every pipeline fed since the last call and returns them. `record(p, i, offset)`
-    /// gives the payload and dead-letter origin of record `i` of the batch (a late row's).
+    /// gives the payload and dead-letter origin of record `i` of the batch (a row the core refused).
     @discardableResult
     func aggregate(_ record: (PartitionPipeline, Int, Int64) -> (payload: UnsafeRawBufferPointer, origin: DeadLetterOrigin)) throws -> [PartitionPipeline] {
         defer {

@@ -12,6 +12,8 @@ public enum MetricName {
     public static let eventsAggregated = "tessera_events_aggregated_total"         // {source}
     public static let eventsLate = "tessera_events_late_total"                     // {source}
     public static let eventsDeadLettered = "tessera_events_dead_lettered_total"    // {source, reason}
+    /// Mis-keyed events aggregated anyway under `key_mismatch: accept` (reason key_mismatch, null_key).
+    public static let eventsMisKeyedAccepted = "tessera_events_mis_keyed_accepted_total" // {source, reason}
     public static let emissions = "tessera_emissions_total"                        // {view}
     public static let offlineRows = "tessera_offline_rows_total"                   // {view}
     public static let redisWrites = "tessera_redis_writes_total"                   // {view}

@@ -24,6 +24,9 @@ public struct WorkerStats: Sendable {
     public var partitions = 0
     /// Dead-lettered events per reason (`DeadLetterReason` raw values).
     public var deadLetterReasons: [String: Int] = [:]
+    /// Mis-keyed events (`key_mismatch`, `null_key`) dead-lettered or, under `key_mismatch:
+    /// accept`, aggregated anyway.
+    public var misKeyed = 0
     /// What the worker is waiting for and retrying (Redis unreachable, the offline log not
     /// writable, Kafka brokers down), or nil when all is well.
     public var retrying: String?
@@ -85,6 +88,9 @@ final class Telemetry {
             for reason in DeadLetterReason.allCases {
                 metrics.add(MetricName.eventsDeadLettered, [("source", source.name), ("reason", reason.rawValue)], 0)
             }
+            for reason in Telemetry.misKeyedReasons {
+                metrics.add(MetricName.eventsMisKeyedAccepted, [("source", source.name), ("reason", reason.rawValue)], 0)
+            }
         }
         for view in configuration.allViews {
             metrics.add(MetricName.emissions, [("view", view.name)], 0)
@@ -115,6 +121,28 @@ final class Telemetry {
         stats.aggregated += c.aggregated
         stats.late += c.late
         stats.emissions += c.closed
+        let misKeyed = Telemetry.misKeyedReasons.reduce(0) { $0 + c.rejected[$1, default: 0] + c.acceptedMisKeyed[$1, default: 0] }
+        if misKeyed > 0 { self.misKeyed(misKeyed, counters: c, from: p) }
+    }
+
+    static let misKeyedReasons: [DeadLetterReason] = [.keyMismatch, .nullKey]
+    /// Mis-keyed events since the last warning, per source, and when that was.
+    private var misKeyedSince: [String: (count: Int, warned: ContinuousClock.Instant?)] = [:]
+
+    /// Counts mis-keyed events and warns about them, at most once a minute per source: their
+    /// producer partitions by something else than the entity, which splits its state.
+    private func misKeyed(_ n: Int, counters c: PartitionPipeline.Counters, from p: PartitionPipeline) {
+        stats.misKeyed += n
+        for (reason, k) in c.acceptedMisKeyed { metrics.add(MetricName.eventsMisKeyedAccepted, [("source", p.source), ("reason", reason.rawValue)], k) }
+        var entry = misKeyedSince[p.source] ?? (0, nil)
+        entry.count += n
+        let now = ContinuousClock.now
+        if entry.warned.map({ now - $0 >= .seconds(60) }) ?? true {
+            let action = c.acceptedMisKeyed.isEmpty ? "dead-lettered" : "aggregated anyway (key_mismatch: accept)"
+            logger.warning("\(entry.count) mis-keyed events on \(p.topic): their record key is not their key field, or absent; \(action). The producer must key the topic by the entity, or the entity's state splits across partitions")
+            entry = (0, now)
+        }
+        misKeyedSince[p.source] = entry
     }
 
     func joinedGroup() { joined = true }

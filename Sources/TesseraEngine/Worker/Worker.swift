@@ -224,7 +224,7 @@ public final class Worker: RebalanceListener {
                 current = table.lookup(topic: r.topic, partition: r.partition)
             }
             guard let e = current else { continue }
-            try router.decode(r.payload, offset: r.offset, record: index, into: e.pipeline,
+            try router.decode(r.payload, key: r.key, timestampMillis: r.timestampMillis, offset: r.offset, record: index, into: e.pipeline,
                               origin: DeadLetterOrigin(topic: e.tp.topic, partition: r.partition, offset: r.offset))
         }
         let now = ContinuousClock.now

@@ -68,6 +68,8 @@ struct RDKafkaMessage {
     var offset: Int64
     var payload: UnsafeRawBufferPointer
     var key: UnsafeRawBufferPointer
+    /// The record's timestamp (create or log-append time) in milliseconds, -1 if it has none.
+    var timestampMillis: Int64
 }
 
 /// An `rd_kafka_queue_t` (destroyed in `deinit`), consumed in batches.
@@ -94,7 +96,8 @@ final class RDKafkaQueue {
                 code: m.err.rawValue, topic: m.rkt.map { UnsafeRawPointer($0) },
                 partition: m.partition, offset: m.offset,
                 payload: UnsafeRawBufferPointer(start: m.payload, count: m.payload == nil ? 0 : m.len),
-                key: UnsafeRawBufferPointer(start: m.key, count: m.key == nil ? 0 : m.key_len))
+                key: UnsafeRawBufferPointer(start: m.key, count: m.key == nil ? 0 : m.key_len),
+                timestampMillis: rd_kafka_message_timestamp(self.messages[i], nil))
         }
         return n
     }

@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+import TesseraCore
+import TesseraLog
+
+/// Checkpoint files sealed end to end: a checkpoint whose header (offsets, created time, offline
+/// sequences) or state was altered is refused, never resumed from.
+@Suite("Checkpoint files")
+struct CheckpointTests {
+    static let schema = Schema([("user", .int64), ("amount", .float64)])
+    static let spec = try! ViewSpec(name: "v", schema: schema, keyFields: [0], features: [
+        FeatureSpec(name: "total", aggregate: .sum, field: 1, window: .lifetime),
+    ])
+
+    static func snapshot(users: Int64, next: Int64) -> CheckpointStore.Snapshot {
+        var core = PartitionAggregator(views: [spec], allowedLateness: 0)
+        var b = ColumnBatch(schema: schema.types)
+        for u in 0..<users { b.append(time: 1_000_000 + u, [.int(u), .double(Double(u))]) }
+        core.ingest(b)
+        return .init(position: .init(nextOffset: next, lastCreated: 5_000, nextSequences: ["v": 1]), state: core.image())
+    }
+
+    /// The checkpoint's bytes with `change` applied, loaded back.
+    static func tampered(_ change: (inout [UInt8]) -> Void) throws -> CheckpointStore.Saved? {
+        let store = CheckpointStore(stateDirectory: temporaryDirectory("checkpoint"), group: "g")
+        try store.save(topic: "t", partition: 0, snapshot(users: 50, next: 1_000))
+        let path = store.path(topic: "t", partition: 0)
+        var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
+        change(&bytes)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return try store.load(topic: "t", partition: 0)
+    }
+
+    /// Where the header's fields lie: magic (length-prefixed), version, next offset, last created,
+    /// the sequence count, then the view's name (length-prefixed) and its sequence.
+    static let nextOffset = 8 + "tessera-checkpoint".utf8.count + 4
+    static let lastCreated = nextOffset + 8
+    static let sequence = lastCreated + 8 + 8 + 8 + 1
+
+    static func add(_ delta: Int64, at offset: Int, _ bytes: inout [UInt8]) {
+        var value: Int64 = 0
+        withUnsafeMutableBytes(of: &value) { $0.copyBytes(from: bytes[offset..<offset + 8]) }
+        value += delta
+        withUnsafeBytes(of: value) { bytes.replaceSubrange(offset..<offset + 8, with: $0) }
+    }
+
+    @Test("an untouched checkpoint loads as it was saved")
+    func roundTrip() throws {
+        let saved = try #require(try Self.tampered { _ in })
+        #expect(saved.nextOffset == 1_000 && saved.position.lastCreated == 5_000 && saved.nextSequences == ["v": 1])
+        let restored = try PartitionAggregator(views: [Self.spec], allowedLateness: 0, restoring: saved.state)
+        #expect(restored.image().bytes == Self.snapshot(users: 50, next: 1_000).state.bytes)
+    }
+
+    @Test("an altered header is refused: next offset ±100, last created, offline sequence 1 → 0",
+          arguments: [[nextOffset, -100], [nextOffset, 100], [lastCreated, 1], [sequence, -1]] as [[Int]])
+    func header(_ change: [Int]) throws {
+        let (field, delta) = (change[0], Int64(change[1]))
+        #expect(throws: StateFormatError.self) { try Self.tampered { Self.add(delta, at: field, &$0) } }
+        do { _ = try Self.tampered { Self.add(delta, at: field, &$0) } } catch {
+            #expect("\(error)".contains("header checksum does not match") && "\(error)".contains("--reset-state"))
+        }
+    }
+
+    @Test("an altered state byte is refused when the state is restored")
+    func state() throws {
+        let saved = try #require(try Self.tampered { $0[$0.count - 100] ^= 0x10 })
+        #expect(throws: StateFormatError.self) {
+            try PartitionAggregator(views: [Self.spec], allowedLateness: 0, restoring: saved.state)
+        }
+    }
+
+    @Test("a header spliced onto another checkpoint's state is refused")
+    func spliced() throws {
+        let other = CheckpointStore(stateDirectory: temporaryDirectory("checkpoint"), group: "g")
+        try other.save(topic: "t", partition: 0, Self.snapshot(users: 51, next: 1_000))
+        let otherBytes = [UInt8](FileManager.default.contents(atPath: other.path(topic: "t", partition: 0))!)
+        #expect(throws: StateFormatError.self) {
+            try Self.tampered { bytes in
+                // Same header length (same view names); the state of the other checkpoint.
+                let header = Self.sequence + 8 + 4
+                bytes = Array(bytes[..<header]) + Array(otherBytes[header...])
+            }
+        }
+    }
+}
