@@ -24,6 +24,11 @@ public struct WorkerOptions: Sendable {
     public var rollInterval: Duration = .seconds(10)
     /// Partitions are checkpointed, and offsets committed behind the checkpoints, at this interval.
     public var checkpointInterval: Duration = .seconds(30)
+    /// A stop finishes its flush, checkpoint and commit within this, or gives up with an error.
+    public var shutdownTimeout: Duration = .seconds(30)
+    /// Partitions without a checkpoint whose group has committed offsets start over from the
+    /// beginning of the topic (their state and offline files rebuilt) instead of being refused.
+    public var resetState = false
     /// A partition without events for this long advances its stream time from the wall clock.
     public var idleTimeout: Duration? = .seconds(60)
     public var deadLetters: DeadLetterDestination?
@@ -73,6 +78,7 @@ public struct WorkerConfiguration: Sendable {
         try positive(options.flushInterval, "the flush interval")
         try positive(options.rollInterval, "the roll interval")
         try positive(options.checkpointInterval, "the checkpoint interval")
+        try positive(options.shutdownTimeout, "the shutdown timeout")
         if let idle = options.idleTimeout { try positive(idle, "the idle timeout") }
         if let stats = options.statsInterval { try positive(stats, "the stats interval") }
         guard !options.brokers.isEmpty else { throw EngineError(.configuration, "no Kafka brokers given", remedy: "Pass --brokers HOST:PORT") }

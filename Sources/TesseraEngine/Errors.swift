@@ -28,6 +28,9 @@ extension ErrorCode {
     /// A partition's checkpoint cannot be used (corrupt, written by another format, or its views'
     /// features changed): resuming would count events twice or lose them.
     public static let checkpointUnusable = ErrorCode("checkpoint.unusable")
+    /// A partition has no checkpoint although its group committed offsets for it (the state
+    /// directory was lost or is not the group's): starting empty from there would lose its history.
+    public static let checkpointMissing = ErrorCode("checkpoint.missing")
     /// A partition yielded only bad events under `--bad-partition stop`.
     public static let badPartition = ErrorCode("input.bad_partition")
     /// The backfill's input cannot be read or placed.

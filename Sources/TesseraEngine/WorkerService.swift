@@ -21,7 +21,7 @@ public final class WorkerService: Service, Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
     private let state = Mutex(State())
-    private let stopFlag = Atomic<Bool>(false)
+    private let stopRequest = StopRequest()
     private let finished = DispatchSemaphore(value: 0)
 
     public init(configuration: WorkerConfiguration, logger: Logger, clock: any WallClock = SystemClock(), health: WorkerHealth? = nil) {
@@ -45,7 +45,7 @@ public final class WorkerService: Service, Sendable {
             let result = Result {
                 try Worker(configuration: configuration, logger: logger, clock: clock, health: health,
                            onProgress: { [self] stats in state.withLock { $0.progress = stats } })
-                    .run(shouldStop: { [self] in stopFlag.load(ordering: .relaxed) })
+                    .run(stop: stopRequest)
             }
             let waiters = state.withLock { s in
                 s.outcome = result
@@ -61,8 +61,9 @@ public final class WorkerService: Service, Sendable {
         thread.start()
     }
 
-    /// Asks the worker to stop (it finishes what it holds first).
-    public func stop() { stopFlag.store(true, ordering: .relaxed) }
+    /// Asks the worker to stop: it finishes what it holds first, within the shutdown timeout.
+    /// Asked again, it gives up at once.
+    public func stop() { stopRequest.ask() }
 
     /// The counters as of the worker's last report.
     public var progress: WorkerStats { state.withLock { $0.progress } }

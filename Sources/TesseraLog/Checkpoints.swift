@@ -74,6 +74,11 @@ public struct CheckpointStore: Sendable {
 
     public func path(topic: String, partition: Int32) -> String { "\(directory)/\(topic)/\(partition).state" }
 
+    /// Whether a partition has a checkpoint (read or not).
+    public func exists(topic: String, partition: Int32) -> Bool {
+        FileManager.default.fileExists(atPath: path(topic: topic, partition: partition))
+    }
+
     /// Writes a partition's checkpoint in place of the last one (computing the state's seal here).
     public func save(topic: String, partition: Int32, _ snapshot: Snapshot) throws {
         let dir = "\(directory)/\(topic)"

@@ -10,6 +10,7 @@ import TesseraEngine
 import TesseraKafka
 import TesseraRedis
 import TesseraTopology
+import UnixSignals
 
 /// The worker's settings: flags, then `TESSERA_*` environment variables, then the worker config
 /// file (`--config`), in that precedence. Shared by `tessera run` and `tessera config`.
@@ -30,6 +31,10 @@ struct WorkerFlags: ParsableArguments {
     @Option(help: "Online flush interval in milliseconds (default 100).") var flushMs: Int?
     @Option(help: "Offline roll interval in seconds (default 10).") var rollSeconds: Double?
     @Option(help: "Checkpoint (and offset commit) interval in seconds (default 30).") var checkpointSeconds: Double?
+    @Option(help: "Seconds a stop (SIGTERM, SIGINT) may take to flush, checkpoint and commit before it gives up with an error (default 30); a second signal gives up at once.")
+    var shutdownSeconds: Double?
+    @Flag(help: "Start partitions that have no checkpoint but committed offsets over from the beginning of the topic, rebuilding their state and offline files (without it, such a partition is refused).")
+    var resetState = false
     @Option(help: "Seconds without events after which a partition's stream time follows the wall clock (default 60, 0 = never).") var idleSeconds: Double?
     @Option(help: "Write rejected events to this Kafka topic (default: OFFLINE_DIR/_dead_letters.jsonl).") var deadLetterTopic: String?
     @Option(help: "Write rejected events to this file as JSON lines.") var deadLetterFile: String?
@@ -69,6 +74,8 @@ struct WorkerFlags: ParsableArguments {
         if let ms = try s.number(flushMs.map(Double.init), "flush-ms") { options.flushInterval = .milliseconds(Int(ms)) }
         if let v = try s.number(rollSeconds, "roll-seconds") { options.rollInterval = .milliseconds(Int(v * 1_000)) }
         if let v = try s.number(checkpointSeconds, "checkpoint-seconds") { options.checkpointInterval = .milliseconds(Int(v * 1_000)) }
+        if let v = try s.number(shutdownSeconds, "shutdown-seconds") { options.shutdownTimeout = .milliseconds(Int(v * 1_000)) }
+        options.resetState = resetState || s.value(nil, "reset-state").map { ["1", "true", "yes"].contains($0.lowercased()) } == true
         if let v = try s.number(idleSeconds, "idle-seconds") { options.idleTimeout = v > 0 ? .milliseconds(Int(v * 1_000)) : nil }
         if let v = try s.number(statsSeconds, "stats-seconds") { options.statsInterval = v > 0 ? .milliseconds(Int(v * 1_000)) : nil }
         if let topic = s.value(deadLetterTopic, "dead-letter-topic") { options.deadLetters = .topic(topic) }
@@ -119,9 +126,7 @@ struct Run: AsyncParsableCommand {
         }
         let health = resolved.metrics.map { _ in WorkerHealth(readyLag: resolved.readyLag) }
         let service = WorkerService(configuration: configuration, logger: logger, health: health)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-        ]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let (host, port) = resolved.metrics, let health {
             let registry = PrometheusCollectorRegistry()
             var factory = PrometheusMetricsFactory(registry: registry)
@@ -133,7 +138,26 @@ struct Run: AsyncParsableCommand {
             services.append(.init(service: operationsServer(host: host, port: port, registry: registry, health: health, logger: logger)))
             logger.info("metrics, health and readiness", metadata: ["address": "http://\(host):\(port)/metrics"])
         }
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // Last, so that a shutdown stops the worker first and /health, /ready and /metrics answer
+        // while it finishes.
+        services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: .init(services: services, logger: logger))
+        // The first SIGTERM or SIGINT shuts the group down gracefully (the worker finishes within
+        // its shutdown timeout); a second one forces the worker to give up at once.
+        let signals = Task { [service] in
+            var count = 0
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                count += 1
+                if count == 1 {
+                    await group.triggerGracefulShutdown()
+                } else {
+                    logger.warning("second stop signal: giving up the final checkpoint", metadata: ["signal": "\(signal)"])
+                    service.stop()
+                }
+            }
+        }
+        defer { signals.cancel() }
         do {
             try await group.run()
         } catch {

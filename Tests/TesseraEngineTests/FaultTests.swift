@@ -48,12 +48,14 @@ struct FaultTests {
         #expect(try run.finish(worker) == expected)
     }
 
-    @Test("stopped while Redis is down: the worker exits with an error; the next run replays what was not written")
+    @Test("stopped while Redis is down: past the shutdown timeout the worker exits with an error; the next run replays what was not written")
     func stopDuringOutage() throws {
         let expected = try Self.undisturbed()
         let run = try DisturbedRun()
         try run.produce(0..<3_000)
-        let worker = run.start()
+        var impatient = run.options
+        impatient.shutdownTimeout = .seconds(1)
+        let worker = RunningWorker(impatient)
         #expect(worker.wait { $0.events == 3_000 })
         try run.redis.shutdownSaving()
         try run.produce(3_000..<Self.events)

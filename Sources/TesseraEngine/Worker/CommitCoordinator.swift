@@ -25,7 +25,8 @@ final class CommitCoordinator {
     private let telemetry: Telemetry
     private let logger: Logger
     private let maxPendingBytes: Int
-    var stopRequested: @Sendable () -> Bool = { false }
+    /// Set by `Worker.run`: once a stop is asked for, how long waits may still go on.
+    var stop = StopDeadline(StopRequest(), timeout: .zero)
 
     /// Checkpoint rounds queued on the storage thread, by mark: when the round began, and the
     /// offsets to commit (with the entry they belong to) once it is durable.
@@ -55,7 +56,11 @@ final class CommitCoordinator {
         if checkpoint {
             // Only a commit needs the online store and the dead letters caught up: a roll hands
             // its files to the storage thread without waiting for Redis.
-            try online.flush(whileWaiting: { self.telemetry.report() }, giveUp: stopRequested)
+            do {
+                try online.flush(whileWaiting: { self.telemetry.report() }, giveUp: { self.stop.mustGiveUp })
+            } catch let e as OnlineWriteError {
+                throw EngineError(.stopped, "\(e): \(stop.giveUpReason ?? "stopped")", remedy: e.remedy)
+            }
             try retrying("write dead letters", component: "dead_letters") {
                 do { try deadLetters.flush() } catch let e as any TesseraError { throw e } catch { throw StorageError("\(error)") }
             }
@@ -106,10 +111,10 @@ final class CommitCoordinator {
                 }
                 telemetry.retrying = t.task
             }
-            if stopRequested() {
+            if let reason = stop.giveUpReason {
                 let what = telemetry.retrying ?? "write the offline log and checkpoints"
                 storage.stop()
-                throw EngineError(.stopped, "stopped while trying to \(what)",
+                throw EngineError(.stopped, "stopped while trying to \(what): \(reason)",
                                   remedy: "Nothing is lost: the next run resumes from the last checkpoint")
             }
             telemetry.report()
@@ -148,7 +153,7 @@ final class CommitCoordinator {
     }
 
     /// Runs `body` until it succeeds, retrying its retriable failures with `Backoff` (reporting
-    /// while it waits) until a stop is requested.
+    /// while it waits) until a stop gives up (forced, or past the shutdown timeout).
     func retrying(_ what: String, component: String, _ body: () throws -> Void) throws {
         var backoff = Backoff()
         while true {
@@ -161,12 +166,12 @@ final class CommitCoordinator {
                 logger.warning("cannot \(what), retrying in \(delay.seconds) s: \(e)", metadata: ["code": "\(e.code)"])
                 telemetry.retrying = what
                 telemetry.failed(component)
-                if stopRequested() {
-                    throw EngineError(.stopped, "stopped while trying to \(what)",
+                if let reason = stop.giveUpReason {
+                    throw EngineError(.stopped, "stopped while trying to \(what): \(reason)",
                                       remedy: "Nothing is lost: the next run resumes from the last checkpoint")
                 }
                 let until = ContinuousClock.now + delay
-                while ContinuousClock.now < until && !stopRequested() {
+                while ContinuousClock.now < until && !stop.mustGiveUp {
                     telemetry.report()
                     Thread.sleep(forTimeInterval: min(0.25, (until - ContinuousClock.now).seconds))
                 }

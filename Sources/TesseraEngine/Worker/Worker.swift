@@ -31,11 +31,15 @@ public final class Worker: RebalanceListener {
     /// Writes offline files and checkpoints off the worker's thread, in order.
     private let storage: DurableWriter
     private let table: PartitionTable
+    private let checkpoints: CheckpointStore?
     private let coordinator: CommitCoordinator
     private let telemetry: Telemetry
     /// An error met inside a rebalance callback (or by the bad-partition policy) that stops the worker.
     private var fatal: EngineError?
     private var totalPartitions: Int?
+    /// Set once the stop's final checkpoint round is durable: leaving the group then revokes
+    /// partitions with nothing new to checkpoint.
+    private var finalRoundDone = false
     private var options: WorkerOptions { configuration.options }
 
     public init(configuration: WorkerConfiguration, logger: Logger, clock: any WallClock = SystemClock(),
@@ -59,6 +63,7 @@ public final class Worker: RebalanceListener {
                                              producer: producer)
         router = RecordRouter(deadLetters: deadLetters)
         let checkpoints = options.stateDirectory.map { CheckpointStore(stateDirectory: $0, group: options.group) }
+        self.checkpoints = checkpoints
         storage = DurableWriter(offline: offline, checkpoints: checkpoints)
         table = PartitionTable(configuration: configuration, topics: consumer.topics, checkpoints: checkpoints, offline: offline,
                                sinks: EmissionSinks(online: online, offline: offline), clock: clock, logger: logger)
@@ -89,7 +94,12 @@ public final class Worker: RebalanceListener {
         storage.discard(partitions: numbers)
         online.discard(partitions: numbers)
         var starts: [TopicPartition: Int64] = [:]
-        for tp in tps {
+        let refused: Set<TopicPartition>
+        do { refused = try partitionsWithLostCheckpoints(tps) } catch {
+            fatal = fatal ?? error
+            return starts
+        }
+        for tp in tps where !refused.contains(tp) {
             do {
                 if let start = try table.join(tp) { starts[tp] = start }
             } catch {
@@ -99,12 +109,36 @@ public final class Worker: RebalanceListener {
         return starts
     }
 
+    /// Partitions without a checkpoint whose group has committed offsets: their state was lost
+    /// (a deleted or wrong state directory). Starting them empty would silently replay from the
+    /// beginning of the topic or, worse, miss their history; refused (a fatal error) unless
+    /// `resetState` says to start them over, which rebuilds their state and offline files.
+    private func partitionsWithLostCheckpoints(_ tps: [TopicPartition]) throws(EngineError) -> Set<TopicPartition> {
+        guard let checkpoints else { return [] }
+        let missing = tps.filter { !checkpoints.exists(topic: $0.topic, partition: $0.partition) }
+        guard !missing.isEmpty else { return [] }
+        let committed: [TopicPartition: Int64]
+        do { committed = try consumer.committed(missing) } catch {
+            throw EngineError(.checkpointMissing, "cannot read the group's committed offsets of \(missing.sorted()), which have no checkpoint: \(error)")
+        }
+        let lost = committed.filter { $0.value > 0 }.keys.sorted()
+        guard !lost.isEmpty else { return [] }
+        let list = lost.map { "\($0) (committed \(committed[$0]!))" }.joined(separator: ", ")
+        if options.resetState {
+            logger.warning("starting over from the beginning of the topic (--reset-state): \(list) had committed offsets but no checkpoint in \(checkpoints.directory); their state and offline files are rebuilt")
+            return []
+        }
+        fatal = fatal ?? EngineError(.checkpointMissing, "no checkpoint in \(checkpoints.directory) for \(list), whose group \(options.group) has committed offsets",
+                                     remedy: "Point --state-dir at the group's checkpoints (shared by all its workers), or run with --reset-state to rebuild these partitions from the beginning of the topic (their offline files are rewritten)")
+        return Set(lost)
+    }
+
     /// Partitions leave: made durable, checkpointed and committed, for their next owner to
     /// resume exactly there.
     public func revoked(_ tps: [TopicPartition]) {
         let numbers = Set(tps.map(\.partition))
         do {
-            try coordinator.makeDurable(partitions: numbers, checkpoint: true, wait: true)
+            if !finalRoundDone { try coordinator.makeDurable(partitions: numbers, checkpoint: true, wait: true) }
         } catch {
             logger.error("could not checkpoint revoked partitions \(tps.sorted()): \(error); their next owner replays from the last checkpoint")
             offline.discard(partitions: numbers)
@@ -121,10 +155,12 @@ public final class Worker: RebalanceListener {
 
     // MARK: - The loop
 
-    /// Runs until `shouldStop()` is true (or, with `untilEnd`, until every partition is drained),
-    /// then flushes, checkpoints, commits and leaves the group.
-    public func run(shouldStop: @escaping @Sendable () -> Bool) throws -> WorkerStats {
-        coordinator.stopRequested = shouldStop
+    /// Runs until `stop` is asked (or, with `untilEnd`, until every partition is drained), then
+    /// flushes, checkpoints, commits and leaves the group — giving up with an error when the stop
+    /// is forced or the shutdown timeout passes first.
+    public func run(stop: StopRequest) throws -> WorkerStats {
+        let deadline = StopDeadline(stop, timeout: options.shutdownTimeout)
+        coordinator.stop = deadline
         do {
             try perform(lifecycle.handle(.start))
             let clock = ContinuousClock()
@@ -139,7 +175,9 @@ public final class Worker: RebalanceListener {
                 let started = clock.now
                 telemetry.iterated(started - iteration)
                 iteration = started
-                if shouldStop() {
+                if deadline.isAsked {
+                    logger.notice("stopping: flushing, checkpointing and committing, then leaving the group",
+                                  metadata: ["shutdown_timeout": "\(options.shutdownTimeout)", "force": "a second SIGTERM or SIGINT"])
                     try perform(lifecycle.handle(.stopRequested))
                     break
                 }
@@ -204,9 +242,11 @@ public final class Worker: RebalanceListener {
                 }
             case .makeDurable:
                 try coordinator.makeDurable(partitions: nil, checkpoint: true, wait: true)
+                finalRoundDone = true
                 telemetry.report(now: true)
             case .leaveGroup:
                 consumer.close()
+                logger.info("left the consumer group", metadata: ["group": "\(options.group)"])
             case .stopWriters:
                 online.stop()
                 storage.stop()
