@@ -3,6 +3,7 @@
 # them by PID (never by name). State lives in a directory of the caller's choice:
 #
 #   scripts/services.sh start-redis DIR   → DIR/redis.port, DIR/redis.pid
+#       on REDIS_PORT if set (to restart a server on its port), else on a free port
 #       with REDIS_PASSWORD set, clients must AUTH with it (requirepass, read from DIR/redis-auth.conf
 #       so that it never shows in the server's argv; letters, digits and punctuation other than " and \)
 #   scripts/services.sh start-tansu DIR   → DIR/tansu.port, DIR/tansu.pid, DIR/librdkafka/ (current librdkafka)
@@ -46,7 +47,7 @@ cmd=${1:-}; dir=${2:-}
 mkdir -p "$dir"
 case "$cmd" in
   start-redis)
-    port=$(free_port)
+    port=${REDIS_PORT:-$(free_port)}
     conf=()
     if [ -n "${REDIS_PASSWORD:-}" ]; then
       (umask 077 && printf 'requirepass "%s"\n' "$REDIS_PASSWORD" > "$dir/redis-auth.conf")

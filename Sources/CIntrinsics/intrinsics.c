@@ -72,3 +72,37 @@ unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count) {
 #endif
     return ~crc_software(c, bytes, count);
 }
+
+#include <signal.h>
+
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+static struct sigaction previous[sizeof fatal_signals / sizeof fatal_signals[0]];
+
+static void end_on_fatal_signal(int signal_number, siginfo_t *info, void *context) {
+    for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
+        if (fatal_signals[i] != signal_number) continue;
+        struct sigaction *before = &previous[i];
+        if (before->sa_flags & SA_SIGINFO) {
+            if (before->sa_sigaction != NULL) before->sa_sigaction(signal_number, info, context);
+        } else if (before->sa_handler != SIG_DFL && before->sa_handler != SIG_IGN && before->sa_handler != NULL) {
+            before->sa_handler(signal_number);
+        }
+    }
+    // The earlier handler returned (the signal did not come from a fault it re-raised): end here.
+    signal(signal_number, SIG_DFL);
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, signal_number);
+    sigprocmask(SIG_UNBLOCK, &unblock, NULL);
+    raise(signal_number);
+}
+
+void tessera_end_on_fatal_signals(void) {
+    for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
+        struct sigaction action = {0};
+        action.sa_sigaction = end_on_fatal_signal;
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&action.sa_mask);
+        sigaction(fatal_signals[i], &action, &previous[i]);
+    }
+}

@@ -120,6 +120,15 @@ public struct PartitionAggregator: Sendable {
         for v in views.indices { views[v].removeAllEmissions() }
     }
 
+    /// Stores the created timestamps the sinks gave view `v`'s current emissions (see
+    /// `ViewAggregator.recordCreated`).
+    public mutating func recordCreated(view v: Int, _ created: [Micros]) { views[v].recordCreated(created) }
+
+    /// The current rows of view `v`'s entities with ids in `ids` (see `ViewAggregator.currentRows`).
+    public mutating func currentRows(view v: Int, _ ids: Range<Int>) -> (rows: EmissionBatch, created: [Micros]) {
+        views[v].currentRows(ids)
+    }
+
     // MARK: - Checkpoints
 
     /// 3: per view, entity records and tile blocks as laid out in memory (`ViewLayout`), sliding

@@ -446,6 +446,7 @@ public struct ViewAggregator: Sendable {
         made = index + 1
         record.storeBytes(of: epoch, toByteOffset: ViewLayout.epochOffset, as: UInt32.self)
         record.storeBytes(of: UInt32(index), toByteOffset: ViewLayout.emissionOffset, as: UInt32.self)
+        record.storeBytes(of: time, toByteOffset: ViewLayout.emittedAtOffset, as: Int64.self)
     }
 
     /// Writes the values of the entity's current emission (this batch's) from its state.
@@ -567,6 +568,47 @@ public struct ViewAggregator: Sendable {
     }
 
     public mutating func removeAllEmissions() { emissions.removeAll() }
+
+    // MARK: - Current rows
+
+    /// Stores the created timestamps the sinks gave this batch's emissions (`created[i]` is that
+    /// of `emissions` row `i`), so that an entity's current row (`currentRows`) carries its own.
+    public mutating func recordCreated(_ created: [Micros]) {
+        precondition(created.count == emissions.count, "one created timestamp per emission")
+        makeUnique()
+        for i in 0..<created.count {
+            recordCore.pointer(emissions.entityIds[i]).storeBytes(of: created[i], toByteOffset: ViewLayout.createdOffset, as: Int64.self)
+        }
+    }
+
+    /// The current row of the entities with ids in `ids` — each one's latest emission, computed
+    /// again from the state: a value changes only by an emission (an event or a tile leaving a
+    /// window), so the state's values now are those of the entity's latest row. Returns the rows
+    /// (all open: they are for the online store, not the offline log) and their created
+    /// timestamps. An entity whose latest emission time is not known (state saved by an earlier
+    /// release) is given the stream time. Leaves `emissions` as it was.
+    public mutating func currentRows(_ ids: Range<Int>) -> (rows: EmissionBatch, created: [Micros]) {
+        let ids = ids.clamped(to: 0..<keys.count)
+        makeUnique()
+        var kept = EmissionBatch(keyTypes: spec.keyTypes, featureTypes: program.types)
+        swap(&kept, &emissions)
+        defer { swap(&kept, &emissions) }
+        epoch = epoch == UInt32.max - 1 ? 0 : epoch + 1
+        made = 0
+        closedUpTo = 0
+        var created: [Micros] = []
+        created.reserveCapacity(ids.count)
+        for e in ids {
+            let record = recordCore.pointer(UInt32(e))
+            let time = record.load(fromByteOffset: ViewLayout.emittedAtOffset, as: Int64.self)
+            emit(UInt32(e), at: time == .min ? clock : time, record)
+            finalize(record)
+            created.append(record.load(fromByteOffset: ViewLayout.createdOffset, as: Int64.self))
+        }
+        materialize()
+        made = 0
+        return (emissions, created)
+    }
 
     // MARK: Boundaries
 

@@ -29,6 +29,9 @@ public struct WorkerOptions: Sendable {
     /// Partitions without a checkpoint whose group has committed offsets start over from the
     /// beginning of the topic (their state and offline files rebuilt) instead of being refused.
     public var resetState = false
+    /// Entities whose Redis row is read back and held against the state after each checkpoint
+    /// round's flush (`tessera_online_offline_mismatches_total`); 0 turns the check off.
+    public var onlineSample = 100
     /// A partition without events for this long advances its stream time from the wall clock.
     public var idleTimeout: Duration? = .seconds(60)
     public var deadLetters: DeadLetterDestination?
@@ -90,6 +93,7 @@ public struct WorkerConfiguration: Sendable {
         guard options.badPartitionThreshold >= 1 else {
             throw EngineError(.configuration, "--bad-partition-threshold takes a positive count, got \(options.badPartitionThreshold)")
         }
+        guard options.onlineSample >= 0 else { throw EngineError(.configuration, "--online-sample takes a count of 0 or more, got \(options.onlineSample)") }
         guard options.maxPendingStorageBytes >= 1 else { throw EngineError(.configuration, "the storage back-pressure limit must be positive") }
 
         var sources: [Source] = []

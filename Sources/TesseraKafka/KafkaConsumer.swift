@@ -49,6 +49,10 @@ public final class KafkaConsumer {
     public private(set) var transientErrors = 0
     /// Partitions paused by `pause` (not fetched until resumed).
     public private(set) var paused: Set<TopicPartition> = []
+    /// Subscribed topics the brokers do not know yet: waited for (librdkafka subscribes to each
+    /// once it appears), said in a warning once a minute.
+    public private(set) var missingTopics: Set<String> = []
+    private var missingWarned: ContinuousClock.Instant?
 
     /// - Parameters:
     ///   - properties: librdkafka properties; these defaults apply unless overridden:
@@ -95,6 +99,7 @@ public final class KafkaConsumer {
             if result != RDKafkaCode.noError { logger.error("assign failed: \(RDKafkaCode.name(result))") }
             assignment.formUnion(partitions)
             atEnd.subtract(partitions)
+            missingTopics.subtract(partitions.map(\.topic))
             logger.info("partitions assigned", metadata: ["partitions": "\(partitions.sorted())", "protocol": "\(cooperative ? "cooperative" : "eager")"])
         case RDKafkaClient.revokePartitions:
             listener?.revoked(partitions)
@@ -113,6 +118,19 @@ public final class KafkaConsumer {
         }
     }
 
+    /// A subscribed topic does not exist (yet): not an error, the worker waits for it.
+    private func topicMissing(_ m: RDKafkaMessage) {
+        let detail = String(decoding: m.payload, as: UTF8.self)
+        let named = m.topic.map { RDKafkaQueue.topicName(of: $0) } ?? topics.first { detail.contains($0) }
+        missingTopics.insert(named ?? topics.joined(separator: ","))
+        let now = ContinuousClock.now
+        if missingWarned.map({ now - $0 >= .seconds(60) }) ?? true {
+            missingWarned = now
+            logger.warning("topic \(missingTopics.sorted().joined(separator: ", ")) does not exist yet; waiting for it (consumed once it is created)",
+                           metadata: ["detail": "\(detail)"])
+        }
+    }
+
     /// Waits up to `timeout` milliseconds for a batch and calls `body` with its records (then frees
     /// them). Returns the number of records; errors other than end-of-partition are thrown after
     /// the records are handled.
@@ -126,6 +144,8 @@ public final class KafkaConsumer {
                 if m.code != RDKafkaCode.noError {
                     if m.code == RDKafkaQueue.partitionEOF, let rkt = m.topic {
                         atEnd.insert(TopicPartition(RDKafkaQueue.topicName(of: rkt), m.partition))
+                    } else if RDKafkaCode.unknownTopic.contains(m.code) {
+                        topicMissing(m)
                     } else {
                         let error = RDKafkaCode.error(m.code, "consume")
                         if error.isRetriable {

@@ -31,6 +31,16 @@ public struct OnlineLayout: Sendable, Hashable {
         return key
     }
 
+    /// The key that says Redis still holds what the worker wrote of one input partition: set
+    /// once every row of the partition is written, checked every second. Its absence means Redis
+    /// lost its data (restarted empty, flushed) and the partition's rows are rewritten from the
+    /// state. `#` appears in no view name, so the key is no feature row's.
+    ///
+    ///     PREFIX + "#sentinel:" + group + ":" + topic + ":" + partition
+    public func sentinelKey(group: String, topic: String, partition: Int32) -> String {
+        prefix + "#sentinel:" + group + ":" + topic + ":" + String(partition)
+    }
+
     /// Appends the key of the entity at row `row` of the emission key columns.
     package func appendKey(view: [UInt8], keys: [Column], row: Int, to out: inout [UInt8]) {
         out.append(contentsOf: prefix.utf8)

@@ -102,6 +102,10 @@ public struct OnlineLookup: Sendable {
             }
         }
         let replies = request.rows == 0 ? [] : try connection.send(pipeline)
+        // An error reply (a wrong type at the key) is a failure, not a missing row.
+        for reply in replies {
+            if case .error(let message) = reply { throw RedisError(message: "Redis refused to read a row: \(message)", isRetriable: false) }
+        }
         var fetched: [String: [[String: String]?]] = [:]
         for (v, view) in viewsInOrder.enumerated() {
             fetched[view.name] = (0..<request.rows).map { row in

@@ -11,11 +11,23 @@ public struct OnlineRow: Sendable {
     public var eventTime: Micros?
     public var createdTime: Micros?
 
+    /// Reads the row of `key`; an entity without a row has no fields. Throws what Redis refused
+    /// (a wrong type at the key, authentication), never taking an error for a missing row.
     public static func fetch(view: FeatureView, key: [Value], layout: OnlineLayout, connection: RedisConnection) throws -> OnlineRow {
         let redisKey = layout.key(view: view.name, values: key)
-        let reply = try connection.command(["HGETALL", redisKey])
-        var row = OnlineRow(key: key, fields: [:])
-        guard case .array(let items) = reply else { return row }
+        return try OnlineRow(view: view, key: key, redisKey: redisKey, reply: try connection.command(["HGETALL", redisKey]))
+    }
+
+    /// The row in an `HGETALL` reply.
+    public init(view: FeatureView, key: [Value], redisKey: String, reply: RedisReply) throws {
+        self.init(key: key, fields: [:])
+        let items: [RedisReply]
+        switch reply {
+        case .array(let a): items = a
+        case .error(let message): throw RedisError(message: "Redis refused to read \(redisKey): \(message)", isRetriable: false)
+        default: throw RedisError(message: "Redis answered HGETALL \(redisKey) with \(reply)", isRetriable: false)
+        }
+        var row = self
         var i = 0
         while i + 1 < items.count {
             if let name = items[i].text, let text = items[i + 1].text {
@@ -27,8 +39,18 @@ public struct OnlineRow: Sendable {
             }
             i += 2
         }
-        return row
+        self = row
     }
+
+    public init(key: [Value], fields: [String: Value], eventTime: Micros? = nil, createdTime: Micros? = nil) {
+        self.key = key
+        self.fields = fields
+        self.eventTime = eventTime
+        self.createdTime = createdTime
+    }
+
+    /// Whether Redis holds no row for the entity.
+    public var isAbsent: Bool { fields.isEmpty && eventTime == nil && createdTime == nil }
 
     /// `{"user_id": 1001, "total_orders_1h": 3, …, "event_timestamp": "…", "created_timestamp": "…"}`
     public func json(view: FeatureView) -> String {

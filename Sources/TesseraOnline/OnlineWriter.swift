@@ -50,8 +50,9 @@ package final class OnlineWriter {
     }
 
     package init(layout: OnlineLayout, connection: RedisConnection, views: [FeatureView], logger: Logger,
-                 clock: any WallClock = SystemClock(), freshness: Recorder? = nil, maxPendingRows: Int = 2_000_000) {
+                 clock: any WallClock = SystemClock(), freshness: Recorder? = nil, maxPendingRows: Int = 2_000_000, group: String? = nil) {
         self.layout = layout
+        self.group = group
         self.maxPendingRows = maxPendingRows
         var layouts: [String: ViewLayout] = [:]
         for v in views where v.online {
@@ -61,6 +62,46 @@ package final class OnlineWriter {
         self.views = layouts
         flusher = RedisFlusher(connection: connection, views: layouts, logger: logger, clock: clock, freshness: freshness)
     }
+
+    /// An input partition as the online store's sentinels know it (see `OnlineLayout.sentinelKey`).
+    package struct Sentinel: Hashable, Sendable, CustomStringConvertible {
+        package var topic: String
+        package var partition: Int32
+        package init(topic: String, partition: Int32) {
+            self.topic = topic
+            self.partition = partition
+        }
+        package var description: String { "\(topic)/\(partition)" }
+    }
+
+    /// The consumer group the sentinels are kept for (nil: none are, as in `tessera backfill`).
+    private let group: String?
+
+    /// A partition restored from its checkpoint: Redis should hold its rows. Its sentinel is
+    /// checked first; if it is missing, the partition is reported by `takeLost`.
+    package func adopt(_ s: Sentinel) {
+        guard let group else { return }
+        flusher.track(s, key: Array(layout.sentinelKey(group: group, topic: s.topic, partition: s.partition).utf8), armed: false)
+    }
+
+    /// A partition whose rows Redis holds, or will hold once the rows handed over so far are
+    /// written (a new partition, or one whose rows were just rewritten): its sentinel is set
+    /// after them, then watched.
+    package func arm(_ s: Sentinel) {
+        guard let group else { return }
+        flusher.track(s, key: Array(layout.sentinelKey(group: group, topic: s.topic, partition: s.partition).utf8), armed: true)
+    }
+
+    /// Partitions no longer ours: their sentinels are not watched any more.
+    package func release(_ sentinels: [Sentinel]) { flusher.untrack(sentinels) }
+
+    /// The partitions whose sentinel was found missing since the last call: Redis lost their
+    /// rows. Their owner rewrites them from the state and `arm`s them again.
+    package func takeLost() -> [Sentinel] { flusher.takeLost() }
+
+    /// Whether sentinels are still to be checked or set, or lost partitions to be taken: until
+    /// then, the worker does not know that Redis holds its partitions' rows.
+    package var sentinelsPending: Bool { flusher.sentinelsPending }
 
     package var pendingRows: Int { pending.values.reduce(0) { $0 + $1.count } }
     package var writes: Int { flusher.counters.writes }
@@ -209,6 +250,102 @@ final class RedisFlusher: @unchecked Sendable {
     /// Partitions whose memory is dropped before the next job (under `condition`).
     private var forgetting: Set<Int32> = []
 
+    /// Sentinel keys (under `condition`): being checked or set, watched, found missing.
+    private var sentinels: [OnlineWriter.Sentinel: SentinelState] = [:]
+    private var lost: [OnlineWriter.Sentinel] = []
+    /// When the watched sentinels are next checked, and before when no sentinel work is tried
+    /// after a failed attempt (flusher thread only).
+    private var nextCheck = Date()
+    private var holdUntil = Date.distantPast
+    static let checkInterval: TimeInterval = 1
+
+    struct SentinelState {
+        var key: [UInt8]
+        var phase: Phase
+        enum Phase { case unchecked, arming, watched }
+    }
+
+    func track(_ s: OnlineWriter.Sentinel, key: [UInt8], armed: Bool) {
+        condition.lock()
+        sentinels[s] = SentinelState(key: key, phase: armed ? .arming : .unchecked)
+        lost.removeAll { $0 == s }
+        startIfNeeded()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func untrack(_ gone: [OnlineWriter.Sentinel]) {
+        condition.lock()
+        for s in gone { sentinels[s] = nil }
+        lost.removeAll { gone.contains($0) }
+        condition.unlock()
+    }
+
+    var sentinelsPending: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !lost.isEmpty || sentinels.values.contains { $0.phase != .watched }
+    }
+
+    func takeLost() -> [OnlineWriter.Sentinel] {
+        condition.lock()
+        defer { condition.unlock() }
+        let found = lost
+        lost = []
+        return found
+    }
+
+    /// Whether sentinels wait to be set or checked (under `condition`).
+    private var sentinelWorkDue: Bool {
+        guard !sentinels.isEmpty else { return false }
+        let now = Date()
+        return now >= holdUntil && (now >= nextCheck || sentinels.values.contains { $0.phase != .watched })
+    }
+
+    /// Sets the sentinels waiting to be set, checks the new ones and, once a second, the watched
+    /// ones: a missing one is reported lost and no longer watched until it is armed again.
+    private func maintainSentinels(_ resp: inout RESPBuffer, _ replies: inout [Int64]) throws {
+        condition.lock()
+        let due = Date() >= nextCheck
+        let work = sentinels.filter { $0.value.phase != .watched || due }
+        condition.unlock()
+        guard !work.isEmpty else { return }
+        resp.removeAll()
+        let order = Array(work.keys)
+        for s in order {
+            let w = work[s]!
+            if w.phase == .arming {
+                resp.begin(arguments: 3)
+                resp.argument(RedisFlusher.set)
+                resp.argument(w.key)
+                resp.argument(RedisFlusher.sentinelValue)
+            } else {
+                resp.begin(arguments: 2)
+                resp.argument(RedisFlusher.exists)
+                resp.argument(w.key)
+            }
+        }
+        let (errors, first) = try connection.sendChecked(resp, integers: &replies)
+        if errors > 0 { throw RedisError(message: "Redis refused \(errors) sentinel keys: \(first ?? "")", isRetriable: false) }
+        if due { nextCheck = Date().addingTimeInterval(RedisFlusher.checkInterval) }
+        var gone: Set<Int32> = []
+        condition.lock()
+        for (i, s) in order.enumerated() {
+            // Only if nothing changed it meanwhile (released, adopted or armed again).
+            guard let now = sentinels[s], now.phase == work[s]!.phase, now.key == work[s]!.key else { continue }
+            if now.phase == .arming || replies[i] > 0 {
+                sentinels[s]!.phase = .watched
+            } else {
+                sentinels[s] = nil
+                lost.append(s)
+                gone.insert(s.partition)
+            }
+        }
+        condition.unlock()
+        // What was known of their keys is not what Redis holds now.
+        for key in memory.keys where gone.contains(key.partition) { memory[key] = nil }
+    }
+
     init(connection: RedisConnection, views: [String: OnlineWriter.ViewLayout], logger: Logger, clock: any WallClock, freshness: Recorder?) {
         self.freshness = freshness
         self.connection = connection
@@ -233,15 +370,19 @@ final class RedisFlusher: @unchecked Sendable {
         condition.lock()
         precondition(job == nil, "a flush is already in flight")
         job = rows
-        if thread == nil {
-            // The thread keeps the flusher alive until `stop()` ends its loop.
-            let t = Thread { self.loop() }
-            t.name = "tessera-redis"
-            thread = t
-            t.start()
-        }
+        startIfNeeded()
         condition.broadcast()
         condition.unlock()
+    }
+
+    /// Starts the flusher thread (under `condition`); it keeps the flusher alive until `stop()`
+    /// ends its loop.
+    private func startIfNeeded() {
+        guard thread == nil else { return }
+        let t = Thread { self.loop() }
+        t.name = "tessera-redis"
+        thread = t
+        t.start()
     }
 
     func waitIdle(_ whileWaiting: () throws -> Void = {}) throws {
@@ -283,12 +424,29 @@ final class RedisFlusher: @unchecked Sendable {
     private func loop() {
         var resp = RESPBuffer()
         var scratch: [UInt8] = []
+        var replies: [Int64] = []
         while true {
             condition.lock()
-            while job == nil && !stopping { condition.wait() }
-            guard let rows = job else {
+            while job == nil && !stopping && !sentinelWorkDue {
+                if sentinels.isEmpty { condition.wait() } else { _ = condition.wait(until: Date().addingTimeInterval(0.2)) }
+            }
+            if stopping && job == nil {
                 condition.unlock()
                 return
+            }
+            guard let rows = job else {
+                // Only sentinels to see to: a failure is met again by the next rows' writes.
+                condition.unlock()
+                do { try maintainSentinels(&resp, &replies) } catch let e as RedisError where e.isRetriable {
+                    holdUntil = Date().addingTimeInterval(RedisFlusher.checkInterval)
+                } catch let e {
+                    condition.lock()
+                    failure = e
+                    condition.broadcast()
+                    condition.unlock()
+                    return
+                }
+                continue
             }
             let forget = forgetting
             forgetting = []
@@ -301,6 +459,7 @@ final class RedisFlusher: @unchecked Sendable {
             var error: (any Error)?
             while true {
                 do {
+                    try maintainSentinels(&resp, &replies)
                     result = try write(rows, &resp, &scratch)
                     break
                 } catch let e as RedisError where e.isRetriable {
@@ -504,6 +663,8 @@ final class RedisFlusher: @unchecked Sendable {
     }
 
     static let hset = Array("HSET".utf8), hdel = Array("HDEL".utf8), pexpire = Array("PEXPIRE".utf8)
+    static let set = Array("SET".utf8), exists = Array("EXISTS".utf8)
+    static let sentinelValue = Array("Redis holds every row tessera wrote of this partition; if this key is gone, its rows are rewritten".utf8)
     static let eventField = Array(OnlineLayout.eventTimeField.utf8), createdField = Array(OnlineLayout.createdTimeField.utf8)
 }
 

@@ -147,6 +147,13 @@ public final class RedisServerProcess: Sendable {
         current.withLock { $0 = next }
     }
 
+    /// Stops the server and starts it again on its port with no data: Redis lost everything.
+    public func restartEmpty() throws {
+        child.stop()
+        try? FileManager.default.removeItem(atPath: "\(directory)/dump.rdb")
+        try restart()
+    }
+
     public static func freePort() -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }

@@ -64,13 +64,19 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible, Custom
             let n = fread(&buffer, 1, buffer.count - 1, fd)
             password = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self).trimmingSuffix { $0 == "\n" || $0 == "\r" }
         }
+        // `redis://SECRET@HOST` is a common way of writing a password: a user without one is
+        // refused (without quoting it), never sent as a user name nor printed.
+        if user != nil && password == nil {
+            throw ParseError(description: "the Redis URL names a user (USER@HOST) but no password is set: a password goes in TESSERA_REDIS_PASSWORD or TESSERA_REDIS_PASSWORD_FILE, never in the URL")
+        }
     }
 
-    public var description: String { "redis://\(user.map { "\($0)@" } ?? "")\(host):\(port)/\(database)" }
+    /// The URL without its user, which may be a misplaced password.
+    public var description: String { "redis://\(user == nil ? "" : "***@")\(host):\(port)/\(database)" }
 
     /// What `dump` and debuggers show: everything but the password.
     public var customMirror: Mirror {
-        Mirror(self, children: ["host": host, "port": port, "database": database, "user": user as Any, "password": password == nil ? "nil" : "***"],
+        Mirror(self, children: ["host": host, "port": port, "database": database, "user": user == nil ? "nil" : "***", "password": password == nil ? "nil" : "***"],
                displayStyle: .struct)
     }
 }

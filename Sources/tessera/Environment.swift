@@ -176,6 +176,11 @@ struct Settings {
         return file[name] ?? []
     }
 
+    /// A switch: on when its flag is given, or its variable or config key says 1, true or yes.
+    mutating func isOn(_ flag: Bool, _ name: String) -> Bool {
+        value(flag ? "true" : nil, name).map { ["1", "true", "yes"].contains($0.lowercased()) } == true
+    }
+
     mutating func value(_ flag: String?, _ name: String) -> String? {
         used.insert(name)
         let key = "TESSERA_" + name.uppercased().replacingOccurrences(of: "-", with: "_")

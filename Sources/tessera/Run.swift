@@ -35,6 +35,8 @@ struct WorkerFlags: ParsableArguments {
     var shutdownSeconds: Double?
     @Flag(help: "Start partitions that have no checkpoint but committed offsets over from the beginning of the topic, rebuilding their state and offline files (without it, such a partition is refused).")
     var resetState = false
+    @Option(help: "Entities whose Redis row is read back and held against the state after each checkpoint (default 100, 0 = none); mismatches count in tessera_online_offline_mismatches_total.")
+    var onlineSample: Int?
     @Option(help: "Seconds without events after which a partition's stream time follows the wall clock (default 60, 0 = never).") var idleSeconds: Double?
     @Option(help: "Write rejected events to this Kafka topic (default: OFFLINE_DIR/_dead_letters.jsonl).") var deadLetterTopic: String?
     @Option(help: "Write rejected events to this file as JSON lines.") var deadLetterFile: String?
@@ -63,19 +65,27 @@ struct WorkerFlags: ParsableArguments {
             if let v = s.fileValue(key.dropFirst("TESSERA_".count).lowercased().replacingOccurrences(of: "_", with: "-")) { environment[key] = v }
         }
         let endpoint = try RedisEndpoint(url: try s.required(redis, "redis"), environment: environment)
-        if endpoint.password != nil { s.record("redis-password", "***", environment["TESSERA_REDIS_PASSWORD"] != nil ? "env TESSERA_REDIS_PASSWORD" : "file") }
+        if endpoint.password != nil {
+            // Where the password came from: the process's own environment, or the config file.
+            let own = ProcessInfo.processInfo.environment
+            let origin = own["TESSERA_REDIS_PASSWORD"] != nil ? "env TESSERA_REDIS_PASSWORD"
+                : own["TESSERA_REDIS_PASSWORD_FILE"] != nil ? "env TESSERA_REDIS_PASSWORD_FILE"
+                : s.fileValue("redis-password") != nil ? "file" : "file (redis-password-file)"
+            s.record("redis-password", "***", origin)
+        }
         var options = WorkerOptions(topologies: loaded, brokers: try s.required(brokers, "brokers"), redis: endpoint, offlineDirectory: offlineDir)
         options.group = s.value(group, "group") ?? "tessera"
         options.stateDirectory = s.value(stateDir, "state-dir") ?? "\(offlineDir)/_state"
         options.kafkaProperties = try kafkaProperties(flags: kafkaConfig, file: s.value(kafkaConfigFile, "kafka-config-file"),
                                                       configured: s.fileList("kafka-config"))
         for (key, value) in options.kafkaProperties { s.record("kafka-config", "\(key)=\(isSecret(key) ? "***" : value)", "") }
-        options.untilEnd = untilEnd || s.value(nil, "until-end").map { ["1", "true", "yes"].contains($0.lowercased()) } == true
+        options.untilEnd = s.isOn(untilEnd, "until-end")
         if let ms = try s.number(flushMs.map(Double.init), "flush-ms") { options.flushInterval = .milliseconds(Int(ms)) }
         if let v = try s.number(rollSeconds, "roll-seconds") { options.rollInterval = .milliseconds(Int(v * 1_000)) }
         if let v = try s.number(checkpointSeconds, "checkpoint-seconds") { options.checkpointInterval = .milliseconds(Int(v * 1_000)) }
         if let v = try s.number(shutdownSeconds, "shutdown-seconds") { options.shutdownTimeout = .milliseconds(Int(v * 1_000)) }
-        options.resetState = resetState || s.value(nil, "reset-state").map { ["1", "true", "yes"].contains($0.lowercased()) } == true
+        options.resetState = s.isOn(resetState, "reset-state")
+        if let v = try s.number(onlineSample.map(Double.init), "online-sample") { options.onlineSample = Int(v) }
         if let v = try s.number(idleSeconds, "idle-seconds") { options.idleTimeout = v > 0 ? .milliseconds(Int(v * 1_000)) : nil }
         if let v = try s.number(statsSeconds, "stats-seconds") { options.statsInterval = v > 0 ? .milliseconds(Int(v * 1_000)) : nil }
         if let topic = s.value(deadLetterTopic, "dead-letter-topic") { options.deadLetters = .topic(topic) }
@@ -114,6 +124,7 @@ struct Run: AsyncParsableCommand {
     @OptionGroup var flags: WorkerFlags
 
     func run() async throws {
+        endProcessOnFatalSignals()
         let resolved = try flags.resolve()
         let options = resolved.options
         let logger = makeLogger("tessera", level: resolved.logLevel)

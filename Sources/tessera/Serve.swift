@@ -37,7 +37,9 @@ func operationsServer(host: String, port: Int, registry: PrometheusCollectorRegi
         return jsonResponse(ready ? .ok : .serviceUnavailable,
                             "{\"ready\":\(ready),\"reason\":\(JSONText.quoted(reason)),\"partitions\":\(s.partitions),\"lag\":\(s.lag)}")
     }
-    return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tessera"), logger: logger)
+    // A connection that sends or receives nothing for 10 s is closed: an incomplete request cannot hold one open.
+    return Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(10))),
+                       configuration: .init(address: .hostname(host, port: port), serverName: "tessera"), logger: logger)
 }
 
 func jsonResponse(_ status: HTTPResponse.Status, _ body: String) -> Response {
@@ -64,6 +66,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Redis connections at most, shared by concurrent requests (default 4).") var connections: Int?
 
     func run() async throws {
+        endProcessOnFatalSignals()
         let logger = makeLogger("tessera-serve")
         let paths = topologies.isEmpty ? (setting(nil, "topology").map { $0.split(separator: ",").map(String.init) } ?? []) : topologies
         guard !paths.isEmpty else { throw ValidationError("missing --topology") }
@@ -91,7 +94,8 @@ struct Serve: AsyncParsableCommand {
             return jsonResponse(ok ? .ok : .serviceUnavailable, "{\"status\":\"\(ok ? "ok" : "Redis unreachable")\"}")
         }
         let host = setting(host, "host") ?? "127.0.0.1", port = setting(port.map(String.init), "port").flatMap(Int.init) ?? 6566
-        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tessera"), logger: logger)
+        let app = Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(10))),  // as the worker's
+                              configuration: .init(address: .hostname(host, port: port), serverName: "tessera"), logger: logger)
         logger.info("serving online features", metadata: ["address": "http://\(host):\(port)/get-online-features", "redis": "\(endpoint)"])
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

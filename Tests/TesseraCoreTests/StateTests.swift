@@ -54,6 +54,46 @@ struct StateTests {
         #expect(sameState)
     }
 
+    @Test("an entity's current row, computed again from the state, is its latest emission, created timestamp included; computing it changes nothing", arguments: 0..<12)
+    func currentRowsAreTheLatest(seed: Int) throws {
+        let (spec, batches) = try Self.stream(seed: UInt64(seed) &+ 500)
+        var core = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        var straight = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        var latest: [String: String] = [:]
+        var created: Micros = 0
+        func rows(_ e: EmissionBatch, _ stamps: [Micros]) -> [String: String] {
+            var out: [String: String] = [:]
+            for (i, row) in Self.flatten(e).enumerated() { out["\(e.row(i).key)"] = "\(row) created \(stamps[i])" }
+            return out
+        }
+        for (n, batch) in batches.enumerated() {
+            core.ingest(batch)
+            straight.ingest(batch)
+            if n % 5 == 4 {
+                // Idle: only tiles leaving windows change values.
+                core.advance(to: core.streamTime + 5_000)
+                straight.advance(to: straight.streamTime + 5_000)
+            }
+            let e = core.views[0].emissions
+            #expect(Self.flatten(e) == Self.flatten(straight.views[0].emissions))
+            let stamps = (0..<e.count).map { _ in created += 1; return created }
+            core.recordCreated(view: 0, stamps)
+            latest.merge(rows(e, stamps)) { $1 }
+            core.removeAllEmissions()
+            straight.removeAllEmissions()
+            if n % 7 == 6 { core = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: core.serialized()) }
+            var now: [String: String] = [:]
+            let entities = core.views[0].entityCount
+            for start in stride(from: 0, to: entities, by: 3) {
+                let (current, stamps) = core.currentRows(view: 0, start..<start + 3)
+                now.merge(rows(current, stamps)) { $1 }
+            }
+            #expect(now == latest, "batch \(n)")
+            #expect(core.views[0].emissions.isEmpty)
+        }
+        #expect(latest.count > 2)
+    }
+
     /// The closed rows of a run, each with the global index of the input row that closed it.
     static func closedRows(_ spec: ViewSpec, rows: [(Micros, [Value?])], cuts: [Int], restoreEvery: Int) throws -> [String] {
         var core = PartitionAggregator(views: [spec], allowedLateness: 1_000)

@@ -37,7 +37,7 @@ struct FaultTests {
         try run.redis.shutdownSaving()
         try run.produce(6_000..<9_000)
         #expect(worker.wait(seconds: 30) { $0.retrying == "Redis unreachable" })
-        // The worker stops polling at its next roll or checkpoint, which waits for Redis.
+        // The worker stops polling at its first failed write.
         Thread.sleep(forTimeInterval: 1)
         let stalled = worker.stats.events
         Thread.sleep(forTimeInterval: 9)
@@ -70,6 +70,113 @@ struct FaultTests {
         last.untilEnd = true
         _ = try RunningWorker(last).join()
         #expect(try Outputs(offline: run.offline, redis: run.redis, view: run.topology.views[0]) == expected)
+    }
+
+    @Test("Redis restarted empty, while the worker runs and while none does: every entity's row comes back from the state, quiet ones included; outputs equal an undisturbed run")
+    func redisLostItsData() throws {
+        let expected = try Self.undisturbed()
+        let run = try DisturbedRun()
+        try run.produce(0..<4_000)
+        let worker = run.start()
+        #expect(worker.wait { $0.events == 4_000 })
+        let online = { try Outputs(offline: run.offline, redis: run.redis, view: run.topology.views[0]).online }
+        let before = try Self.settled(online)
+        #expect(before.count > 200)
+        try run.redis.restartEmpty()
+        #expect(worker.wait(seconds: 30) { $0.onlineRowsRewritten >= before.count }, "the rows Redis lost were not rewritten")
+        // No event arrived since the loss: the rows came back from the state alone.
+        #expect(try Self.settled(online) == before)
+        try run.produce(4_000..<6_000)
+        #expect(worker.wait { $0.events == 6_000 })
+        _ = try worker.stop()
+        // Lost while no worker runs: the next one finds the sentinels gone and rewrites the rows.
+        try run.redis.restartEmpty()
+        try run.produce(6_000..<Self.events)
+        #expect(try run.finish(run.start()) == expected)
+    }
+
+    /// What `read` returns once two reads half a second apart agree (within 20 s).
+    static func settled(_ read: () throws -> [String]) throws -> [String] {
+        var last = try read()
+        for _ in 0..<40 {
+            Thread.sleep(forTimeInterval: 0.5)
+            let now = try read()
+            if now == last { return now }
+            last = now
+        }
+        return last
+    }
+
+    @Test("rows changed in Redis behind the worker's back are found by its sample after a checkpoint; an undisturbed run finds none")
+    func sampleFindsCorruptRows() throws {
+        let run = try DisturbedRun()
+        try run.produce(0..<3_000)
+        let worker = run.start()
+        #expect(worker.wait { $0.events == 3_000 })
+        #expect(worker.wait(seconds: 10) { $0.commits >= 1 })
+        #expect(worker.stats.onlineMismatches == 0)
+        let connection = RedisConnection(endpoint: try RedisEndpoint(url: run.redis.url, environment: [:]), logger: quiet)
+        guard case .array(let keys) = try connection.command(["KEYS", "tessera:user_stats:*"]) else { throw EngineError(.stopped, "KEYS failed") }
+        #expect(keys.count > 200)
+        for key in keys.compactMap(\.text) { _ = try connection.command(["HSET", key, "total_orders", "-1"]) }
+        #expect(worker.wait(seconds: 30) { $0.onlineMismatches > 0 }, "the sample did not notice rows it had not written")
+        _ = try worker.stop()
+    }
+
+    @Test("tessera verify: no mismatch after a drained run; exactly the entities whose Redis rows were changed, deleted or rolled back")
+    func verifyFindsExactlyTheCorruptRows() throws {
+        let run = try DisturbedRun()
+        try run.produce(0..<Self.events)
+        var options = run.options
+        options.untilEnd = true
+        _ = try RunningWorker(options).join()
+        let view = run.topology.views[0]
+        var verify = Verification.Options(topologies: [run.topology], offlineDirectory: run.offline, stateDirectory: run.offline + "/_state",
+                                          group: options.group, redis: options.redis)
+        verify.sample = 1_000_000
+        let clean = try Verification(verify).run(now: SystemClock().now())
+        #expect(clean.sampled == clean.entities && clean.entities > 250)
+        #expect(clean.mismatches.isEmpty, "\(clean.mismatches.prefix(3).map { "\($0.redisKey) \($0.check)" })")
+        #expect(clean.counts[view.name]?["state"]?[.equal] == clean.sampled && clean.counts[view.name]?["offline"]?[.equal] == clean.sampled)
+
+        let connection = RedisConnection(endpoint: options.redis, logger: quiet)
+        guard case .array(let keys) = try connection.command(["KEYS", "tessera:user_stats:*"]) else { throw EngineError(.stopped, "KEYS failed") }
+        let victims = keys.compactMap(\.text).sorted().prefix(3)
+        let changed = victims[victims.startIndex], deleted = victims[victims.startIndex + 1], rolledBack = victims[victims.startIndex + 2]
+        _ = try connection.command(["HSET", changed, "total_orders", "-1"])
+        _ = try connection.command(["DEL", deleted])
+        _ = try connection.command(["HINCRBY", rolledBack, "_created_ts", "-1"])
+        let dirty = try Verification(verify).run(now: SystemClock().now())
+        let found = Dictionary(grouping: dirty.mismatches, by: \.redisKey).mapValues { Set($0.map { "\($0.against) \($0.check.rawValue)" }) }
+        #expect(found == [changed: ["state differs", "offline differs"], deleted: ["state missing", "offline missing"],
+                          rolledBack: ["state older", "offline older"]])
+        // A sample of 50 sees only sampled entities, the same ones for the same seed.
+        verify.sample = 50
+        verify.seed = 9
+        let a = try Verification(verify).run(now: SystemClock().now()), b = try Verification(verify).run(now: SystemClock().now())
+        #expect(a.sampled == 50 && a.mismatches.map(\.redisKey) == b.mismatches.map(\.redisKey))
+    }
+
+    @Test("Redis down: the worker stops polling at its first failed write, not at its next checkpoint")
+    func stopsPollingAtTheFirstFailedWrite() throws {
+        let expected = try Self.undisturbed()
+        let run = try DisturbedRun()
+        var options = run.options
+        options.checkpointInterval = .seconds(3_600)
+        options.rollInterval = .seconds(3_600)
+        try run.produce(0..<3_000)
+        let worker = RunningWorker(options)
+        #expect(worker.wait { $0.events == 3_000 })
+        try run.redis.shutdownSaving()
+        try run.produce(3_000..<6_000)
+        #expect(worker.wait(seconds: 30) { $0.retrying == "Redis unreachable" })
+        let stalled = worker.stats.events
+        try run.produce(6_000..<Self.events)
+        Thread.sleep(forTimeInterval: 3)
+        #expect(worker.stats.events == stalled, "the worker kept consuming while Redis was down")
+        try run.redis.restart()
+        #expect(worker.wait { $0.events == Self.events && $0.retrying == nil })
+        #expect(try run.finish(worker) == expected)
     }
 
     @Test("a broker down for 3 s and injected fetch, commit and heartbeat errors: outputs equal an undisturbed run")
@@ -133,7 +240,8 @@ struct FaultTests {
         try run.produce(0..<events)
         var options = run.options
         options.untilEnd = true
-        _ = try RunningWorker(options).join()
+        let stats = try RunningWorker(options).join()
+        #expect(stats.onlineMismatches == 0)
         let outputs = try Outputs(offline: run.offline, redis: run.redis, view: run.topology.views[0])
         #expect(outputs.offline.count > events && outputs.online.count > 250, "\(outputs)")
         return outputs

@@ -56,6 +56,21 @@ struct OnlineLookupTests {
         #expect((full["metadata"] as! [String: Any])["feature_names"] as! [String] == ["user_id", "user_stats__total_orders_1h"])
     }
 
+    @Test("a key holding something else than a row is an error, for get and for serve, never a missing row")
+    func errorRepliesAreErrors() throws {
+        let redis = try RedisServer()
+        let connection = RedisConnection(endpoint: try RedisEndpoint(url: redis.url, environment: [:]), logger: quiet)
+        _ = try connection.command(["SET", "tessera:user_stats:1001", "not a hash"])
+        let view = try growth().views[0]
+        #expect {
+            _ = try OnlineRow.fetch(view: view, key: [.int(1001)], layout: OnlineLayout(), connection: connection)
+        } throws: { "\($0)".contains("WRONGTYPE") }
+        #expect(try OnlineRow.fetch(view: view, key: [.int(1002)], layout: OnlineLayout(), connection: connection).isAbsent)
+        #expect {
+            _ = try respond(#"{"features": ["user_stats:total_orders_1h"], "entities": {"user_id": [1002, 1001]}}"#, redis: redis)
+        } throws: { "\($0)".contains("WRONGTYPE") }
+    }
+
     @Test("OUTSIDE_MAX_AGE exactly past the view's TTL (1d), with the value still returned")
     func ttlEdge() throws {
         let redis = try RedisServer()

@@ -30,7 +30,7 @@ def offline_rows(offline):
 
 def online_rows(r, prefix):
     rows = {}
-    for key in r.scan_iter(match=prefix + "*", count=10_000):
+    for key in r.scan_iter(match=prefix + "user_stats:*", count=10_000):
         rows[key.decode()[len(prefix):]] = {k.decode(): v.decode() for k, v in r.hgetall(key).items() if k != b"_created_ts"}
     return rows
 

@@ -3,12 +3,14 @@ and end with the same Redis rows and the same offline log (every row, as a multi
 created_timestamp left out: it is the wall clock of the write) as an uninterrupted run.
 
 The reference `quick` workload goes through the tansu broker; the worker is killed at random
-moments while it works through it and restarted each time. Idle advancement is off (it
-follows the wall clock, which no two runs share).
+moments while it works through it (20 times, Redis restarted empty once among them) and
+restarted each time; `tessera verify` then finds no mismatch, and exactly the rows the test
+changes. Idle advancement is off (it follows the wall clock, which no two runs share).
 
 Checkpoints belong to the consumer group (`_state/GROUP/TOPIC/`): every run of a test, the last
 one that drains what is left included, joins the same group and resumes from them.
 """
+import json
 import os
 import random
 import re
@@ -26,6 +28,7 @@ from conftest import free_port
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, ".build", "release", "tessera"))
 TOPOLOGY = os.path.join(ROOT, "topologies", "growth.yaml")
+SERVICES = os.path.join(ROOT, "scripts", "services.sh")
 EVENTS, CHUNKS = 200_000, 6
 
 
@@ -124,7 +127,7 @@ def offline_rows(offline):
 
 def online_rows(r, prefix):
     rows = {}
-    for key in r.scan_iter(match=prefix + "*", count=10_000):
+    for key in r.scan_iter(match=prefix + "user_stats:*", count=10_000):
         values = {k.decode(): v.decode() for k, v in r.hgetall(key).items() if k != b"_created_ts"}
         rows[key.decode()[len(prefix):]] = values
     return rows
@@ -149,30 +152,83 @@ def kill_at_random(p, rng, low=2.5, high=6.0):
     return False
 
 
+def start_redis(directory, port=None):
+    os.makedirs(directory, exist_ok=True)
+    env = dict(os.environ, REDIS_PORT=str(port)) if port else None
+    # Not captured: the server it starts keeps its output open.
+    subprocess.run([SERVICES, "start-redis", directory], check=True, env=env, stdout=subprocess.DEVNULL)
+    return int(open(os.path.join(directory, "redis.port")).read())
+
+
+def verify(env, redis_url, offline, group, prefix, topology=TOPOLOGY):
+    args = [TESSERA, "verify", "--topology", topology, "--offline-dir", offline, "--group", group, "--key-prefix", prefix,
+            "--redis", redis_url, "--sample", "1000000", "--json"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(done.stdout)
+    assert (done.returncode == 1) == bool(report["mismatches"]), done.stdout[:2000]
+    return report
+
+
 def test_kill_9_and_restart(services, processes):
+    """20 workers in a row, each killed at a random moment: half while joining the group or
+    restoring (rebalances), half once they hold partitions and work (checkpoints every second, rolls
+    every 0.3 s). The stream arrives a chunk every few kills, on a topic of its own, and Redis —
+    a server of this test — is restarted empty once mid-run: the rows it lost are rewritten."""
     state, env, ports = services
     brokers, redis_url = f"127.0.0.1:{ports['tansu']}", f"redis://127.0.0.1:{ports['redis']}"
     reference = run_reference(env, brokers, redis_url, state, processes)
+    topology = os.path.join(state, "growth-chaos.yaml")
+    with open(TOPOLOGY) as f, open(topology, "w") as out:
+        out.write(f.read().replace("topic: orders", "topic: orders_chaos"))
+    redis_dir = os.path.join(state, "chaos-redis")
+    chaos_port = start_redis(redis_dir)
+    chaos_url = f"redis://127.0.0.1:{chaos_port}"
     rng = random.Random(7)
     chaos = os.path.join(state, "chaos")
-    kills = 0
-    # The topic already holds the whole stream; the chaos group reads it from the start.
-    for _ in range(CHUNKS):
-        p = worker(env, brokers, redis_url, chaos, "chaos", "chaos:")
-        processes.append(p)
-        kills += kill_at_random(p, rng)
-    assert kills >= 5
-    # The rest is drained by a run that resumes every partition from its checkpoint, once the
-    # group has forgotten the last killed member (its session timeout).
-    time.sleep(7)
-    drain(env, brokers, redis_url, chaos, "chaos", "chaos:", processes)
-    assert '"checkpoint":"true"' in open(chaos + ".log").read(), "no run resumed from a checkpoint"
+    kills = restarted = 0
+    try:
+        for i in range(20):
+            if i % 3 == 0 and i // 3 < CHUNKS:
+                produce(env, brokers, "orders_chaos", i // 3)
+            port = free_port()
+            p = worker(env, brokers, chaos_url, chaos, "chaos", "chaos:", metrics_port=port, topology=topology)
+            processes.append(p)
+            if i % 2 == 1:
+                wait_until_held(port, lambda n: n > 0, f"run {i} takes partitions")
+                if i == 9:
+                    # Redis loses everything while a worker writes to it.
+                    subprocess.run([SERVICES, "stop", redis_dir], check=True)
+                    start_redis(redis_dir, chaos_port)
+                    restarted += 1
+                kills += kill_at_random(p, rng, 0.0, 2.5)
+            else:
+                kills += kill_at_random(p, rng, 0.5, 6.0)
+        assert kills >= 20 and restarted == 1
+        time.sleep(7)
+        drain(env, brokers, chaos_url, chaos, "chaos", "chaos:", processes, topology=topology)
+        log = open(chaos + ".log").read()
+        assert '"checkpoint":"true"' in log, "no run resumed from a checkpoint"
+        assert "Redis lost the online rows" in log, "no run noticed that Redis had lost its data"
 
-    r = redis.Redis(host="127.0.0.1", port=ports["redis"])
-    assert online_rows(r, "chaos:") == online_rows(r, "ref:")
-    expected, actual = offline_rows(reference), offline_rows(chaos)
-    assert sum(expected.values()) > EVENTS
-    assert actual == expected, (list(actual - expected)[:3], list(expected - actual)[:3])
+        r = redis.Redis(host="127.0.0.1", port=ports["redis"])
+        c = redis.Redis(host="127.0.0.1", port=chaos_port)
+        assert online_rows(c, "chaos:") == online_rows(r, "ref:")
+        expected, actual = offline_rows(reference), offline_rows(chaos)
+        assert sum(expected.values()) > EVENTS
+        assert actual == expected, (list(actual - expected)[:3], list(expected - actual)[:3])
+
+        # tessera verify agrees, and finds exactly the rows changed behind its back.
+        report = verify(env, chaos_url, chaos, "chaos", "chaos:", topology)
+        assert report["mismatches"] == [] and report["sampled"] == report["entities"] == len(online_rows(c, "chaos:")), report
+        victims = sorted(k.decode() for k in c.scan_iter(match="chaos:user_stats:*", count=10_000))[:5]
+        for key in victims:
+            c.hset(key, "total_orders", -1)
+        report = verify(env, chaos_url, chaos, "chaos", "chaos:", topology)
+        assert sorted({m["key"] for m in report["mismatches"]}) == victims, report["mismatches"][:3]
+        assert {(m["against"], m["check"]) for m in report["mismatches"]} == {("state", "differs"), ("offline", "differs")}
+    finally:
+        subprocess.run([SERVICES, "stop", redis_dir], check=False)
 
 
 def test_two_workers_one_killed(services, processes):

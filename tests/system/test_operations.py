@@ -116,10 +116,25 @@ def test_metrics_health_and_readiness(services):
             os.kill(redis_pid, signal.SIGCONT)
         wait_for(lambda: get(f"http://127.0.0.1:{port}/ready")[0] == 200, what="/ready after Redis came back")
         assert scrape(port)['tessera_errors_total{component="redis"}'] >= 1
+        assert_incomplete_request_closed(port)
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 0
     assert get(f"http://127.0.0.1:{port}/health")[0] is None
+
+
+def assert_incomplete_request_closed(port):
+    # An incomplete request is not kept open: the server closes the connection within its idle timeout (10 s).
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"POST /get-online-features HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
+        s.settimeout(30)
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            raise AssertionError("the server kept an incomplete request open for 30 s")
 
 
 def test_serve_answers_feast_requests(services):
@@ -162,6 +177,7 @@ def test_serve_answers_feast_requests(services):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(bad, timeout=10)
         assert refused.value.code == 400 and "error" in json.loads(refused.value.read())
+        assert_incomplete_request_closed(port)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)

@@ -235,6 +235,9 @@ def test_secrets_in_the_worker_config_file_stay_hidden(services):
     config = subprocess.run([TESSERA, "config", "--config", path], env=env, capture_output=True, text=True, timeout=60)
     assert config.returncode == 0, config.stderr
     assert "sasl.password=***" in config.stdout and "session.timeout.ms=6000" in config.stdout, config.stdout
+    # The password's origin is the file, not the environment the file's value is passed through.
+    origin = config.stdout.split("redis-password:")[1].splitlines()[0]
+    assert "***" in origin and "file" in origin and "env" not in origin, origin
     assert_no_secret(config.stdout + config.stderr)
 
 

@@ -7,6 +7,8 @@
 - A partition whose checkpoint was deleted while its group has committed offsets is refused (its
   offline files untouched) unless --reset-state says to start it over, which rebuilds exactly
   the offline rows it had.
+- A topic that does not exist yet is waited for, and said so; its events are consumed once it exists.
+- SIGSEGV from outside ends the worker (after the runtime's backtrace).
 """
 import json
 import os
@@ -192,3 +194,51 @@ def test_a_lost_checkpoint_is_refused_unless_reset(stream):
     assert "starting over" in open(log).read(), tail(log)
     assert offline_rows(offline) == before
     assert os.path.exists(checkpoint)
+
+
+def test_a_topic_that_does_not_exist_yet_is_waited_for(services):
+    state, env, ports = services
+    brokers = f"127.0.0.1:{ports['tansu']}"
+    topology = os.path.join(state, "growth-later.yaml")
+    with open(TOPOLOGY) as f, open(topology, "w") as out:
+        out.write(f.read().replace("topic: orders", "topic: orders_later"))
+    offline = tempfile.mkdtemp(prefix="tessera-later-", dir=state)
+    log = os.path.join(state, "later.log")
+    port = free_port()
+    args = [TESSERA, "run", "--topology", topology, "--brokers", brokers, "--redis", f"redis://127.0.0.1:{ports['redis']}",
+            "--offline-dir", offline, "--group", "later", "--idle-seconds", "0", "--stats-seconds", "0", "--metrics-port", str(port),
+            "--kafka-config", "session.timeout.ms=6000", "--kafka-config", "heartbeat.interval.ms=500"]
+    p = subprocess.Popen(args, env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: any("does not exist yet" in line.get("message", "") for line in log_lines(log)) or p.poll() is not None,
+                 60, "the worker to say it waits for the topic")
+        time.sleep(3)
+        assert p.poll() is None, tail(log)
+        subprocess.run([TESSERA, "produce", "--brokers", brokers, "--topic", "orders_later", "--events", "2000",
+                        "--users", "100", "--partitions", str(PARTITIONS)], check=True, env=env, capture_output=True)
+        wait_for(lambda: metric(port, "tessera_events_consumed_total") == 2000, 120, "the topic's events consumed")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0, tail(log)
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def test_a_crash_signal_ends_the_worker(stream):
+    # SIGSEGV from outside: the runtime prints its backtrace, then the process ends (it must not
+    # go on with state it cannot trust); the next run resumes from the checkpoints.
+    state, env, ports, brokers, offline = stream
+    log = os.path.join(state, "segv.log")
+    port = free_port()
+    p = start(env, brokers, ports["redis"], offline, log, "--metrics-port", str(port))
+    try:
+        wait_for(lambda: metric(port, "tessera_partitions_assigned") == PARTITIONS, 120, "the worker to hold its partitions")
+        p.send_signal(signal.SIGSEGV)
+        try:
+            code = p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the worker kept running after SIGSEGV")
+        assert code == -signal.SIGSEGV, (code, tail(log))
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -20,4 +20,9 @@ void tessera_unmap(void *pointer, size_t bytes);
 /// CRC-32C (Castagnoli) of `count` bytes, continuing from `crc` (0 to start): the SSE 4.2
 /// instruction where the CPU has it (8 bytes per instruction), a table otherwise.
 unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count);
+
+/// Makes SIGSEGV, SIGBUS, SIGILL and SIGFPE end the process even when they come from outside
+/// (`kill -SEGV`): the handler installed before (the Swift runtime's, which prints a backtrace)
+/// still runs, then the signal is raised again with its default action. Call once, early.
+void tessera_end_on_fatal_signals(void);
 #endif

@@ -7,7 +7,7 @@
 /// points to (see `TileDeque`). A tile is a fixed-size **tile record**: its index, then one
 /// partial per kernel of the ring.
 ///
-///     record = [header 16 B][ring 0: deque 16 B, window starts, pivots][kernel fields …]
+///     record = [header 32 B][ring 0: deque 16 B, window starts, pivots][kernel fields …]
 ///              [ring 0 inline tiles] … [lifetime partials] … (generation 1 …)
 ///
 /// Fields are laid out generation by generation (`FeatureSpec.generation`), so the layout of the
@@ -25,12 +25,20 @@ struct ViewLayout: BitwiseCopyable, @unchecked Sendable {  // points into immuta
     /// The record bytes of each generation's prefix: `prefix[g]` covers generations 0…g.
     let prefix: IntList
 
-    /// Header: the epoch (UInt32) and index (UInt32) of the entity's latest emission, then its
-    /// int64 key (single int64 join key) — 16 bytes.
+    /// Header: the epoch (UInt32) and index (UInt32) of the entity's latest emission in the
+    /// batch being applied, its int64 key (single int64 join key), then the time of its latest
+    /// emission and the created timestamp its sink gave it (`Micros.min` and 0 when not known,
+    /// in state saved by a release that did not keep them) — 32 bytes. The last two make the
+    /// entity's current row, which the online store is rewritten from when it lost its data.
     static let epochOffset = 0
     static let emissionOffset = 4
     static let keyOffset = 8
-    static let headerBytes = 16
+    static let emittedAtOffset = 16
+    static let createdOffset = 24
+    static let headerBytes = 32
+    /// The header of state saved before the record kept its latest emission (checkpoint image
+    /// tag "view"): epoch, index and key.
+    static let savedHeaderBytesV1 = 16
 
     @inline(__always)
     func ring(_ r: Int) -> RingLayout { rings.unsafelyUnwrapped[r] }
@@ -111,6 +119,7 @@ struct LayoutBuilder {
         template = Array(repeating: 0, count: ViewLayout.headerBytes)
         // No emission yet: an epoch no batch ever has.
         template.store(UInt32.max, at: ViewLayout.epochOffset)
+        template.store(Micros.min, at: ViewLayout.emittedAtOffset)
     }
 
     /// Room for `count` values of `T` (rounded up to 8 bytes) in the record, holding `empty`.

@@ -188,12 +188,39 @@ final class PartitionPipeline {
             }
             let closed = e.closedCount
             counters.closed += closed
-            if view.online, let online = sinks.online { online.add(view: view.name, partition: partition, emissions: e, created: created) }
+            if view.online, let online = sinks.online {
+                online.add(view: view.name, partition: partition, emissions: e, created: created)
+                core.recordCreated(view: v, created)
+            }
             if view.offline, let offline = sinks.offline {
                 offline.append(view: view.name, partition: partition, emissions: e, count: closed, created: created, offsets: offsets)
             }
         }
         core.removeAllEmissions()
+    }
+
+    /// The current rows of view `v`'s entities `ids` (see `ViewAggregator.currentRows`).
+    func currentRows(view v: Int, _ ids: Range<Int>) -> (rows: EmissionBatch, created: [Micros]) {
+        core.currentRows(view: v, ids)
+    }
+
+    /// Hands the online store every entity's current row again (Redis lost them), `chunk`
+    /// entities at a time, with the writer's back-pressure between chunks. Returns the rows per
+    /// online view.
+    func rewriteOnline(chunk: Int = 50_000) throws -> [String: Int] {
+        guard let online = sinks.online else { return [:] }
+        var written: [String: Int] = [:]
+        for (v, view) in views.enumerated() where view.online {
+            var start = 0
+            while start < core.views[v].entityCount {
+                let (rows, created) = core.currentRows(view: v, start..<start + chunk)
+                online.add(view: view.name, partition: partition, emissions: rows, created: created)
+                written[view.name, default: 0] += rows.count
+                start += chunk
+                try online.flushIfIdle()
+            }
+        }
+        return written
     }
 
     /// The partition's checkpoint as of now: where its input and output stand, and its state

@@ -27,6 +27,8 @@ final class CommitCoordinator {
     private let maxPendingBytes: Int
     /// Set by `Worker.run`: once a stop is asked for, how long waits may still go on.
     var stop = StopDeadline(StopRequest(), timeout: .zero)
+    /// Reads a few rows back from Redis after each checkpoint round's flush.
+    var sampler: OnlineSampler?
 
     /// Checkpoint rounds queued on the storage thread, by mark: when the round began, and the
     /// offsets to commit (with the entry they belong to) once it is durable.
@@ -56,11 +58,8 @@ final class CommitCoordinator {
         if checkpoint {
             // Only a commit needs the online store and the dead letters caught up: a roll hands
             // its files to the storage thread without waiting for Redis.
-            do {
-                try online.flush(whileWaiting: { self.telemetry.report() }, giveUp: { self.stop.mustGiveUp })
-            } catch let e as OnlineWriteError {
-                throw EngineError(.stopped, "\(e): \(stop.giveUpReason ?? "stopped")", remedy: e.remedy)
-            }
+            try flushOnline()
+            sampler?.sample()
             try retrying("write dead letters", component: "dead_letters") {
                 do { try deadLetters.flush() } catch let e as any TesseraError { throw e } catch { throw StorageError("\(error)") }
             }
@@ -90,6 +89,15 @@ final class CommitCoordinator {
         if wait || storage.pendingBytes > maxPendingBytes {
             // Waiting, or the disk is slower than the stream: stop consuming until it catches up.
             try awaitStorage()
+        }
+    }
+
+    /// Returns once Redis holds every row so far, reporting while it waits, unless a stop gives up.
+    func flushOnline() throws {
+        do {
+            try online.flush(whileWaiting: { self.telemetry.report() }, giveUp: { self.stop.mustGiveUp })
+        } catch let e as OnlineWriteError {
+            throw EngineError(.stopped, "\(e): \(stop.giveUpReason ?? "stopped")", remedy: e.remedy)
         }
     }
 

@@ -21,6 +21,14 @@ public enum MetricName {
     public static let errors = "tessera_errors_total"                              // {component}
     public static let checkpoints = "tessera_checkpoints_total"
     public static let commits = "tessera_commits_total"
+    /// Current rows rewritten because Redis lost them (a partition's sentinel key was gone).
+    public static let onlineRowsRewritten = "tessera_online_rows_rewritten_total"  // {view}
+    /// Partitions whose rows Redis was found to have lost.
+    public static let onlineLosses = "tessera_online_losses_total"
+    /// Entities whose Redis row the worker read back after a checkpoint round's flush, and those
+    /// whose row was not their current row in the state (missing, older, different).
+    public static let onlineSampled = "tessera_online_rows_sampled_total"
+    public static let onlineMismatches = "tessera_online_offline_mismatches_total"
     // Gauges.
     public static let partitionLag = "tessera_partition_lag"                       // {topic, partition}
     public static let partitionWatermark = "tessera_partition_watermark_seconds"   // {topic, partition}

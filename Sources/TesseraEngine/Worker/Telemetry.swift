@@ -30,6 +30,10 @@ public struct WorkerStats: Sendable {
     /// What the worker is waiting for and retrying (Redis unreachable, the offline log not
     /// writable, Kafka brokers down), or nil when all is well.
     public var retrying: String?
+    /// Current rows written to Redis again because it had lost them.
+    public var onlineRowsRewritten = 0
+    /// Entities whose Redis row, read back after a flush, was not their current row.
+    public var onlineMismatches = 0
     /// Partitions paused under `BadPartitionPolicy.pause`.
     public var paused: [TopicPartition] = []
     /// The longest iteration of the worker loop so far, and the longest stop to copy a
@@ -53,6 +57,8 @@ final class Telemetry {
     private(set) var stats = WorkerStats()
     /// What the worker is retrying, if anything (reported in the stats line and /ready).
     var retrying: String?
+    /// What else the worker is doing instead of polling, if anything (reported the same way).
+    var busy: String?
     /// Failed attempts per component (`MetricName.components`) met by the worker thread.
     private var failures: [String: Int] = [:]
     private var checkpointsTaken = 0
@@ -95,10 +101,14 @@ final class Telemetry {
         for view in configuration.allViews {
             metrics.add(MetricName.emissions, [("view", view.name)], 0)
             if view.offline { metrics.add(MetricName.offlineRows, [("view", view.name)], 0) }
-            if view.online { metrics.add(MetricName.redisWrites, [("view", view.name)], 0) }
+            if view.online {
+                metrics.add(MetricName.redisWrites, [("view", view.name)], 0)
+                metrics.add(MetricName.onlineRowsRewritten, [("view", view.name)], 0)
+            }
         }
         for component in MetricName.components { metrics.add(MetricName.errors, [("component", component)], 0) }
-        for name in [MetricName.redisCommands, MetricName.checkpoints, MetricName.commits] { metrics.add(name, [], 0) }
+        for name in [MetricName.redisCommands, MetricName.checkpoints, MetricName.commits, MetricName.onlineLosses,
+                     MetricName.onlineSampled, MetricName.onlineMismatches] { metrics.add(name, [], 0) }
     }
 
     var freshness: Recorder { metrics.freshness }
@@ -143,6 +153,22 @@ final class Telemetry {
             entry = (0, now)
         }
         misKeyedSince[p.source] = entry
+    }
+
+    /// A partition's current rows, rewritten because Redis lost them.
+    func rewrote(_ rows: [String: Int]) {
+        metrics.add(MetricName.onlineLosses, [], 1)
+        for (view, n) in rows {
+            metrics.add(MetricName.onlineRowsRewritten, [("view", view)], n)
+            stats.onlineRowsRewritten += n
+        }
+    }
+
+    /// Entities whose online row was read back, and how many were not their current row.
+    func sampledOnline(_ n: Int, mismatches: Int) {
+        metrics.add(MetricName.onlineSampled, [], n)
+        metrics.add(MetricName.onlineMismatches, [], mismatches)
+        stats.onlineMismatches += mismatches
     }
 
     func joinedGroup() { joined = true }
@@ -231,6 +257,10 @@ final class Telemetry {
             stats.retrying = "cannot \(retrying)"
         } else if let kafka = s.consumer.lastTransientError, ContinuousClock.now - kafka.at < .seconds(10) {
             stats.retrying = "Kafka \(kafka.error.message)"
+        } else if let busy {
+            stats.retrying = busy
+        } else if !s.consumer.missingTopics.isEmpty {
+            stats.retrying = "topic \(s.consumer.missingTopics.sorted().joined(separator: ", ")) to exist"
         } else {
             stats.retrying = nil
         }

@@ -53,7 +53,8 @@ public final class Worker: RebalanceListener {
                                      properties: options.kafkaProperties, reportEndOfPartition: options.untilEnd,
                                      batchSize: options.batchSize, logger: logger)
         online = OnlineWriter(layout: OnlineLayout(prefix: options.keyPrefix), connection: RedisConnection(endpoint: options.redis, logger: logger),
-                              views: configuration.allViews, logger: logger, clock: clock, freshness: telemetry.freshness)
+                              views: configuration.allViews, logger: logger, clock: clock, freshness: telemetry.freshness,
+                              group: options.group)
         offline = try OfflineLog(directory: options.offlineDirectory, views: configuration.allViews.filter(\.offline))
         var producer: KafkaProducer?
         if case .topic = options.deadLetters {
@@ -70,6 +71,9 @@ public final class Worker: RebalanceListener {
         coordinator = CommitCoordinator(online: online, offline: offline, deadLetters: deadLetters, storage: storage, checkpoints: checkpoints,
                                         consumer: consumer, table: table, telemetry: telemetry, logger: logger,
                                         maxPendingBytes: options.maxPendingStorageBytes)
+        coordinator.sampler = OnlineSampler(connection: RedisConnection(endpoint: options.redis, logger: logger), layout: OnlineLayout(prefix: options.keyPrefix),
+                                            table: table, online: online, telemetry: telemetry, logger: logger, clock: clock,
+                                            perRound: options.onlineSample)
         telemetry.sources = .init(online: online, offline: offline, deadLetters: deadLetters, consumer: consumer, storage: storage, table: table)
         consumer.setListener(self)
     }
@@ -104,7 +108,12 @@ public final class Worker: RebalanceListener {
                 if let start = try table.join(tp) { starts[tp] = start }
             } catch {
                 fatal = fatal ?? error
+                continue
             }
+            // Restored rows must still be in Redis (else they are rewritten); a new partition has none yet.
+            guard let p = table[tp]?.pipeline else { continue }
+            let sentinel = OnlineWriter.Sentinel(topic: tp.topic, partition: tp.partition)
+            if p.core.views.contains(where: { $0.entityCount > 0 }) { online.adopt(sentinel) } else { online.arm(sentinel) }
         }
         return starts
     }
@@ -147,6 +156,7 @@ public final class Worker: RebalanceListener {
         // Nothing of theirs is left to write; what is known of their keys is stale once another
         // worker writes them.
         online.discard(partitions: numbers)
+        online.release(tps.map { OnlineWriter.Sentinel(topic: $0.topic, partition: $0.partition) })
         for tp in tps {
             table.leave(tp)
             telemetry.partitionGone(tp)
@@ -202,6 +212,10 @@ public final class Worker: RebalanceListener {
                     let behind = behindSince.map { now - $0 >= .seconds(1) } ?? false
                     nextFlush = now + (behind ? max(options.flushInterval, .seconds(1)) : options.flushInterval)
                 }
+                // Redis refused a write: poll no more until it holds every row (reporting meanwhile).
+                if online.isRetrying { try coordinator.flushOnline() }
+                let lost = online.takeLost()
+                if !lost.isEmpty { try rewriteLostRows(lost) }
                 if let fatal { throw fatal }
                 try coordinator.checkStorage()
                 if now >= nextCheckpoint {
@@ -254,6 +268,35 @@ public final class Worker: RebalanceListener {
         }
     }
 
+    // MARK: - The online store lost its data
+
+    /// Rewrites every entity's current row of the partitions whose sentinel key Redis lost
+    /// (restarted empty, flushed), from their state; the worker does not poll meanwhile. Their
+    /// sentinels are set again once Redis holds every row.
+    private func rewriteLostRows(_ lost: [OnlineWriter.Sentinel]) throws {
+        let started = ContinuousClock.now
+        var healed: [OnlineWriter.Sentinel] = []
+        var total = 0
+        telemetry.busy = "rewriting the online rows Redis lost"
+        defer { telemetry.busy = nil }
+        for s in lost.sorted(by: { ($0.topic, $0.partition) < ($1.topic, $1.partition) }) {
+            guard let entry = table[TopicPartition(s.topic, s.partition)] else { continue }
+            let entities = entry.pipeline.core.views.indices.filter { entry.pipeline.views[$0].online }
+                .map { entry.pipeline.core.views[$0].entityCount }.reduce(0, +)
+            logger.warning("Redis lost the online rows of \(s) (its sentinel key is gone: Redis restarted empty or was flushed); rewriting the current rows of its \(entities) entities from the state",
+                           metadata: ["partition": "\(s)", "entities": "\(entities)"])
+            let rows = try entry.pipeline.rewriteOnline()
+            telemetry.rewrote(rows)
+            total += rows.values.reduce(0, +)
+            healed.append(s)
+        }
+        try coordinator.flushOnline()
+        for s in healed { online.arm(s) }
+        logger.notice("Redis holds the rewritten rows again", metadata: [
+            "partitions": "\(healed.map(\.description).joined(separator: ","))", "rows": "\(total)",
+            "seconds": "\(((ContinuousClock.now - started) / .milliseconds(1)).rounded() / 1_000)"])
+    }
+
     /// Decodes, aggregates and buffers one polled batch (payloads are valid only in here).
     private func process(_ records: UnsafeBufferPointer<KafkaRecord>) throws {
         telemetry.polled(records: records.count)
@@ -304,13 +347,14 @@ public final class Worker: RebalanceListener {
         }
     }
 
-    /// Whether an `--until-end` run is done: every assigned partition is at its end, and either
+    /// Whether an `--until-end` run is done: every assigned partition is at its end, Redis is
+    /// known to hold their rows (sentinels checked, lost rows rewritten), and either
     /// this worker holds every partition of its topics, or its assignment has stayed drained for
     /// `untilEndSettle` (other members hold the rest; a member that died keeps its partitions
     /// until its session times out, and they must not be mistaken for drained).
     private func drained(since: inout ContinuousClock.Instant?) -> Bool {
         let assignment = consumer.assignment
-        guard !assignment.isEmpty, consumer.atEnd.union(consumer.paused).isSuperset(of: assignment) else {
+        guard !assignment.isEmpty, consumer.atEnd.union(consumer.paused).isSuperset(of: assignment), !online.sentinelsPending else {
             since = nil
             return false
         }

@@ -22,6 +22,8 @@ enum RDKafkaCode {
         RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS.rawValue, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS.rawValue,
         RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION.rawValue,
     ]
+    /// A subscribed topic the brokers do not know (yet).
+    static let unknownTopic: Set<Int32> = [RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC.rawValue]
     /// "Use the committed offset" in a partition list (`RD_KAFKA_OFFSET_INVALID`).
     static let invalidOffset: Int64 = -1001
 
