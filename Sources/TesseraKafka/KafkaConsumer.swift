@@ -57,7 +57,8 @@ public final class KafkaConsumer {
     /// - Parameters:
     ///   - properties: librdkafka properties; these defaults apply unless overridden:
     ///     `enable.auto.commit=false`, `enable.auto.offset.store=false`, `auto.offset.reset=earliest`,
-    ///     `partition.assignment.strategy=cooperative-sticky`.
+    ///     `partition.assignment.strategy=cooperative-sticky`, and `topic.metadata.refresh.interval.ms=10000`
+    ///     (librdkafka's 5 min would leave a topic created after the start unread that long).
     public init(brokers: String, group: String, topics: [String], properties: [(String, String)] = [],
                 reportEndOfPartition: Bool = false, batchSize: Int = 8_192, logger: Logger) throws(KafkaError) {
         self.topics = topics
@@ -69,6 +70,7 @@ public final class KafkaConsumer {
             ("auto.offset.reset", "earliest"), ("partition.assignment.strategy", "cooperative-sticky"),
             ("enable.partition.eof", reportEndOfPartition ? "true" : "false"),
             ("queued.min.messages", "200000"), ("fetch.wait.max.ms", "50"),
+            ("topic.metadata.refresh.interval.ms", "10000"),
         ]
         if supportsFetchQueueBackoff { all.append(("fetch.queue.backoff.ms", "10")) }
         all += properties
