@@ -79,17 +79,16 @@ package final class OnlineWriter {
 
     /// A partition restored from its checkpoint: Redis should hold its rows. Its sentinel is
     /// checked first; if it is missing, the partition is reported by `takeLost`.
-    package func adopt(_ s: Sentinel) {
-        guard let group else { return }
-        flusher.track(s, key: Array(layout.sentinelKey(group: group, topic: s.topic, partition: s.partition).utf8), armed: false)
-    }
+    package func adopt(_ s: Sentinel) { track(s, armed: false) }
 
     /// A partition whose rows Redis holds, or will hold once the rows handed over so far are
     /// written (a new partition, or one whose rows were just rewritten): its sentinel is set
     /// after them, then watched.
-    package func arm(_ s: Sentinel) {
+    package func arm(_ s: Sentinel) { track(s, armed: true) }
+
+    private func track(_ s: Sentinel, armed: Bool) {
         guard let group else { return }
-        flusher.track(s, key: Array(layout.sentinelKey(group: group, topic: s.topic, partition: s.partition).utf8), armed: true)
+        flusher.track(s, key: Array(layout.sentinelKey(group: group, topic: s.topic, partition: s.partition).utf8), armed: armed)
     }
 
     /// Partitions no longer ours: their sentinels are not watched any more.

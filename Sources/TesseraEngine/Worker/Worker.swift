@@ -290,6 +290,7 @@ public final class Worker: RebalanceListener {
             total += rows.values.reduce(0, +)
             healed.append(s)
         }
+        guard !healed.isEmpty else { return }
         try coordinator.flushOnline()
         for s in healed { online.arm(s) }
         logger.notice("Redis holds the rewritten rows again", metadata: [
