@@ -311,4 +311,64 @@ enum Delta {
             previousLength = bytes.count - start
         }
     }
+
+    /// DELTA_BINARY_PACKED: blocks of 128 values in 4 miniblocks of 32, each miniblock's
+    /// deltas (less the block's least delta) bit-packed at the width its largest one needs.
+    /// Timestamps, offsets and counts change little from row to row: a few bits per value
+    /// instead of 64, which also leaves the page compressor far less to do.
+    static func encodeBinaryPacked(_ v: UnsafeBufferPointer<Int64>, into out: inout [UInt8]) {
+        let blockSize = 128, miniblocks = 4, perMiniblock = 32
+        Varint.append(UInt64(blockSize), to: &out)
+        Varint.append(UInt64(miniblocks), to: &out)
+        Varint.append(UInt64(v.count), to: &out)
+        Varint.append(Varint.zigzag(v.first ?? 0), to: &out)
+        var deltas = [UInt64](repeating: 0, count: blockSize)
+        var i = 1
+        while i < v.count {
+            let count = min(blockSize, v.count - i)
+            var least = Int64.max
+            for k in 0..<count {
+                let d = v[i + k] &- v[i + k - 1]
+                deltas[k] = UInt64(bitPattern: d)
+                least = min(least, d)
+            }
+            Varint.append(Varint.zigzag(least), to: &out)
+            var widths = [Int](repeating: 0, count: miniblocks)
+            for k in 0..<blockSize {
+                deltas[k] = k < count ? deltas[k] &- UInt64(bitPattern: least) : 0
+            }
+            let needed = (count + perMiniblock - 1) / perMiniblock
+            for m in 0..<needed {
+                var all: UInt64 = 0
+                for k in m * perMiniblock..<(m + 1) * perMiniblock { all |= deltas[k] }
+                widths[m] = bitWidth(all)
+            }
+            for m in 0..<miniblocks { out.append(UInt8(widths[m])) }
+            for m in 0..<needed {
+                deltas.withUnsafeBufferPointer {
+                    pack(UnsafeBufferPointer(rebasing: $0[m * perMiniblock..<(m + 1) * perMiniblock]), bitWidth: widths[m], into: &out)
+                }
+            }
+            i += count
+        }
+    }
+
+    /// Packs `values` (a multiple of 8 of them, each below 2^width) least significant bit first.
+    static func pack(_ values: UnsafeBufferPointer<UInt64>, bitWidth w: Int, into out: inout [UInt8]) {
+        guard w > 0 else { return }
+        var acc: UInt64 = 0
+        var used = 0
+        for value in values {
+            acc |= value &<< UInt64(used)
+            if used + w >= 64 {
+                withUnsafeBytes(of: acc.littleEndian) { out.append(contentsOf: $0) }
+                let consumed = 64 - used
+                acc = consumed < 64 ? value &>> UInt64(consumed) : 0
+                used = used + w - 64
+            } else {
+                used += w
+            }
+        }
+        withUnsafeBytes(of: acc.littleEndian) { out.append(contentsOf: $0.prefix(used / 8)) }
+    }
 }

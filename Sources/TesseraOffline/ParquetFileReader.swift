@@ -187,10 +187,11 @@ public struct ParquetFileReader: Sendable {
         return out
     }
 
-    /// File ranges of every page header and page body, in file order (for tests and tools).
-    func pageRanges() throws -> [(header: Range<Int64>, body: Range<Int64>)] {
+    /// File ranges of every page header and page body, and a data page's value encoding, in file
+    /// order (for tests and tools).
+    func pageRanges() throws -> [(header: Range<Int64>, body: Range<Int64>, encoding: Int32?)] {
         let file = try ReadOnlyFile(path: path)
-        var out: [(header: Range<Int64>, body: Range<Int64>)] = []
+        var out: [(header: Range<Int64>, body: Range<Int64>, encoding: Int32?)] = []
         for layout in layouts {
             for chunk in layout.chunks {
                 let data = try file.read(at: chunk.start, count: chunk.length)
@@ -200,7 +201,8 @@ public struct ParquetFileReader: Sendable {
                     let header = try reader.readPageHeader()
                     let end = reader.pos + Int(header.compressedPageSize)
                     out.append((chunk.start + Int64(pos)..<chunk.start + Int64(reader.pos),
-                                chunk.start + Int64(reader.pos)..<chunk.start + Int64(end)))
+                                chunk.start + Int64(reader.pos)..<chunk.start + Int64(end),
+                                header.dataPage?.encoding ?? header.dataPageV2?.encoding))
                     pos = end
                 }
             }

@@ -16,9 +16,10 @@ let parquetMagic: [UInt8] = Array("PAR1".utf8)
 
 /// Writes a Parquet file: `write(rowGroup:)` any number of times, then `close()` (footer + fsync).
 ///
-/// Pages are DataPage v1 with PLAIN values (booleans bit-packed), RLE definition levels for nullable
-/// fields, and a dictionary (PLAIN dictionary page + RLE_DICTIONARY indices) for string chunks whose
-/// dictionary stays small. Every page carries a CRC-32 so that readers can detect corruption.
+/// Pages are DataPage v1 with RLE definition levels for nullable fields; values PLAIN (booleans
+/// bit-packed), DELTA_BINARY_PACKED for 64-bit integer chunks whose values follow each other
+/// closely (`deltaPays`), and a dictionary (PLAIN dictionary page + RLE_DICTIONARY indices) for
+/// string chunks whose dictionary stays small. Every page carries a CRC-32 so that readers can detect corruption.
 /// Row groups with zero rows are skipped. A writer is not thread-safe; use it from one task at a time.
 public final class ParquetFileWriter {
     private var core: WriterCore
@@ -230,8 +231,10 @@ struct WriterCore {
             }
         }
         meta.dataPageOffset = bytesWritten
-        let valueEncoding = useDictionary ? Encoding.rleDictionary : Encoding.plain
-        meta.encodings = useDictionary ? [Encoding.plain, Encoding.rle, Encoding.rleDictionary] : [Encoding.plain, Encoding.rle]
+        let valueEncoding = useDictionary ? Encoding.rleDictionary
+            : (field.type == .int64 || field.type == .timestampMicros) && WriterCore.deltaPays(column, count: n) ? Encoding.deltaBinaryPacked
+            : Encoding.plain
+        meta.encodings = useDictionary ? [Encoding.plain, Encoding.rle, Encoding.rleDictionary] : [valueEncoding, Encoding.rle]
 
         var pages: Int32 = 0
         var row = 0
@@ -246,6 +249,8 @@ struct WriterCore {
                     Hybrid.encode(UnsafeBufferPointer(rebasing: all[valueIndex..<(valueIndex + present)]),
                                   bitWidth: indexWidth, into: &page)
                 }
+            } else if valueEncoding == Encoding.deltaBinaryPacked {
+                appendDeltaValues(column, from: row, to: end, present: present)
             } else {
                 appendPlainValues(field.type, column, from: row, to: end, present: present)
             }
@@ -323,6 +328,37 @@ struct WriterCore {
         let length = UInt32(page.count - lengthAt - 4)
         for k in 0..<4 { page[lengthAt + k] = UInt8(truncatingIfNeeded: length >> UInt32(8 * k)) }
         return present
+    }
+
+    /// Whether a 64-bit integer chunk is worth DELTA_BINARY_PACKED: when its values follow each
+    /// other closely (created timestamps, offsets — a few bits per value instead of 64, which also
+    /// leaves the page compressor far less to do). Values that jump from row to row (counts of
+    /// different entities, keys, event times under disorder) compress better PLAIN.
+    static func deltaPays(_ column: Column, count n: Int) -> Bool {
+        let validity = column.validity
+        let dense = validity.allSet
+        var bits = 0, values = 0
+        var previous: Int64?
+        column.ints.withUnsafeBufferPointer { v in
+            for i in 0..<n where dense || validity[i] {
+                if let p = previous { bits &+= bitWidth(Varint.zigzag(v[i] &- p)) }
+                previous = v[i]
+                values += 1
+            }
+        }
+        return values > 1 && bits <= 8 * (values - 1)
+    }
+
+    /// The non-null values of rows `start..<end` of a 64-bit integer column, DELTA_BINARY_PACKED.
+    private mutating func appendDeltaValues(_ column: Column, from start: Int, to end: Int, present: Int) {
+        if present == end - start {
+            column.ints.withUnsafeBufferPointer { Delta.encodeBinaryPacked(UnsafeBufferPointer(rebasing: $0[start..<end]), into: &page) }
+        } else {
+            let validity = column.validity
+            int64Scratch.removeAll(keepingCapacity: true)
+            for i in start..<end where validity[i] { int64Scratch.append(column.ints[i]) }
+            int64Scratch.withUnsafeBufferPointer { Delta.encodeBinaryPacked($0, into: &page) }
+        }
     }
 
     private mutating func appendPlainValues(_ type: ParquetType, _ column: Column, from start: Int, to end: Int, present: Int) {

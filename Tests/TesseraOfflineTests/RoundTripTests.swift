@@ -98,6 +98,39 @@ func sameStatistics(_ a: ParquetColumnStatistics, _ b: ParquetColumnStatistics) 
         #expect(sameColumn(subset[0], written[1][7]) && sameColumn(subset[1], written[1][0]))
     }
 
+    @Test("64-bit integers that move in small steps are delta-encoded and read back exactly: nulls, wrapping jumps, partial blocks, several pages")
+    func closeIntegersAreDeltaEncoded() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let schema = ParquetSchema([ParquetField(name: "offset", type: .int64, nullable: false), ParquetField(name: "ts", type: .timestampMicros)])
+        var g = SeededGenerator(seed: 11)
+        var groups: [[Column]] = []
+        for rows in [1, 2, 127, 128, 129, 1_000, 200_000] {
+            var offset = Column(type: .int64), ts = Column(type: .int64)
+            var o: Int64 = Int64.max - 500, t: Int64 = 1_767_225_600_000_000
+            for i in 0..<rows {
+                offset.append(int: o)
+                o = o &+ Int64(g.next() % 3)          // wraps past Int64.max
+                if g.next() % 5 == 0 { ts.appendNull() } else { ts.append(int: t) }
+                t = i % 1_000 == 999 ? Int64(bitPattern: g.next()) : t &- 40 &+ Int64(g.next() % 100)
+            }
+            groups.append([offset, ts])
+        }
+        let path = dir.path("delta.parquet")
+        let writer = try ParquetFileWriter(path: path, schema: schema, compression: .zstd(level: 1))
+        for group in groups { try writer.write(rowGroup: group) }
+        try writer.close()
+        let reader = try ParquetFileReader(path: path)
+        for (i, group) in groups.enumerated() {
+            let read = try reader.read(rowGroup: i)
+            #expect(sameColumn(read[0], group[0]) && sameColumn(read[1], group[1]), "row group \(i)")
+        }
+        // Every page of a chunk with more than one value is delta-encoded (the single row: PLAIN).
+        let encodings = try reader.pageRanges().compactMap(\.encoding)
+        #expect(encodings.filter { $0 == Encoding.plain }.count == 2)
+        #expect(encodings.filter { $0 == Encoding.deltaBinaryPacked }.count >= 2 * (groups.count - 1) + 2)
+    }
+
     @Test func largeChunksSplitIntoPagesAndKeepValues() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
