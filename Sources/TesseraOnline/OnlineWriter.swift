@@ -20,6 +20,9 @@ package final class OnlineWriter {
     private var slotOf: [Key: [Int32]] = [:]
     private var slots: [Int32] = []
     private let flusher: RedisFlusher
+    /// A `mark()` was taken while the flusher was busy: the next hand-over is owed to it, even
+    /// if its rows were discarded meanwhile.
+    private var handOverOwed = false
     /// Above this many pending rows the worker waits for the flusher instead of polling more.
     let maxPendingRows: Int
 
@@ -170,8 +173,41 @@ package final class OnlineWriter {
     package func flushIfIdle() throws {
         try flusher.checkFailure()
         if pendingRows > maxPendingRows { try flush(); return }
-        guard !pending.isEmpty, flusher.isIdle else { return }
+        guard !pending.isEmpty || handOverOwed, flusher.isIdle else { return }
         handOver()
+    }
+
+    /// A point in the stream of rows added so far: reached once Redis holds every one of them
+    /// (later rows may be there too). A checkpoint waits for it on the storage thread instead of
+    /// the worker waiting for Redis; the rows still pending are handed over now if the flusher
+    /// is idle, else at the next `flushIfIdle`.
+    package func mark() -> Mark {
+        if !pending.isEmpty || handOverOwed {
+            if flusher.isIdle { handOver() } else { handOverOwed = true }
+        }
+        return Mark(flusher: flusher, job: flusher.submittedJobs + (handOverOwed ? 1 : 0))
+    }
+
+    /// See `mark()`.
+    package struct Mark: Sendable {
+        let flusher: RedisFlusher
+        let job: Int
+
+        /// Waits up to `timeout` for Redis to hold the rows; throws what the flusher failed with,
+        /// and `OnlineWriteError.stoppedWhileUnreachable` once it is stopped short of them.
+        package func reached(within timeout: TimeInterval) throws -> Bool {
+            try flusher.waitCompleted(job, timeout: timeout)
+        }
+    }
+
+    /// Whether the flusher has written everything handed to it: Redis then holds the current row
+    /// of every entity without a pending one (`hasPendingRow`).
+    package var isFlusherIdle: Bool { flusher.isIdle }
+
+    /// Whether an entity of a view's partition has a row not yet handed to the flusher.
+    package func hasPendingRow(view: String, partition: Int32, entity: UInt32) -> Bool {
+        guard let index = slotOf[Key(view: view, partition: partition)], Int(entity) < index.count else { return false }
+        return index[Int(entity)] >= 0
     }
 
     /// Returns once Redis holds every row added so far (retrying while Redis is unreachable,
@@ -187,7 +223,7 @@ package final class OnlineWriter {
             }
         }
         try flusher.waitIdle(check)
-        if !pending.isEmpty {
+        if !pending.isEmpty || handOverOwed {
             handOver()
             try flusher.waitIdle(check)
         }
@@ -208,6 +244,7 @@ package final class OnlineWriter {
     private func handOver() {
         let job = pending
         pending = [:]
+        handOverOwed = false
         for (key, rows) in job {
             guard var index = slotOf.removeValue(forKey: key) else { continue }
             for e in rows.entities { index[Int(e)] = -1 }
@@ -236,6 +273,9 @@ final class RedisFlusher: @unchecked Sendable {
     private let logger: Logger
     private let condition = NSCondition()
     private var job: [OnlineWriter.Key: OnlineWriter.Rows]?
+    /// Jobs handed over, and jobs Redis holds entirely (each job's number is its place in order).
+    private var submitted = 0
+    private var completed = 0
     private var failure: (any Error)?
     private var stopping = false
     private var state = Counters()
@@ -369,6 +409,7 @@ final class RedisFlusher: @unchecked Sendable {
         condition.lock()
         precondition(job == nil, "a flush is already in flight")
         job = rows
+        submitted += 1
         startIfNeeded()
         condition.broadcast()
         condition.unlock()
@@ -396,6 +437,24 @@ final class RedisFlusher: @unchecked Sendable {
         let error = failure
         condition.unlock()
         if let error { throw error }
+    }
+
+    /// Jobs handed over so far.
+    var submittedJobs: Int { condition.withLock { submitted } }
+
+    /// Waits up to `timeout` for Redis to hold job number `n` and those before it.
+    func waitCompleted(_ n: Int, timeout: TimeInterval) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        condition.lock()
+        defer { condition.unlock() }
+        // Stopped with nothing in flight: what is missing will not come.
+        while completed < n && failure == nil && !(stopping && job == nil) {
+            if !condition.wait(until: deadline) { break }
+        }
+        if completed >= n { return true }
+        if let failure { throw failure }
+        if stopping && job == nil { throw OnlineWriteError.stoppedWhileUnreachable }
+        return false
     }
 
     func checkFailure() throws {
@@ -484,7 +543,10 @@ final class RedisFlusher: @unchecked Sendable {
             state.commands += result.commands
             for (view, n) in result.byView { state.writesByView[view, default: 0] += n }
             state.retrying = false
-            if let error { failure = error } else { job = nil }
+            if let error { failure = error } else {
+                job = nil
+                completed += 1
+            }
             condition.broadcast()
             condition.unlock()
             if error != nil { return }

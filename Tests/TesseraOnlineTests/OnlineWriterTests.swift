@@ -44,6 +44,12 @@ struct OnlineWriterTests {
     /// Rows of user_stats: (entity id, user, whether total_orders_1h is null); the other
     /// features are present.
     func write(_ s: Setup, _ rows: [(entity: UInt32, user: Int64, nullFirst: Bool)], partition: Int32 = 0) throws {
+        add(s, rows, partition: partition)
+        try s.writer.flush()
+    }
+
+    /// Adds the rows of `write` without flushing them.
+    func add(_ s: Setup, _ rows: [(entity: UInt32, user: Int64, nullFirst: Bool)], partition: Int32 = 0) {
         var batch = EmissionBatch(keyTypes: [.int64], featureTypes: s.view.spec.features.map { s.view.spec.outputType(of: $0) })
         for r in rows {
             batch.eventTimes.append(s.clock.now())
@@ -61,7 +67,6 @@ struct OnlineWriterTests {
             }
         }
         s.writer.add(view: "user_stats", partition: partition, emissions: batch, created: rows.map { _ in s.clock.now() })
-        try s.writer.flush()
     }
 
     func calls(_ s: Setup) throws -> [String: Int] {
@@ -134,6 +139,33 @@ struct OnlineWriterTests {
         #expect(after["pexpire", default: 0] - before["pexpire", default: 0] == 1)
         #expect(after["hdel", default: 0] - before["hdel", default: 0] == 1)
         #expect(try pttl(s, user: 9) > Self.ttlMillis)
+    }
+
+    @Test("a mark is reached only once Redis holds every row added before it, rows still pending and a hand-over owed included")
+    func markWaitsForTheRowsBeforeIt() throws {
+        let s = try setup()
+        try write(s, [(0, 100, false)])
+        // Redis hung: the first rows are handed over and stay in flight.
+        s.redis.pause()
+        add(s, [(1, 101, false)])
+        try s.writer.flushIfIdle()
+        // Taken while the flusher is busy: the rows of 102 are still pending, so the mark is
+        // owed the next hand-over.
+        add(s, [(2, 102, false)])
+        let mark = s.writer.mark()
+        #expect(try !mark.reached(within: 0.5), "a mark was reached while Redis could not have written its rows")
+        s.redis.resume()
+        var reached = false
+        for _ in 0..<300 where !reached {
+            try s.writer.flushIfIdle()
+            reached = try mark.reached(within: 0.1)
+        }
+        #expect(reached)
+        for user: Int64 in [100, 101, 102] {
+            #expect(try fields(s, user: user).contains("total_orders_1h"), "user \(user)'s row is not in Redis although the mark was reached")
+        }
+        // Nothing pending: the mark is the rows already handed over.
+        #expect(try s.writer.mark().reached(within: 5))
     }
 
     @Test("after a partition changes hands, nothing is assumed of its keys")

@@ -2,6 +2,7 @@ import Foundation
 import TesseraCore
 import TesseraKafka
 import TesseraLog
+import TesseraOnline
 
 /// The worker's storage thread: offline files and checkpoints are encoded, compressed, written
 /// and fsynced here, in the order the worker hands them over, while the worker goes on
@@ -20,6 +21,10 @@ final class DurableWriter: @unchecked Sendable {
     enum Job: Sendable {
         case offline(OfflineLog.PendingFile)
         case checkpoint(TopicPartition, CheckpointStore.Snapshot)
+        /// Waits until Redis holds every row emitted before the checkpoints queued behind it: a
+        /// checkpoint must not be written ahead of the online rows it counts as emitted, and
+        /// the worker goes on consuming meanwhile.
+        case online(OnlineWriter.Mark)
         /// Everything queued before it is durable once it is taken.
         case mark(Int)
 
@@ -27,7 +32,7 @@ final class DurableWriter: @unchecked Sendable {
             switch self {
             case .offline(let file): file.bytes
             case .checkpoint(_, let c): c.bytes
-            case .mark: 0
+            case .online, .mark: 0
             }
         }
 
@@ -36,6 +41,7 @@ final class DurableWriter: @unchecked Sendable {
             switch self {
             case .offline: ("write the offline log", "offline")
             case .checkpoint(let tp, _): ("write the checkpoint of \(tp)", "checkpoint")
+            case .online: ("write the online rows before a checkpoint", "redis")
             case .mark: ("", "")
             }
         }
@@ -111,7 +117,7 @@ final class DurableWriter: @unchecked Sendable {
                 switch job {
                 case .offline(let file): !partitions.contains(file.key.partition)
                 case .checkpoint(let tp, _): !partitions.contains(tp.partition)
-                case .mark: true
+                case .online, .mark: true
                 }
             }
             queue = Array(kept)
@@ -155,14 +161,30 @@ final class DurableWriter: @unchecked Sendable {
 
             var finished: Int?
             var failure: String?
+            var abandoned = false
             do {
                 switch job {
                 case .offline(let file): try offline.write(file)
                 case .checkpoint(let tp, let snapshot): try checkpoints?.save(topic: tp.topic, partition: tp.partition, snapshot)
+                case .online(let mark):
+                    while try !mark.reached(within: 0.1) {
+                        if condition.withLock({ stopping }) {
+                            abandoned = true
+                            break
+                        }
+                    }
                 case .mark(let id): finished = id
                 }
             } catch {
                 failure = "\(error)"
+            }
+            if abandoned {
+                // Stopping: the loop's next turn drops the queue.
+                condition.withLock {
+                    busy = false
+                    condition.broadcast()
+                }
+                continue
             }
 
             condition.lock()

@@ -4,9 +4,9 @@ import TesseraOnline
 import TesseraRedis
 import TesseraTopology
 
-/// The worker's own check of the online store. Right after a checkpoint round's flush — when
-/// Redis holds every row handed over so far and nothing has been aggregated since — a few random
-/// entities of the owned partitions are read back from Redis and held against their current rows
+/// The worker's own check of the online store. Once per checkpoint round, at a moment the flusher
+/// has written everything handed to it, a few random entities of the owned partitions without a
+/// row still pending in the writer are read back from Redis and held against their current rows
 /// in the state (which the offline log's latest rows equal, invariant 3). A mismatch is counted
 /// (`tessera_online_offline_mismatches_total`) and logged; `tessera verify` looks closer.
 final class OnlineSampler {
@@ -49,10 +49,11 @@ final class OnlineSampler {
         for _ in 0..<perRound {
             let (entry, v) = candidates.randomElement(using: &random)!
             let id = Int.random(in: 0..<entry.pipeline.core.views[v].entityCount, using: &random)
+            let view = entry.pipeline.views[v]
+            guard !online.hasPendingRow(view: view.name, partition: entry.pipeline.partition, entity: UInt32(id)) else { continue }
             let (rows, created) = entry.pipeline.currentRows(view: v, id..<id + 1)
             guard rows.count == 1 else { continue }
             let row = rows.row(0)
-            let view = entry.pipeline.views[v]
             let redisKey = layout.key(view: view.name, values: row.key)
             resp.command(["HGETALL", redisKey])
             picks.append((view, redisKey, row.key, ExpectedRow(time: row.time, created: created[0], features: row.features)))

@@ -7,9 +7,10 @@ import TesseraOnline
 
 /// The checkpoint-then-commit protocol: offsets are committed only behind durable output.
 ///
-/// `makeDurable` hands the offline files to the storage thread; on a checkpoint round it first
-/// flushes Redis and the dead letters here and now, then queues the partitions' checkpoints
-/// followed by a mark. When the mark comes out (`checkStorage` between polls, or
+/// `makeDurable` hands the offline files to the storage thread; a checkpoint round flushes the
+/// dead letters here and now, then queues, partition by partition, the partition's offline
+/// files, a wait for Redis to hold the rows so far (or, when asked to wait, flushes Redis here)
+/// and the partition's checkpoint; then a mark. When the mark comes out (`checkStorage` between polls, or
 /// `awaitStorage`), everything before it is durable and the offsets noted with the round are
 /// committed — for partitions still owned by the same entry that noted them (a partition that
 /// changed hands is its new owner's to commit). Retriable failures are retried with backoff; meanwhile the worker does
@@ -29,6 +30,8 @@ final class CommitCoordinator {
     var stop = StopDeadline(StopRequest(), timeout: .zero)
     /// Reads a few rows back from Redis after each checkpoint round's flush.
     var sampler: OnlineSampler?
+    /// A checkpoint round began since the last sample.
+    private var sampleDue = false
 
     /// Checkpoint rounds queued on the storage thread, by mark: when the round began, and the
     /// offsets to commit (with the entry they belong to) once it is durable.
@@ -51,45 +54,85 @@ final class CommitCoordinator {
         self.maxPendingBytes = maxPendingBytes
     }
 
-    /// Hands the offline rows so far to the storage thread. With `checkpoint`, first makes every
-    /// emission so far durable in Redis and the dead letters, then checkpoints the partitions
-    /// (all, or `only` these numbers) and commits their offsets behind the checkpoints.
+    /// Hands the offline rows so far to the storage thread. With `checkpoint`, also checkpoints
+    /// the partitions (all, or `only` these numbers) and commits their offsets behind the
+    /// checkpoints and behind Redis holding every row they count as emitted.
+    ///
+    /// A checkpoint round copies one partition's state at a time (`advanceRound`), spaced so that
+    /// the loop catches up between copies: the worker stops for one partition's copy at a time,
+    /// not for the whole state. Each partition's checkpoint is consistent on its own (its state,
+    /// offsets and offline sequences are taken together). With `wait` (a revoke, a stop) the round is taken whole,
+    /// here, after Redis has caught up, and waited for.
     func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool, wait: Bool) throws {
-        if checkpoint {
-            // Only a commit needs the online store and the dead letters caught up: a roll hands
-            // its files to the storage thread without waiting for Redis.
-            try flushOnline()
-            sampler?.sample()
-            try retrying("write dead letters", component: "dead_letters") {
-                do { try deadLetters.flush() } catch let e as any TesseraError { throw e } catch { throw StorageError("\(error)") }
-            }
+        guard checkpoint else {
+            storage.enqueue(offline.detach(partitions: only).map { DurableWriter.Job.offline($0) })
+            if wait || storage.pendingBytes > maxPendingBytes { try awaitStorage() }
+            return
         }
-        if checkpoint && !rounds.isEmpty {
+        if open != nil { try advanceRound(all: true) }
+        if !rounds.isEmpty {
             // One checkpoint round at a time: the state is not copied again while the last copy
             // still waits to be written.
             try awaitStorage()
         }
-        var jobs = offline.detach(partitions: only).map { DurableWriter.Job.offline($0) }
-        if checkpoint {
-            var commit: [TopicPartition: (Int64, PartitionTable.Entry)] = [:]
-            for tp in table.partitions where only?.contains(tp.partition) ?? true {
-                guard let e = table[tp], e.pipeline.nextOffset >= 0 else { continue }
-                if checkpoints != nil {
-                    let started = ContinuousClock.now
-                    jobs.append(.checkpoint(tp, e.pipeline.snapshot(nextSequences: offline.nextSequences(partition: tp.partition))))
-                    telemetry.paused(forCheckpoint: .now - started)
-                }
-                if e.pipeline.nextOffset > e.committedOffset { commit[tp] = (e.pipeline.nextOffset, e) }
+        if wait {
+            try flushOnline()
+            sampler?.sample()
+        } else {
+            sampleDue = true
+        }
+        try retrying("write dead letters", component: "dead_letters") {
+            do { try deadLetters.flush() } catch let e as any TesseraError { throw e } catch { throw StorageError("\(error)") }
+        }
+        open = OpenRound(started: .now, remaining: table.partitions.filter { only?.contains($0.partition) ?? true }, next: .now)
+        try advanceRound(all: wait)
+        if wait { try awaitStorage() }
+    }
+
+    /// A checkpoint round being taken, one partition at a time.
+    private struct OpenRound {
+        var started: ContinuousClock.Instant
+        var remaining: [TopicPartition]
+        var commit: [TopicPartition: (Int64, PartitionTable.Entry)] = [:]
+        /// When the next partition may be copied: three times the last copy's pause later (at
+        /// least 100 ms), so that the loop spends at most a quarter of the round copying.
+        var next: ContinuousClock.Instant
+    }
+    private var open: OpenRound?
+
+    /// Between polls: checkpoints the next partition of the round being taken once its time has
+    /// come (every one left, now, with `all`). Its offline files are handed over first, then a wait for Redis to hold the
+    /// rows so far (a checkpoint must not be written ahead of the online rows it counts as
+    /// emitted; the storage thread waits, the worker goes on), then its state. After the last
+    /// partition, the round's mark.
+    func advanceRound(all: Bool = false) throws {
+        guard var round = open, all || ContinuousClock.now >= round.next else { return }
+        while !round.remaining.isEmpty {
+            let tp = round.remaining.removeFirst()
+            guard let e = table[tp], e.pipeline.nextOffset >= 0 else { continue }
+            var jobs = offline.detach(partitions: [tp.partition]).map { DurableWriter.Job.offline($0) }
+            jobs.append(.online(online.mark()))
+            if checkpoints != nil {
+                let started = ContinuousClock.now
+                jobs.append(.checkpoint(tp, e.pipeline.snapshot(nextSequences: offline.nextSequences(partition: tp.partition))))
+                let pause = ContinuousClock.now - started
+                telemetry.paused(forCheckpoint: pause)
+                round.next = .now + max(.milliseconds(100), pause * 3)
             }
-            rounds[nextMark] = (.now, commit)
-            jobs.append(.mark(nextMark))
+            if e.pipeline.nextOffset > e.committedOffset { round.commit[tp] = (e.pipeline.nextOffset, e) }
+            storage.enqueue(jobs)
+            if !all { break }
+        }
+        if round.remaining.isEmpty {
+            rounds[nextMark] = (round.started, round.commit)
+            storage.enqueue([.mark(nextMark)])
             nextMark += 1
+            open = nil
+        } else {
+            open = round
         }
-        storage.enqueue(jobs)
-        if wait || storage.pendingBytes > maxPendingBytes {
-            // Waiting, or the disk is slower than the stream: stop consuming until it catches up.
-            try awaitStorage()
-        }
+        // The disk is slower than the stream: stop consuming until it catches up.
+        if storage.pendingBytes > maxPendingBytes { try awaitStorage() }
     }
 
     /// Returns once Redis holds every row so far, reporting while it waits, unless a stop gives up.
@@ -102,16 +145,24 @@ final class CommitCoordinator {
     }
 
     /// Between polls: commits behind the rounds the storage thread has finished, and stops
-    /// consuming (waiting, reporting) while one of its writes fails.
+    /// consuming (waiting, reporting) while one of its writes fails. Samples the online store
+    /// once after each round, at a moment the flusher has written all it was handed.
     func checkStorage() throws {
         try finishRounds()
         if storage.currentTrouble != nil { try awaitStorage() }
+        if sampleDue && online.isFlusherIdle {
+            sampler?.sample()
+            sampleDue = false
+        }
     }
 
     /// Waits until everything handed to the storage thread is durable, reporting meanwhile (and
     /// any write it is retrying); then commits behind the finished rounds.
     func awaitStorage() throws {
+        // A checkpoint on the storage thread may wait for rows the worker still holds.
+        try online.flushIfIdle()
         while !storage.waitUntilIdle(timeout: .milliseconds(100)) {
+            try online.flushIfIdle()
             if let t = storage.currentTrouble {
                 if trouble?.task != t.task || trouble?.error != t.error {
                     logger.warning("cannot \(t.task), retrying: \(t.error)")

@@ -218,6 +218,7 @@ public final class Worker: RebalanceListener {
                 if !lost.isEmpty { try rewriteLostRows(lost) }
                 if let fatal { throw fatal }
                 try coordinator.checkStorage()
+                try coordinator.advanceRound()
                 if now >= nextCheckpoint {
                     try coordinator.makeDurable(partitions: nil, checkpoint: true, wait: false)
                     nextCheckpoint = now + options.checkpointInterval
