@@ -85,13 +85,15 @@ def rows(results):
             "events/s", baseline=f"1 worker {rate(one['rate_to_drained'])}", ratio=scaling["speedup"])
     fresh = m.get("freshness")
     if fresh:
-        add("freshness", f"produce → visible in Redis at {rate(fresh['rate'])} (half of Tessera's rate), "
+        load = "a fixed rate" if fresh.get("fixed_rate") else "half of Tessera's rate"
+        add("freshness", f"produce → visible in Redis at {rate(fresh['rate'])} ({load}), "
                          f"{fresh['visible']} of {fresh['probes']} probes",
             f"p50 {fresh['p50_ms']:.0f} ms, p99 {fresh['p99_ms']:.0f} ms, max {fresh['max_ms']:.0f} ms"
             + (f"; longest loop iteration {fresh['longest_loop_ms']:.0f} ms (checkpoint copy {fresh['longest_checkpoint_pause_ms']:.0f} ms)"
                if fresh.get("longest_loop_ms") else ""), fresh["p99_ms"],
             "ms (p99)", baseline=f"load {rate(fresh['achieved_rate'])} achieved", target="p99 ≤ 250 ms",
-            verdict=at_most(fresh["p99_ms"], 250) if fresh["lost"] == 0 else (False, f"{fresh['lost']} probes never visible"))
+            verdict=at_most(fresh["p99_ms"], 250) if fresh["lost"] == 0 else (False, f"{fresh['lost']} probes never visible"
+                                                                                          + (f" ({len(fresh['undelivered'])} not taken by the broker)" if fresh.get("undelivered") else "")))
     hot = m.get("hot")
     if hot:
         add("hot", f"hot keys ({hot['events']:,} events, {hot['users']:,} users): Redis writes/s, busiest second",

@@ -95,3 +95,18 @@ if CommandLine.arguments.contains("--memory") {
 let all = times.map { String(format: "%.2f", $0) }.joined(separator: " ")
 let total = min(limit, parameters.events)
 print("\(scale): \(total) events in \(String(format: "%.2f", seconds)) s = \(String(format: "%.2f", Double(total) / seconds / 1e6)) M events/s (best of \(all) s); last 20 %: \(String(format: "%.2f", Double(tailEvents) / tails.min()! / 1e6)) M events/s; \(emitted) emissions, state \(bytes >> 20) MiB")
+if CommandLine.arguments.contains("--images") {
+    // What a checkpoint costs the worker loop: each partition's state image, into a fresh
+    // buffer (the first checkpoint, or a state that outgrew its buffer) and into the reused one.
+    var buffers = [[UInt8]](repeating: [], count: cores.count)
+    for pass in ["fresh", "reused", "reused"] {
+        var line: [String] = []
+        for p in cores.indices {
+            let started = ContinuousClock.now
+            let image = cores[p].image(reusing: &buffers[p])
+            let s = (ContinuousClock.now - started) / .seconds(1)
+            line.append(String(format: "%d MiB in %.0f ms (%.1f GB/s)", image.bytes.count >> 20, s * 1e3, Double(image.bytes.count) / s / 1e9))
+        }
+        print("image, \(pass) buffer: " + line.joined(separator: "; "))
+    }
+}
