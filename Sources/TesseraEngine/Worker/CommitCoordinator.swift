@@ -61,8 +61,8 @@ final class CommitCoordinator {
     /// A checkpoint round copies one partition's state at a time (`advanceRound`), spaced so that
     /// the loop catches up between copies: the worker stops for one partition's copy at a time,
     /// not for the whole state. Each partition's checkpoint is consistent on its own (its state,
-    /// offsets and offline sequences are taken together). With `wait` (a revoke, a stop) the round is taken whole,
-    /// here, after Redis has caught up, and waited for.
+    /// offsets and offline sequences are taken together). With `wait` (a revoke, a stop) the
+    /// round is taken whole, here, after Redis has caught up, and waited for.
     func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool, wait: Bool) throws {
         guard checkpoint else {
             storage.enqueue(offline.detach(partitions: only).map { DurableWriter.Job.offline($0) })
@@ -101,10 +101,10 @@ final class CommitCoordinator {
     private var open: OpenRound?
 
     /// Between polls: checkpoints the next partition of the round being taken once its time has
-    /// come (every one left, now, with `all`). Its offline files are handed over first, then a wait for Redis to hold the
-    /// rows so far (a checkpoint must not be written ahead of the online rows it counts as
-    /// emitted; the storage thread waits, the worker goes on), then its state. After the last
-    /// partition, the round's mark.
+    /// come (every one left, now, with `all`). Its offline files are handed over first, then a
+    /// wait for Redis to hold the rows so far (a checkpoint must not be written ahead of the
+    /// online rows it counts as emitted; the storage thread waits, the worker goes on), then its
+    /// state. After the last partition, the round's mark.
     func advanceRound(all: Bool = false) throws {
         guard var round = open, all || ContinuousClock.now >= round.next else { return }
         while !round.remaining.isEmpty {
