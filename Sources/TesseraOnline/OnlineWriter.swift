@@ -173,6 +173,13 @@ package final class OnlineWriter {
     package func flushIfIdle() throws {
         try flusher.checkFailure()
         if pendingRows > maxPendingRows { try flush(); return }
+        try handOverIfIdle()
+    }
+
+    /// Hands the pending rows (or a hand-over a mark is owed) to the flusher if it is idle;
+    /// never waits. Throws what Redis refused.
+    package func handOverIfIdle() throws {
+        try flusher.checkFailure()
         guard !pending.isEmpty || handOverOwed, flusher.isIdle else { return }
         handOver()
     }

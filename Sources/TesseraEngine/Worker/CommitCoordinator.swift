@@ -159,10 +159,11 @@ final class CommitCoordinator {
     /// Waits until everything handed to the storage thread is durable, reporting meanwhile (and
     /// any write it is retrying); then commits behind the finished rounds.
     func awaitStorage() throws {
-        // A checkpoint on the storage thread may wait for rows the worker still holds.
-        try online.flushIfIdle()
+        // A checkpoint on the storage thread may wait for rows the worker still holds: hand them
+        // over when the flusher is free (without waiting for Redis here).
+        try online.handOverIfIdle()
         while !storage.waitUntilIdle(timeout: .milliseconds(100)) {
-            try online.flushIfIdle()
+            try online.handOverIfIdle()
             if let t = storage.currentTrouble {
                 if trouble?.task != t.task || trouble?.error != t.error {
                     logger.warning("cannot \(t.task), retrying: \(t.error)")
