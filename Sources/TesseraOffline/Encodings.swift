@@ -314,7 +314,7 @@ enum Delta {
 
     /// DELTA_BINARY_PACKED: blocks of 128 values in 4 miniblocks of 32, each miniblock's
     /// deltas (less the block's least delta) bit-packed at the width its largest one needs.
-    /// Timestamps, offsets and counts change little from row to row: a few bits per value
+    /// Created timestamps and offsets change little from row to row: a few bits per value
     /// instead of 64, which also leaves the page compressor far less to do.
     static func encodeBinaryPacked(_ v: UnsafeBufferPointer<Int64>, into out: inout [UInt8]) {
         let blockSize = 128, miniblocks = 4, perMiniblock = 32
@@ -323,6 +323,7 @@ enum Delta {
         Varint.append(UInt64(v.count), to: &out)
         Varint.append(Varint.zigzag(v.first ?? 0), to: &out)
         var deltas = [UInt64](repeating: 0, count: blockSize)
+        var widths = [Int](repeating: 0, count: miniblocks)
         var i = 1
         while i < v.count {
             let count = min(blockSize, v.count - i)
@@ -333,7 +334,7 @@ enum Delta {
                 least = min(least, d)
             }
             Varint.append(Varint.zigzag(least), to: &out)
-            var widths = [Int](repeating: 0, count: miniblocks)
+            for m in 0..<miniblocks { widths[m] = 0 }
             for k in 0..<blockSize {
                 deltas[k] = k < count ? deltas[k] &- UInt64(bitPattern: least) : 0
             }

@@ -19,7 +19,8 @@ let parquetMagic: [UInt8] = Array("PAR1".utf8)
 /// Pages are DataPage v1 with RLE definition levels for nullable fields; values PLAIN (booleans
 /// bit-packed), DELTA_BINARY_PACKED for 64-bit integer chunks whose values follow each other
 /// closely (`deltaPays`), and a dictionary (PLAIN dictionary page + RLE_DICTIONARY indices) for
-/// string chunks whose dictionary stays small. Every page carries a CRC-32 so that readers can detect corruption.
+/// string chunks whose dictionary stays small. Every page carries a CRC-32 so that readers can
+/// detect corruption.
 /// Row groups with zero rows are skipped. A writer is not thread-safe; use it from one task at a time.
 public final class ParquetFileWriter {
     private var core: WriterCore

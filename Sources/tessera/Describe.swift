@@ -162,7 +162,7 @@ struct Lineage: Encodable {
     static func version(of spec: ViewSpec) -> String {
         let bytes = Array(spec.fingerprint.utf8)
         let h = bytes.withUnsafeBufferPointer { StableHash.hash(bytes: $0) }
-        return String(String(h, radix: 16).leftPadded(to: 16).prefix(12))
+        return String(String(format: "%016llx", h).prefix(12))
     }
 
     var text: String {
@@ -228,8 +228,4 @@ struct Lineage: Encodable {
         lines.append("}")
         return lines.joined(separator: "\n")
     }
-}
-
-extension String {
-    fileprivate func leftPadded(to n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }

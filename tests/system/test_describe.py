@@ -26,9 +26,9 @@ def describe(*args):
 
 
 def yaml_topologies(directory):
-    files = sorted(f for f in os.listdir(directory) if f.endswith((".yaml", ".yml")))
-    return {yaml.safe_load(open(os.path.join(directory, f)))["team"]: yaml.safe_load(open(os.path.join(directory, f)))
-            for f in files}
+    loaded = [yaml.safe_load(open(os.path.join(directory, f)))
+              for f in sorted(os.listdir(directory)) if f.endswith((".yaml", ".yml"))]
+    return {t["team"]: t for t in loaded}
 
 
 def test_json_lists_what_the_topologies_define():
