@@ -1,6 +1,8 @@
 // Value and level encodings: the RLE/bit-packed hybrid (levels, dictionary indices, RLE booleans),
 // and the decoders for DELTA_BINARY_PACKED, DELTA_LENGTH_BYTE_ARRAY and DELTA_BYTE_ARRAY.
 
+import TesseraCore
+
 func corruptPage(_ what: String) -> ParquetError {
     ParquetError("corrupt page: \(what)")
 }
@@ -45,35 +47,6 @@ struct ByteCursor {
         pos += n
         return r
     }
-}
-
-/// ULEB128 integers and their zigzag form, as Parquet's encodings and Thrift's compact protocol
-/// write them: the one reader and writer of both.
-enum Varint {
-    static func append(_ value: UInt64, to out: inout [UInt8]) {
-        var v = value
-        while v >= 0x80 {
-            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        out.append(UInt8(v))
-    }
-
-    /// Reads one varint from `next()`'s bytes; nil when it runs past 64 bits.
-    static func read(_ next: () throws -> UInt8) rethrows -> UInt64? {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            let b = try next()
-            guard shift < 64 else { return nil }
-            result |= UInt64(b & 0x7F) << shift
-            if b & 0x80 == 0 { return result }
-            shift += 7
-        }
-    }
-
-    static func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
-    static func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
 }
 
 /// Bits needed to represent `maxValue` (0 for 0).

@@ -4,6 +4,8 @@
 // in the type nibble, zigzag varint integers, binary/string, lists. Unknown fields of any type
 // (including sets and maps) are skipped so that files from newer writers remain readable.
 
+import TesseraCore
+
 /// Compact-protocol type ids as they appear in field headers and collection headers.
 enum ThriftType {
     static let stop: UInt8 = 0
