@@ -14,15 +14,23 @@ import TesseraTopology
 ///                  {"values": [3, null], "statuses": ["PRESENT", "NOT_FOUND"],
 ///                   "event_timestamps": ["2026-01-01T12:00:00.5Z", "1970-01-01T00:00:00Z"]}]}
 ///
-/// Column-major: one result per requested column (join keys first, then features). Statuses:
-/// PRESENT; NOT_FOUND (no row, or the feature is null in it); OUTSIDE_MAX_AGE (the row's event
-/// time is more than the view's TTL before now — the value is still returned, as Feast does).
+/// Column-major: one result per requested column (join keys first, then features). Instead of
+/// `features`, a request may name a `feature_service`: every view is one, named after it
+/// (`tessera feast-repo` generates the same services for Feast). Rows are read in each view's
+/// layout (Tessera's or Feast's). Statuses: PRESENT; NOT_FOUND (no row, or the feature is null
+/// in it). Like Feast's feature server over its Redis store, a row is served however old it is:
+/// Redis expires it (between TTL and 1.1 × TTL after its last write). With `maxAgeStatus`, a row
+/// whose event time is more than the view's TTL before now is marked OUTSIDE_MAX_AGE (its value
+/// still returned).
 public struct OnlineLookup: Sendable {
     public let layout: OnlineLayout
     private let views: [String: FeatureView]
+    /// Whether rows older than their view's TTL are marked OUTSIDE_MAX_AGE.
+    public var maxAgeStatus: Bool
 
-    public init(topologies: [Topology], layout: OnlineLayout = OnlineLayout()) {
+    public init(topologies: [Topology], layout: OnlineLayout = OnlineLayout(), maxAgeStatus: Bool = false) {
         self.layout = layout
+        self.maxAgeStatus = maxAgeStatus
         var views: [String: FeatureView] = [:]
         for t in topologies { for v in t.views where v.online { views[v.name] = v } }
         self.views = views
@@ -44,9 +52,18 @@ public struct OnlineLookup: Sendable {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body)), let json = object as? [String: Any] else {
             throw RequestError(description: "the body must be a JSON object with \"features\" and \"entities\"")
         }
-        if json["feature_service"] != nil { throw RequestError(description: "feature services are not supported; list \"features\" as VIEW:FEATURE") }
-        guard let references = json["features"] as? [String], !references.isEmpty else {
-            throw RequestError(description: "\"features\" must be a non-empty list of \"VIEW:FEATURE\"")
+        let references: [String]
+        if let service = json["feature_service"] {
+            guard json["features"] == nil else { throw RequestError(description: "give \"features\" or \"feature_service\", not both") }
+            guard let name = service as? String, let view = views[name] else {
+                throw RequestError(description: "unknown feature service \(service) (each online view is one: \(views.keys.sorted().joined(separator: ", ")))")
+            }
+            references = view.spec.features.map { "\(name):\($0.name)" }
+        } else {
+            guard let list = json["features"] as? [String], !list.isEmpty else {
+                throw RequestError(description: "\"features\" must be a non-empty list of \"VIEW:FEATURE\" (or name a \"feature_service\")")
+            }
+            references = list
         }
         guard let entities = json["entities"] as? [String: Any] else {
             throw RequestError(description: "\"entities\" must map each join key to a list of values")
@@ -91,30 +108,21 @@ public struct OnlineLookup: Sendable {
     /// Answers a request body with the response body, reading Redis in one pipelined round trip.
     public func respond(to body: [UInt8], connection: RedisConnection, now: Micros) throws -> [UInt8] {
         let request = try parse(body)
-        // One HGETALL per (view, row).
+        // One read per (view, row), in the view's layout.
         var viewsInOrder: [FeatureView] = []
         for (view, _) in request.features where !viewsInOrder.contains(where: { $0.name == view.name }) { viewsInOrder.append(view) }
         var pipeline = RESPBuffer()
+        var keys: [String: [[Value]]] = [:]
         for view in viewsInOrder {
-            for row in 0..<request.rows {
-                let key = view.joinKeys.map { k in request.keys.first { $0.name == k.name }!.values[row] }
-                pipeline.command(["HGETALL", layout.key(view: view.name, values: key)])
-            }
+            keys[view.name] = (0..<request.rows).map { row in view.joinKeys.map { k in request.keys.first { $0.name == k.name }!.values[row] } }
+            for key in keys[view.name]! { layout.appendRead(view, key: key, to: &pipeline) }
         }
         let replies = request.rows == 0 ? [] : try connection.send(pipeline)
         // An error reply (a wrong type at the key) is a failure, not a missing row.
-        for reply in replies {
-            if case .error(let message) = reply { throw RedisError(message: "Redis refused to read a row: \(message)", isRetriable: false) }
-        }
-        var fetched: [String: [[String: String]?]] = [:]
+        var fetched: [String: [OnlineRow]] = [:]
         for (v, view) in viewsInOrder.enumerated() {
-            fetched[view.name] = (0..<request.rows).map { row in
-                guard case .array(let items) = replies[v * request.rows + row], !items.isEmpty else { return nil }
-                var fields: [String: String] = [:]
-                for i in stride(from: 0, to: items.count - 1, by: 2) {
-                    if let k = items[i].text, let value = items[i + 1].text { fields[k] = value }
-                }
-                return fields
+            fetched[view.name] = try (0..<request.rows).map { row in
+                try OnlineRow(view: view, key: keys[view.name]![row], layout: layout, reply: replies[v * request.rows + row])
             }
         }
 
@@ -127,17 +135,15 @@ public struct OnlineLookup: Sendable {
         }
         for (view, feature) in request.features {
             names.append(request.fullNames ? "\(view.name)__\(feature)" : feature)
-            let spec = view.spec.features.first { $0.name == feature }!
-            let type = view.spec.outputType(of: spec)
             var values: [String] = [], statuses: [String] = [], times: [String] = []
             for row in fetched[view.name]! {
-                let eventTime = row?[OnlineLayout.eventTimeField].flatMap { Int64($0) }
-                let value = row?[feature].flatMap { OnlineLayout.parse($0, as: type) }
+                let eventTime = row.eventTime
+                let value = row.fields[feature]
                 values.append(value.map(OnlineLookup.json) ?? "null")
                 times.append(eventTime.map { "\"\(OnlineLookup.timestamp($0))\"" } ?? epoch)
                 if value == nil {
                     statuses.append("\"NOT_FOUND\"")
-                } else if view.ttl > 0, let t = eventTime, now - t > view.ttl {
+                } else if maxAgeStatus, view.ttl > 0, let t = eventTime, now - t > view.ttl {
                     statuses.append("\"OUTSIDE_MAX_AGE\"")
                 } else {
                     statuses.append("\"PRESENT\"")

@@ -14,32 +14,16 @@ public struct OnlineRow: Sendable {
     /// Reads the row of `key`; an entity without a row has no fields. Throws what Redis refused
     /// (a wrong type at the key, authentication), never taking an error for a missing row.
     public static func fetch(view: FeatureView, key: [Value], layout: OnlineLayout, connection: RedisConnection) throws -> OnlineRow {
-        let redisKey = layout.key(view: view.name, values: key)
-        return try OnlineRow(view: view, key: key, redisKey: redisKey, reply: try connection.command(["HGETALL", redisKey]))
+        let codec = layout.codec(view)
+        var resp = RESPBuffer()
+        codec.appendRead(key: codec.key(key), to: &resp)
+        return try OnlineRow(view: view, key: key, layout: layout, reply: try connection.send(resp)[0])
     }
 
-    /// The row in an `HGETALL` reply.
-    public init(view: FeatureView, key: [Value], redisKey: String, reply: RedisReply) throws {
-        self.init(key: key, fields: [:])
-        let items: [RedisReply]
-        switch reply {
-        case .array(let a): items = a
-        case .error(let message): throw RedisError(message: "Redis refused to read \(redisKey): \(message)", isRetriable: false)
-        default: throw RedisError(message: "Redis answered HGETALL \(redisKey) with \(reply)", isRetriable: false)
-        }
-        var row = self
-        var i = 0
-        while i + 1 < items.count {
-            if let name = items[i].text, let text = items[i + 1].text {
-                if name == OnlineLayout.eventTimeField { row.eventTime = Int64(text) }
-                else if name == OnlineLayout.createdTimeField { row.createdTime = Int64(text) }
-                else if let f = view.spec.features.first(where: { $0.name == name }) {
-                    row.fields[name] = OnlineLayout.parse(text, as: view.spec.outputType(of: f))
-                }
-            }
-            i += 2
-        }
-        self = row
+    /// The row in the reply to the read of `OnlineLayout.appendRead`.
+    public init(view: FeatureView, key: [Value], layout: OnlineLayout, reply: RedisReply) throws {
+        let read = try layout.codec(view).row(reply: reply, names: view.spec.features.map(\.name))
+        self.init(key: key, fields: read.values, eventTime: read.eventTime, createdTime: read.createdTime)
     }
 
     public init(key: [Value], fields: [String: Value], eventTime: Micros? = nil, createdTime: Micros? = nil) {

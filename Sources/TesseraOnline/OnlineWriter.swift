@@ -15,7 +15,7 @@ import TesseraTopology
 /// at its next commit (or when too many rows are pending): nothing buffers without bound.
 package final class OnlineWriter {
     let layout: OnlineLayout
-    private let views: [String: ViewLayout]
+    private let views: [String: ViewCodec]
     private var pending: [Key: Rows] = [:]
     private var slotOf: [Key: [Int32]] = [:]
     private var slots: [Int32] = []
@@ -29,13 +29,6 @@ package final class OnlineWriter {
     struct Key: Hashable {
         var view: String
         var partition: Int32
-    }
-
-    struct ViewLayout: Sendable {
-        var name: [UInt8]
-        var features: [[UInt8]]
-        var types: [ValueType]
-        var ttlMillis: Int64
     }
 
     /// The latest row of each changed entity of one view and partition.
@@ -57,13 +50,10 @@ package final class OnlineWriter {
         self.layout = layout
         self.group = group
         self.maxPendingRows = maxPendingRows
-        var layouts: [String: ViewLayout] = [:]
-        for v in views where v.online {
-            layouts[v.name] = ViewLayout(name: Array(v.name.utf8), features: v.spec.features.map { Array($0.name.utf8) },
-                                         types: v.spec.features.map { v.spec.outputType(of: $0) }, ttlMillis: v.ttl / 1_000)
-        }
-        self.views = layouts
-        flusher = RedisFlusher(connection: connection, views: layouts, logger: logger, clock: clock, freshness: freshness)
+        var codecs: [String: ViewCodec] = [:]
+        for v in views where v.online { codecs[v.name] = layout.codec(v) }
+        self.views = codecs
+        flusher = RedisFlusher(connection: connection, views: codecs, logger: logger, clock: clock, freshness: freshness)
     }
 
     /// An input partition as the online store's sentinels know it (see `OnlineLayout.sentinelKey`).
@@ -120,7 +110,7 @@ package final class OnlineWriter {
         let key = Key(view: view, partition: partition)
         var p = pending.removeValue(forKey: key) ?? Rows()
         var index = slotOf.removeValue(forKey: key) ?? []
-        let nf = v.features.count
+        let nf = v.fields.count
         // Rows to slots (a new entity gets a slot and its key), then each feature column in one pass.
         var slots = self.slots
         self.slots = []
@@ -133,7 +123,7 @@ package final class OnlineWriter {
                 slot = p.count
                 index[entity] = Int32(slot)
                 p.entities.append(UInt32(entity))
-                layout.appendKey(view: v.name, keys: e.keys, row: i, to: &p.keyBytes)
+                v.appendKey(columns: e.keys, row: i, to: &p.keyBytes)
                 p.keyEnds.append(p.keyBytes.count)
                 p.eventTime.append(0)
                 p.createdTime.append(0)
@@ -276,7 +266,7 @@ final class RedisFlusher: @unchecked Sendable {
     }
 
     private let connection: RedisConnection
-    private let views: [String: OnlineWriter.ViewLayout]
+    private let views: [String: ViewCodec]
     private let logger: Logger
     private let condition = NSCondition()
     private var job: [OnlineWriter.Key: OnlineWriter.Rows]?
@@ -392,7 +382,7 @@ final class RedisFlusher: @unchecked Sendable {
         for key in memory.keys where gone.contains(key.partition) { memory[key] = nil }
     }
 
-    init(connection: RedisConnection, views: [String: OnlineWriter.ViewLayout], logger: Logger, clock: any WallClock, freshness: Recorder?) {
+    init(connection: RedisConnection, views: [String: ViewCodec], logger: Logger, clock: any WallClock, freshness: Recorder?) {
         self.freshness = freshness
         self.connection = connection
         self.views = views
@@ -655,9 +645,9 @@ final class RedisFlusher: @unchecked Sendable {
     /// when nothing is known of the key), PEXPIRE when the key's expiry was last set 10 % of the
     /// TTL ago or more (or is not known). A key then expires between TTL and 1.1 × TTL after its
     /// last write.
-    static func encode(_ slot: Int, _ p: OnlineWriter.Rows, _ v: OnlineWriter.ViewLayout, memory: KeyMemory, nowMillis: Int64,
+    static func encode(_ slot: Int, _ p: OnlineWriter.Rows, _ v: ViewCodec, memory: KeyMemory, nowMillis: Int64,
                        into resp: inout RESPBuffer, scratch: inout [UInt8]) -> Written {
-        let nf = v.features.count
+        let nf = v.fields.count
         let keyStart = slot == 0 ? 0 : p.keyEnds[slot - 1]
         let entity = Int(p.entities[slot])
         var present = 0
@@ -679,23 +669,23 @@ final class RedisFlusher: @unchecked Sendable {
             resp.argument(hset)
             resp.argument(key)
             for f in 0..<nf where p.valid[slot * nf + f] {
-                resp.argument(v.features[f])
+                resp.argument(v.fields[f])
                 scratch.removeAll(keepingCapacity: true)
                 let bits = p.bits[slot * nf + f]
                 if v.types[f] == .string {
-                    scratch.append(contentsOf: p.text[p.textRanges[slot * nf + f]])
+                    v.appendString(p.text[p.textRanges[slot * nf + f]], to: &scratch)
                 } else {
-                    OnlineLayout.appendValue(bits: bits, type: v.types[f], to: &scratch)
+                    v.appendValue(bits: bits, type: v.types[f], to: &scratch)
                 }
                 resp.argument(scratch)
             }
-            resp.argument(eventField)
+            resp.argument(v.eventField)
             scratch.removeAll(keepingCapacity: true)
-            DecimalText.append(p.eventTime[slot], to: &scratch)
+            v.appendTime(p.eventTime[slot], to: &scratch)
             resp.argument(scratch)
-            resp.argument(createdField)
+            resp.argument(v.createdField)
             scratch.removeAll(keepingCapacity: true)
-            DecimalText.append(p.createdTime[slot], to: &scratch)
+            v.appendTime(p.createdTime[slot], to: &scratch)
             resp.argument(scratch)
             var gone = 0
             for f in 0..<nf where !p.valid[slot * nf + f] && (f >= 64 || held & (1 << UInt64(f)) != 0) { gone += 1 }
@@ -704,7 +694,7 @@ final class RedisFlusher: @unchecked Sendable {
                 resp.argument(hdel)
                 resp.argument(key)
                 for f in 0..<nf where !p.valid[slot * nf + f] && (f >= 64 || held & (1 << UInt64(f)) != 0) {
-                    resp.argument(v.features[f])
+                    resp.argument(v.fields[f])
                 }
             }
             let setExpiry = v.ttlMillis > 0 && (!known || nowMillis - memory.expirySetMillis[entity] >= v.ttlMillis / 10)
@@ -714,26 +704,38 @@ final class RedisFlusher: @unchecked Sendable {
     }
 
     /// PEXPIRE key ttl × 1.1 for the row at `slot`.
-    static func encodeExpiry(_ p: OnlineWriter.Rows, slot: Int, _ v: OnlineWriter.ViewLayout, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
+    static func encodeExpiry(_ p: OnlineWriter.Rows, slot: Int, _ v: ViewCodec, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
         let keyStart = slot == 0 ? 0 : p.keyEnds[slot - 1]
         p.keyBytes.withUnsafeBytes { all in
             appendExpiry(UnsafeRawBufferPointer(rebasing: all[keyStart..<p.keyEnds[slot]]), v, into: &resp, scratch: &scratch)
         }
     }
 
-    private static func appendExpiry(_ key: UnsafeRawBufferPointer, _ v: OnlineWriter.ViewLayout, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
-        resp.begin(arguments: 3)
-        resp.argument(pexpire)
-        resp.argument(key)
+    /// A key several views share (Feast's layout) keeps the longest expiry any of them set:
+    /// `PEXPIRE … NX` gives a key without one its expiry, `PEXPIRE … GT` only ever lengthens it
+    /// (Redis ≥ 7.0), so a 2 h view's write never shortens a 30 d view's row.
+    private static func appendExpiry(_ key: UnsafeRawBufferPointer, _ v: ViewCodec, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
         scratch.removeAll(keepingCapacity: true)
         DecimalText.append(v.ttlMillis + v.ttlMillis / 10, to: &scratch)
-        resp.argument(scratch)
+        func command(_ condition: [UInt8]?) {
+            resp.begin(arguments: condition == nil ? 3 : 4)
+            resp.argument(pexpire)
+            resp.argument(key)
+            resp.argument(scratch)
+            if let condition { resp.argument(condition) }
+        }
+        if v.sharesKeys {
+            command(nx)
+            command(gt)
+        } else {
+            command(nil)
+        }
     }
 
     static let hset = Array("HSET".utf8), hdel = Array("HDEL".utf8), pexpire = Array("PEXPIRE".utf8)
+    static let nx = Array("NX".utf8), gt = Array("GT".utf8)
     static let set = Array("SET".utf8), exists = Array("EXISTS".utf8)
     static let sentinelValue = Array("Redis holds every row tessera wrote of this partition; if this key is gone, its rows are rewritten".utf8)
-    static let eventField = Array(OnlineLayout.eventTimeField.utf8), createdField = Array(OnlineLayout.createdTimeField.utf8)
 }
 
 /// Why the online writer gave up.

@@ -5,12 +5,29 @@ public struct Topology: Sendable {
     public var file: String
     public var team: String
     public var owner: String?
+    /// How the team's online rows are laid out in Redis (`online:` at the top of the file).
+    public var online: OnlineFormat = .tessera
     public var sources: [Source]
     public var entities: [Entity]
     public var views: [FeatureView]
 
     public func source(named name: String) -> Source? { sources.first { $0.name == name } }
     public func entity(named name: String) -> Entity? { entities.first { $0.name == name } }
+}
+
+/// How a topology's online rows are laid out in Redis (docs/design.md, "The online store").
+public enum OnlineFormat: Sendable, Hashable {
+    /// Tessera's own layout: one hash per view and entity, values as text (the default).
+    case tessera
+    /// The layout Feast's Redis online store reads for `project`: one hash per entity key shared
+    /// by every view on those keys, fields and values as Feast encodes them.
+    case feast(project: String)
+
+    /// The Feast project, for the feast layout.
+    public var feastProject: String? {
+        if case .feast(let project) = self { return project }
+        return nil
+    }
 }
 
 /// How a source's payload is encoded. JSON first; the enum leaves room for Avro and Protobuf.
@@ -73,6 +90,7 @@ public enum KeyMismatchPolicy: String, Sendable, CaseIterable {
 public struct Entity: Sendable {
     public var name: String
     public var joinKeys: [(name: String, type: ValueType)]
+    public var description: String?
 }
 
 public struct Feature: Sendable {
@@ -83,6 +101,7 @@ public struct Feature: Sendable {
     /// The `where` text as written, for display.
     public var filterText: String?
     public var percentile: Double?
+    public var description: String?
 }
 
 /// A named set of features over one source, keyed by its entities.
@@ -95,6 +114,8 @@ public struct FeatureView: Sendable {
     /// How long a value stays valid for serving and point-in-time joins; 0 means no limit.
     public var ttl: Micros
     public var online: Bool
+    /// Its topology's online layout.
+    public var onlineFormat: OnlineFormat = .tessera
     public var offline: Bool
     public var owner: String?
     public var description: String?

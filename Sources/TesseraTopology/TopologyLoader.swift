@@ -191,12 +191,13 @@ struct NodeReader {
 
     // MARK: - The file
 
-    static let topKeys = ["team", "owner", "sources", "entities", "feature_views"]
+    static let topKeys = ["team", "owner", "online", "sources", "entities", "feature_views"]
 
     mutating func topology(_ node: Node) -> Topology? {
         guard let top = mapping(node, "the topology", allowed: NodeReader.topKeys, required: ["team", "sources", "entities", "feature_views"]) else { return nil }
         let team = top["team"].flatMap { name($0.value, "team") } ?? ""
         let owner = top["owner"].flatMap { string($0.value, "owner") }
+        let online = top["online"].map { onlineFormat($0.value) } ?? .tessera
 
         var sources: [Source] = []
         var sourceNodes: [String: Node] = [:]
@@ -259,8 +260,38 @@ struct NodeReader {
                      : "source '\(sources[i].name)': say which field the record key carries (key: one of \(shared.joined(separator: ", ")))")
             }
         }
-        guard errors.isEmpty else { return nil }
-        return Topology(file: file, team: team, owner: owner, sources: sources, entities: entities, views: views)
+        guard errors.isEmpty, let online else { return nil }
+        for i in views.indices { views[i].onlineFormat = online }
+        return Topology(file: file, team: team, owner: owner, online: online, sources: sources, entities: entities, views: views)
+    }
+
+    /// `online: {layout: tessera}` (the default) or `online: {layout: feast, project: NAME}`.
+    mutating func onlineFormat(_ node: Node) -> OnlineFormat? {
+        guard let m = mapping(node, "online", allowed: ["layout", "project"], required: ["layout"]) else { return nil }
+        guard let layoutNode = m["layout"]?.value, let layout = string(layoutNode, "online layout") else { return nil }
+        switch layout {
+        case "tessera":
+            if let p = m["project"] {
+                fail(at: p.key, "online project applies to the feast layout only")
+                return nil
+            }
+            return .tessera
+        case "feast":
+            guard let projectNode = m["project"]?.value else {
+                fail(at: node, "the feast layout needs the Feast project its rows belong to (project: NAME)")
+                return nil
+            }
+            guard let project = string(projectNode, "online project") else { return nil }
+            // Feast's own rule for project names: letters, digits and '_', not starting with '_'.
+            guard !project.hasPrefix("_"), project.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }) else {
+                fail(at: projectNode, "Feast project '\(project)' must be letters, digits and '_', not starting with '_'")
+                return nil
+            }
+            return .feast(project: project)
+        default:
+            fail(at: layoutNode, "online layout '\(layout)' is not one of: tessera, feast")
+            return nil
+        }
     }
 
     // MARK: - Sources
@@ -333,12 +364,12 @@ struct NodeReader {
         let nameNode = m["name"]?.value ?? node
         let name = m["name"].flatMap { self.name($0.value, "entity name") }
         let keys = m["join_keys"].flatMap { typedNames($0.value, "join_keys") }
-        if let d = m["description"] { _ = string(d.value, "description") }
+        let description = m["description"].flatMap { string($0.value, "description") }
         for k in keys ?? [] where k.type != .int64 && k.type != .string {
             fail(at: k.node, "join key '\(k.name)' must be int64 or string, not \(k.type.rawValue)")
         }
         guard errors.count == before, let name, let keys else { return nil }
-        return (Entity(name: name, joinKeys: keys.map { ($0.name, $0.type) }), nameNode)
+        return (Entity(name: name, joinKeys: keys.map { ($0.name, $0.type) }, description: description), nameNode)
     }
 
     // MARK: - Feature views
@@ -454,7 +485,7 @@ struct NodeReader {
         let before = errors.count
         let nameNode = m["name"]?.value ?? node
         let name = m["name"].flatMap { self.name($0.value, "feature name") }
-        if let d = m["description"] { _ = string(d.value, "description") }
+        let description = m["description"].flatMap { string($0.value, "description") }
 
         var aggregate: Aggregate?
         if let a = m["aggregate"]?.value, let text = string(a, "aggregate") {
@@ -533,7 +564,8 @@ struct NodeReader {
 
         guard errors.count == before, let name, let aggregate, let window else { return nil }
         let spec = FeatureSpec(name: name, aggregate: aggregate, field: fieldIndex, window: window, filter: filter, percentile: percentile)
-        return (Feature(name: name, aggregate: aggregate, field: field, window: window, filterText: filterText, percentile: percentile), spec, nameNode)
+        return (Feature(name: name, aggregate: aggregate, field: field, window: window, filterText: filterText, percentile: percentile,
+                        description: description), spec, nameNode)
     }
 
     private func s(_ node: Node) -> String { node.scalar?.string ?? "" }

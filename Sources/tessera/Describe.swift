@@ -108,6 +108,8 @@ struct Lineage: Encodable {
         var stateVersion: String
         /// The Redis key of an entity's row (join-key values in angle brackets), when online.
         var onlineKey: String?
+        /// How the online rows are laid out: `tessera`, or `feast` (Feast's Redis store, `project`).
+        var onlineLayout: String?
         /// The directory of the view's offline files, when offline.
         var offlinePath: String?
         var baselines: [String]
@@ -117,6 +119,7 @@ struct Lineage: Encodable {
             case joinKeys = "join_keys"
             case stateVersion = "state_version"
             case onlineKey = "online_key"
+            case onlineLayout = "online_layout"
             case offlinePath = "offline_path"
         }
     }
@@ -140,6 +143,10 @@ struct Lineage: Encodable {
                     let topic = t.source(named: v.source)?.topic ?? v.source
                     var key = layout.prefix + v.name
                     for k in v.joinKeys { key += ":<\(k.name)>" }
+                    if let project = v.onlineFormat.feastProject {
+                        // Feast's binary key: the serialized entity key, then the project.
+                        key = "feast:<\(v.joinKeys.map(\.name).sorted().joined(separator: ","))>:\(project)"
+                    }
                     return ViewInfo(
                         name: v.name, source: v.source, topic: topic, entities: v.entities,
                         joinKeys: v.joinKeys.map { "\($0.name):\($0.type.rawValue)" },
@@ -151,6 +158,7 @@ struct Lineage: Encodable {
                         },
                         stateVersion: Lineage.version(of: v.spec),
                         onlineKey: v.online ? key : nil,
+                        onlineLayout: v.online ? (v.onlineFormat.feastProject.map { "feast project \($0)" } ?? "tessera") : nil,
                         offlinePath: v.offline ? "\(offlineDirectory)/\(v.name)/partition=<P>/" : nil,
                         baselines: [])
                 })
@@ -190,7 +198,7 @@ struct Lineage: Encodable {
                     if let filter = f.filter { line += " where \(filter)" }
                     out += line + " → \(f.type)\n"
                 }
-                out += "    online: \(v.onlineKey.map { "Redis \($0)" } ?? "off")\n"
+                out += "    online: \(v.onlineKey.map { "Redis \($0) (\(v.onlineLayout ?? "tessera") layout)" } ?? "off")\n"
                 out += "    offline: \(v.offlinePath ?? "off")\n"
                 out += "    baselines: \(v.baselines.isEmpty ? "none" : v.baselines.joined(separator: ", "))\n"
             }

@@ -52,9 +52,13 @@ struct Serve: AsyncParsableCommand {
         abstract: "Serve online features over HTTP: POST /get-online-features with Feast's request and response shapes.",
         discussion: """
             Request: {"features": ["VIEW:FEATURE", …], "entities": {"JOIN_KEY": [values…]}, "full_feature_names": false}. \
-            Response: {"metadata": {"feature_names": […]}, "results": [{"values": […], "statuses": […], \
-            "event_timestamps": […]}, …]}, one result per column (join keys first). Statuses: PRESENT, NOT_FOUND, \
-            OUTSIDE_MAX_AGE (the row is older than the view's TTL). GET /health answers 200 while Redis answers.
+            Or {"feature_service": "VIEW", "entities": {…}}: each online view is a feature service with all its \
+            features (the ones `tessera feast-repo` generates). Response: {"metadata": {"feature_names": […]}, \
+            "results": [{"values": […], "statuses": […], "event_timestamps": […]}, …]}, one result per column (join \
+            keys first). Statuses: PRESENT, NOT_FOUND (no row, or the feature is null). As Feast's feature server \
+            over its Redis store, a row is served until Redis expires it (between the view's TTL and 1.1 × TTL after \
+            its last write); with --max-age-status a row older than the TTL is marked OUTSIDE_MAX_AGE. Reads both \
+            online layouts (Tessera's and Feast's). GET /health answers 200 while Redis answers.
             """)
 
     @Option(name: .customLong("topology"), help: "Topology files or directories (repeatable).")
@@ -64,13 +68,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to bind (default 127.0.0.1).") var host: String?
     @Option(help: "Port (default 6566, as Feast's feature server).") var port: Int?
     @Option(help: "Redis connections at most, shared by concurrent requests (default 4).") var connections: Int?
+    @Flag(help: "Mark rows older than their view's TTL OUTSIDE_MAX_AGE (Feast's Redis store does not).") var maxAgeStatus = false
 
     func run() async throws {
         endProcessOnFatalSignals()
         let logger = makeLogger("tessera-serve")
         let paths = topologies.isEmpty ? (setting(nil, "topology").map { $0.split(separator: ",").map(String.init) } ?? []) : topologies
         guard !paths.isEmpty else { throw ValidationError("missing --topology") }
-        let lookup = OnlineLookup(topologies: try loadTopologies(paths), layout: OnlineLayout(prefix: setting(keyPrefix, "key-prefix") ?? "tessera:"))
+        let lookup = OnlineLookup(topologies: try loadTopologies(paths), layout: OnlineLayout(prefix: setting(keyPrefix, "key-prefix") ?? "tessera:"),
+                                  maxAgeStatus: { var settings = Settings(); return settings.isOn(maxAgeStatus, "max-age-status") }())
         let endpoint = try RedisEndpoint(url: try required(redis, "redis"), environment: ProcessInfo.processInfo.environment)
         let pool = RedisPool(endpoint: endpoint, size: connections ?? 4, logger: logger)
         let clock = SystemClock()

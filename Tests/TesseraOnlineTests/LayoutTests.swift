@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import TesseraCore
-import TesseraOnline
+@testable import TesseraOnline
 import TesseraRedis
 import TesseraTestSupport
 import TesseraTopology
@@ -38,15 +38,16 @@ struct LayoutTests {
     }
 
     @Test("the key of an entity is the same whether built from values or from emission columns")
-    func keys() {
-        let layout = OnlineLayout(prefix: "p:")
-        var ids = Column(type: .int64), names = Column(type: .string)
-        ids.append(.int(-42))
+    func keys() throws {
+        let pair = try FeastLayoutTests.views(layout: "{layout: tessera}")[2]  // keys card_id (string), user_id (int64)
+        let codec = OnlineLayout(prefix: "p:").codec(pair)
+        var names = Column(type: .string), ids = Column(type: .int64)
         names.append(.string("a:b\\c"))
+        ids.append(.int(-42))
         var bytes: [UInt8] = []
-        layout.appendKey(view: Array("v".utf8), keys: [ids, names], row: 0, to: &bytes)
-        #expect(String(decoding: bytes, as: UTF8.self) == layout.key(view: "v", values: [.int(-42), .string("a:b\\c")]))
-        #expect(layout.key(view: "v", values: [.int(-42), .string("a:b\\c")]) == "p:v:-42:a\\:b\\\\c")
+        codec.appendKey(columns: [names, ids], row: 0, to: &bytes)
+        #expect(bytes == codec.key([.string("a:b\\c"), .int(-42)]))
+        #expect(String(decoding: bytes, as: UTF8.self) == "p:pair:a\\:b\\\\c:-42")
     }
 
     @Test("the pool never opens more connections than its size, however many requests wait")

@@ -19,8 +19,8 @@ struct OnlineLookupTests {
         _ = try connection.command(args)
     }
 
-    func respond(_ request: String, redis: RedisServer) throws -> [String: Any] {
-        let lookup = OnlineLookup(topologies: [try growth()])
+    func respond(_ request: String, redis: RedisServer, maxAgeStatus: Bool = false) throws -> [String: Any] {
+        let lookup = OnlineLookup(topologies: [try growth()], maxAgeStatus: maxAgeStatus)
         let connection = RedisConnection(endpoint: try RedisEndpoint(url: redis.url, environment: [:]), logger: quiet)
         let body = try lookup.respond(to: Array(request.utf8), connection: connection, now: Self.now)
         return try JSONSerialization.jsonObject(with: Data(body)) as! [String: Any]
@@ -71,16 +71,34 @@ struct OnlineLookupTests {
         } throws: { "\($0)".contains("WRONGTYPE") }
     }
 
-    @Test("OUTSIDE_MAX_AGE exactly past the view's TTL (1d), with the value still returned")
+    @Test("rows are served however old, as Feast's Redis store does; with maxAgeStatus, OUTSIDE_MAX_AGE exactly past the TTL (1d)")
     func ttlEdge() throws {
         let redis = try RedisServer()
         let connection = RedisConnection(endpoint: try RedisEndpoint(url: redis.url, environment: [:]), logger: quiet)
         try Self.write(connection, user: 1, eventTime: Self.now - Self.day, fields: ["total_orders": "5"])       // exactly the TTL: still fresh
         try Self.write(connection, user: 2, eventTime: Self.now - Self.day - 1, fields: ["total_orders": "6"])   // 1 µs past it
-        let response = try respond(#"{"features": ["user_stats:total_orders"], "entities": {"user_id": [1, 2]}}"#, redis: redis)
-        let results = response["results"] as! [[String: Any]]
+        let request = #"{"features": ["user_stats:total_orders"], "entities": {"user_id": [1, 2]}}"#
+        let results = try respond(request, redis: redis, maxAgeStatus: true)["results"] as! [[String: Any]]
         #expect(results[1]["statuses"] as! [String] == ["PRESENT", "OUTSIDE_MAX_AGE"])
         #expect(results[1]["values"] as! [Int] == [5, 6])
+        let asFeast = try respond(request, redis: redis)["results"] as! [[String: Any]]
+        #expect(asFeast[1]["statuses"] as! [String] == ["PRESENT", "PRESENT"])
+        #expect(asFeast[1]["values"] as! [Int] == [5, 6])
+    }
+
+    @Test("a feature service named after a view answers every feature of the view, in order")
+    func featureService() throws {
+        let redis = try RedisServer()
+        let connection = RedisConnection(endpoint: try RedisEndpoint(url: redis.url, environment: [:]), logger: quiet)
+        try Self.write(connection, user: 1001, eventTime: Self.now - 1_500_000, fields: ["total_orders": "3", "last_status": "paid"])
+        let response = try respond(#"{"feature_service": "user_stats", "entities": {"user_id": [1001, 1003]}, "full_feature_names": true}"#, redis: redis)
+        let view = try growth().views[0]
+        #expect((response["metadata"] as! [String: Any])["feature_names"] as! [String] == ["user_id"] + view.features.map { "user_stats__\($0.name)" })
+        let results = response["results"] as! [[String: Any]]
+        let byName = Dictionary(uniqueKeysWithValues: zip(view.features.map(\.name), results.dropFirst()))
+        #expect((byName["total_orders"]!["values"] as! [Any?]).map { $0 as? Int } == [3, nil])
+        #expect(byName["last_status"]!["statuses"] as! [String] == ["PRESENT", "NOT_FOUND"])
+        #expect(byName["total_orders_1h"]!["statuses"] as! [String] == ["NOT_FOUND", "NOT_FOUND"])
     }
 
     @Test("bad requests are refused with what to fix", arguments: [
@@ -91,7 +109,8 @@ struct OnlineLookupTests {
         (#"{"features": ["user_stats:total_orders"], "entities": {"customer": [1]}}"#, "lacks user_id"),
         (#"{"features": ["user_stats:total_orders"], "entities": {"user_id": ["one"]}}"#, "takes integers"),
         (#"{"features": ["user_stats:total_orders"], "entities": {"user_id": [true]}}"#, "takes integers"),
-        (#"{"feature_service": "svc", "entities": {"user_id": [1]}}"#, "feature services"),
+        (#"{"feature_service": "svc", "entities": {"user_id": [1]}}"#, "unknown feature service svc"),
+        (#"{"feature_service": "user_stats", "features": ["user_stats:total_orders"], "entities": {"user_id": [1]}}"#, "not both"),
     ])
     func badRequests(request: String, message: String) throws {
         let redis = try RedisServer()

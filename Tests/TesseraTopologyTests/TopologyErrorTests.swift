@@ -85,6 +85,10 @@ let badCases: [BadCase] = [
     BadCase(name: "float key", line: 5, text: "    format: json\n    key: amount", at: (6, 10), message: "the key field 'amount' must be int64 or string, not float64"),
     BadCase(name: "unknown key policy", line: 5, text: "    format: json\n    key_mismatch: ignore", at: (6, 19), message: "key_mismatch 'ignore' is not one of: dead_letter, accept"),
     BadCase(name: "bad future skew", line: 5, text: "    format: json\n    max_future_skew: soon", at: (6, 22), message: "max_future_skew 'soon' is not a duration"),
+    BadCase(name: "unknown online layout", line: 1, text: "team: growth\nonline: {layout: hopsworks}", at: (2, 18), message: "online layout 'hopsworks' is not one of: tessera, feast"),
+    BadCase(name: "feast layout without a project", line: 1, text: "team: growth\nonline: {layout: feast}", at: (2, 9), message: "the feast layout needs the Feast project"),
+    BadCase(name: "a project Feast refuses", line: 1, text: "team: growth\nonline: {layout: feast, project: my-shop}", at: (2, 34), message: "Feast project 'my-shop' must be letters, digits and '_'"),
+    BadCase(name: "a project with Tessera's layout", line: 1, text: "team: growth\nonline: {layout: tessera, project: shop}", at: (2, 27), message: "online project applies to the feast layout only"),
     BadCase(name: "feature without window", line: 19, text: "      - {name: n, aggregate: count}", at: (19, 9), message: "a feature is missing 'window'"),
 ]
 
@@ -126,6 +130,14 @@ struct TopologyErrorTests {
             + "\n  - name: by_status\n    entities: [state]\n    source: orders\n    features:\n      - {name: n, aggregate: count, window: 1h}"
         guard case .failure(let e) = TopologyLoader.parse(yaml: split, file: "t.yaml") else { Issue.record("accepted"); return }
         #expect(e.errors.map(\.description) == ["t.yaml:3:11: the views of source 'orders' (stats, by_status) share no join key, so no record key routes all of them: split them over topics keyed by their entities"])
+    }
+
+    @Test("a team's online layout applies to each of its views; Tessera's is the default")
+    func onlineLayout() throws {
+        #expect(try TopologyLoader.parse(yaml: baseTopology, file: "t.yaml").get().views[0].onlineFormat == .tessera)
+        let feast = try TopologyLoader.parse(yaml: baseTopology.replacingOccurrences(of: "team: growth", with: "team: growth\nonline: {layout: feast, project: shop_1}"),
+                                             file: "t.yaml").get()
+        #expect(feast.online == .feast(project: "shop_1") && feast.views[0].onlineFormat == .feast(project: "shop_1"))
     }
 
     @Test("every error of a file is reported, not just the first")

@@ -30,7 +30,13 @@ public enum OnlineCheck: String, Sendable, CaseIterable, Codable {
         if online.isAbsent {
             return view.ttl > 0 && expected.created > 0 && now - expected.created > view.ttl ? .expired : .missing
         }
-        let same = online.eventTime == expected.time && online.matches(expected.features, view: view)
+        // A feature added to the view after the row was written: the row lacks it, where the
+        // state counts it from empty (0 for count and sum).
+        var features = expected.features
+        for f in expected.added where online.fields[view.spec.features[f].name] == nil {
+            if [.count, .sum].contains(view.spec.features[f].aggregate), features[f] == .int(0) || features[f] == .double(0) { features[f] = nil }
+        }
+        let same = online.eventTime == expected.time && online.matches(features, view: view)
         if expected.created == 0 { return same ? .equal : .unknown }
         guard let created = online.createdTime else { return .differs }
         if created < expected.created { return .older }
@@ -44,10 +50,17 @@ public struct ExpectedRow: Sendable {
     public var time: Micros
     public var created: Micros
     public var features: [Value?]
+    /// The features added to the view since its state began (a later generation): rows written
+    /// before they existed lack them.
+    public var added: [Int]
 
-    public init(time: Micros, created: Micros, features: [Value?]) {
+    public init(time: Micros, created: Micros, features: [Value?], added: [Int] = []) {
         self.time = time
         self.created = created
         self.features = features
+        self.added = added
     }
+
+    /// The features of a view's state that joined it after it began.
+    public static func added(_ spec: ViewSpec) -> [Int] { spec.features.indices.filter { spec.features[$0].generation > 0 } }
 }

@@ -54,9 +54,10 @@ final class OnlineSampler {
             let (rows, created) = entry.pipeline.currentRows(view: v, id..<id + 1)
             guard rows.count == 1 else { continue }
             let row = rows.row(0)
-            let redisKey = layout.key(view: view.name, values: row.key)
-            resp.command(["HGETALL", redisKey])
-            picks.append((view, redisKey, row.key, ExpectedRow(time: row.time, created: created[0], features: row.features)))
+            let redisKey = layout.display(view, key: row.key)
+            layout.appendRead(view, key: row.key, to: &resp)
+            picks.append((view, redisKey, row.key, ExpectedRow(time: row.time, created: created[0], features: row.features,
+                                                               added: ExpectedRow.added(entry.pipeline.core.views[v].spec))))
         }
         let replies: [RedisReply]
         do { replies = try connection.send(resp) } catch {
@@ -68,7 +69,7 @@ final class OnlineSampler {
         for (pick, reply) in zip(picks, replies) {
             let check: OnlineCheck
             do {
-                let row = try OnlineRow(view: pick.view, key: pick.key, redisKey: pick.redisKey, reply: reply)
+                let row = try OnlineRow(view: pick.view, key: pick.key, layout: layout, reply: reply)
                 check = OnlineCheck.compare(online: row, expected: pick.expected, view: pick.view, now: now)
             } catch {
                 check = .differs

@@ -113,7 +113,8 @@ public struct Verification {
                 let (rows, created) = cores[slot.core].core.currentRows(view: v, id..<id + 1)
                 let row = rows.row(0)
                 picks.append(Pick(view: view, topic: cores[slot.core].topic, partition: cores[slot.core].partition, key: row.key,
-                                  state: ExpectedRow(time: row.time, created: created[0], features: row.features)))
+                                  state: ExpectedRow(time: row.time, created: created[0], features: row.features,
+                                                     added: ExpectedRow.added(cores[slot.core].core.views[v].spec))))
             }
         }
         report.sampled = picks.count
@@ -133,7 +134,7 @@ public struct Verification {
                 report.counts[p.view.name, default: [:]][name, default: [:]][check, default: 0] += 1
                 if check.isMismatch {
                     report.mismatches.append(Finding(view: p.view, topic: p.topic, partition: p.partition, key: p.key,
-                                                     redisKey: OnlineLayout(prefix: options.keyPrefix).key(view: p.view.name, values: p.key),
+                                                     redisKey: OnlineLayout(prefix: options.keyPrefix).display(p.view, key: p.key),
                                                      against: name, check: check, online: p.online, expected: expected))
                 }
             }
@@ -162,11 +163,11 @@ public struct Verification {
         for start in stride(from: 0, to: picks.count, by: 1_000) {
             let range = start..<min(picks.count, start + 1_000)
             var resp = RESPBuffer()
-            for p in picks[range] { resp.command(["HGETALL", layout.key(view: p.view.name, values: p.key)]) }
+            for p in picks[range] { layout.appendRead(p.view, key: p.key, to: &resp) }
             let replies = try connection.send(resp)
             for (i, reply) in zip(range, replies) {
                 let p = picks[i]
-                picks[i].online = try OnlineRow(view: p.view, key: p.key, redisKey: layout.key(view: p.view.name, values: p.key), reply: reply)
+                picks[i].online = try OnlineRow(view: p.view, key: p.key, layout: layout, reply: reply)
             }
         }
     }
