@@ -18,7 +18,7 @@ demo: release
 	$(RELEASE) demo
 
 validate: release
-	$(RELEASE) validate topologies/*.yaml
+	$(RELEASE) validate topologies/*.yaml examples/*/*.yaml
 
 # Unit, property and integration tests (mock Kafka + real redis-server), 30 s of libFuzzer on each
 # reader of untrusted input, then the system tests: tessera produce/run against the tansu broker,
@@ -29,7 +29,7 @@ test: deps
 	$(SWIFT) test --skip-build
 	SWIFT=$(SWIFT) scripts/fuzz.sh 30
 	$(SWIFT) build -c release --product tessera
-	$(RELEASE) validate topologies/*.yaml
+	$(RELEASE) validate topologies/*.yaml examples/*/*.yaml
 	TESSERA_BIN=$(RELEASE) python3 -m pytest -q tests/system
 
 # Micro-benchmarks of the core (ordo-one/benchmark, its own package under benchmarks/).

@@ -187,6 +187,9 @@ public struct PartitionAggregator: Sendable {
     /// What restoring changed, for the operator: views or features added (they start from empty
     /// state) and views no longer defined (their state is dropped).
     public private(set) var restoreNotes: [String] = []
+    /// The views restored with features added since their state was saved (their earlier
+    /// offline files lack those columns).
+    public private(set) var grownViews: [String] = []
 
     /// Restores a partition saved by `serialized()`, matching views by name: a view added to the
     /// topology starts from empty state, a view removed from it is dropped, and features added
@@ -236,6 +239,7 @@ public struct PartitionAggregator: Sendable {
             let added = view.spec.features.filter { !saved.fingerprint.contains("\n\($0.name) = ") }.map(\.name)
             if !added.isEmpty {
                 restoreNotes.append("view \(spec.name): features \(added.joined(separator: ", ")) are new: they start from empty state")
+                grownViews.append(spec.name)
             }
             views.append(view)
         }

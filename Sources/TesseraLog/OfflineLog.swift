@@ -78,14 +78,7 @@ public final class OfflineLog: @unchecked Sendable {
     package func append(view: String, partition: Int32, emissions: EmissionBatch, count: Int, created: [Micros], offsets: [Int64]) {
         guard let spec = views[view], count > 0 else { return }
         let key = Key(view: view, partition: partition)
-        var buffer = buffers.removeValue(forKey: key) ?? Buffer(columns: OfflineLog.schema(of: spec).fields.map { f in
-            switch f.type {
-            case .string: return Column(type: .string)
-            case .double: return Column(type: .float64)
-            case .bool: return Column(type: .bool)
-            default: return Column(type: .int64)
-            }
-        })
+        var buffer = buffers.removeValue(forKey: key) ?? Buffer(columns: OfflineLog.schema(of: spec).fields.map { Column(type: OfflineLog.valueType($0.type)) })
         var c = 0
         let rows = 0..<count
         for k in emissions.keys { buffer.columns[c].append(contentsOf: k, range: rows); c += 1 }
@@ -221,6 +214,62 @@ public final class OfflineLog: @unchecked Sendable {
             }
         }
         return removed
+    }
+
+    /// Gives a partition's files of a view every column of the view's current schema: after
+    /// features were added to the view, its earlier files lack them, and readers that take a
+    /// directory's schema from one file (Feast's file store, pyarrow, DuckDB's globs) would drop
+    /// the new columns or fail. Each such file is rewritten with the same rows in the same order,
+    /// the added features null, atomically under its own name (the storage thread has nothing of
+    /// the partition queued: it is called when the partition is restored). Files already whole,
+    /// and files holding a column the view no longer has, are left as they are. Holds the view's
+    /// compaction lock meanwhile. Returns the files rewritten and their rows.
+    @discardableResult
+    package func widen(view name: String, partition: Int32) throws -> (files: Int, rows: Int) {
+        guard let view = views[name] else { return (0, 0) }
+        let schema = OfflineLog.schema(of: view)
+        let dir = directory(view: name, partition: partition)
+        let names = OfflineLog.current(((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { OfflineLog.parse(fileName: $0) != nil })
+        guard !names.isEmpty else { return (0, 0) }
+        let lock = open("\(directory)/\(name)/.compact.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lock >= 0 else { throw FileError("open the compaction lock", "\(directory)/\(name)/.compact.lock") }
+        defer { close(lock) }
+        guard flock(lock, LOCK_EX) == 0 else { throw FileError("lock", "\(directory)/\(name)/.compact.lock") }
+        var files = 0, rows = 0
+        for file in names {
+            let path = "\(dir)/\(file)"
+            let reader = try ParquetFileReader(path: path)
+            guard reader.schema != schema else { continue }
+            // Where each current column is in the file (nil: added since), by name and type.
+            let sources = schema.fields.map { f in reader.schema.fields.firstIndex { $0.name == f.name && $0.type == f.type } }
+            guard reader.schema.fields.allSatisfy({ old in schema.fields.contains { $0.name == old.name && $0.type == old.type } }) else { continue }
+            try AtomicFile.replace(path) { temporary in
+                let writer = try ParquetFileWriter(path: temporary, schema: schema, compression: compression, metadata: reader.metadata)
+                for g in reader.rowGroups.indices {
+                    let columns = try reader.read(rowGroup: g)
+                    let count = columns.first?.count ?? 0
+                    try writer.write(rowGroup: zip(schema.fields, sources).map { field, source in
+                        if let source { return columns[source] }
+                        var empty = Column(type: OfflineLog.valueType(field.type))
+                        for _ in 0..<count { empty.appendNull() }
+                        return empty
+                    })
+                }
+                try writer.close()
+            }
+            files += 1
+            rows += reader.rowCount
+        }
+        return (files, rows)
+    }
+
+    static func valueType(_ t: ParquetType) -> ValueType {
+        switch t {
+        case .string: return .string
+        case .double: return .float64
+        case .bool: return .bool
+        default: return .int64
+        }
     }
 
     /// The Parquet files of a view that hold each row once, in offset order per partition.

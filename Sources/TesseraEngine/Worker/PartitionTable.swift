@@ -83,6 +83,16 @@ final class PartitionTable {
                 }
                 start = position?.nextOffset ?? 0
                 let removed = try offline.recover(partition: tp.partition, nextSequences: position?.nextSequences ?? [:])
+                // Features added to a view: its earlier files get their columns (null), so that every
+                // file of the view has the view's whole schema.
+                for view in core.grownViews {
+                    let started = ContinuousClock.now
+                    let (files, rows) = try offline.widen(view: view, partition: tp.partition)
+                    guard files > 0 else { continue }
+                    logger.notice("offline files given the view's added features (null before they existed)",
+                                  metadata: ["partition": "\(tp)", "view": "\(view)", "files": "\(files)", "rows": "\(rows)",
+                                             "seconds": "\((ContinuousClock.now - started).seconds)"])
+                }
                 logger.info("partition restored", metadata: ["partition": "\(tp)", "offset": "\(start!)",
                                                              "checkpoint": "\(saved != nil)", "offline_files_trimmed": "\(removed)"])
             } catch {
