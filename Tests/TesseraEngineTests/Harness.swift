@@ -23,8 +23,11 @@ let quiet: Logger = {
     return l
 }()
 
-func growth() throws -> Topology {
-    try TopologyLoader.load(files: [packageRoot.appendingPathComponent("topologies/growth.yaml").path])[0]
+func growth(layout: OnlineFormat = .tessera) throws -> Topology {
+    let path = packageRoot.appendingPathComponent("topologies/growth.yaml").path
+    guard case .feast(let project) = layout else { return try TopologyLoader.load(files: [path])[0] }
+    let text = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "\nowner:", with: "\nonline: {layout: feast, project: \(project)}\nowner:")
+    return try TopologyLoader.parse(yaml: text, file: path).get()
 }
 
 func temporaryDirectory(_ name: String) -> String {
