@@ -13,6 +13,12 @@ public struct KafkaRecord {
     public let key: UnsafeRawBufferPointer
     /// When the record was produced (or appended to the log), in milliseconds; -1 if unknown.
     public let timestampMillis: Int64
+    /// librdkafka's message (for `header`).
+    let message: UnsafeMutableRawPointer?
+
+    /// The value of the record's last header named `name`: nil if it has none, empty for a
+    /// header without a value. Valid, like `payload`, only inside the `poll` closure.
+    public func header(_ name: String) -> UnsafeRawBufferPointer? { RDKafkaMessage.header(message, name) }
 }
 
 /// What the consumer hands a rebalance: partitions gained (with the offset to start from, or nil
@@ -167,7 +173,7 @@ public final class KafkaConsumer {
                     topicIndex[rkt] = topic
                 }
                 records.append(KafkaRecord(topic: topic, partition: m.partition, offset: m.offset, payload: m.payload, key: m.key,
-                                           timestampMillis: m.timestampMillis))
+                                           timestampMillis: m.timestampMillis, message: m.message))
                 if !atEnd.isEmpty { atEnd.remove(TopicPartition(topics[topic], m.partition)) }
             }
             try records.withUnsafeBufferPointer { try body($0) }

@@ -9,24 +9,31 @@ import Darwin
 /// Decodes JSON event payloads straight into a source's column batch: one pass over the bytes,
 /// no intermediate objects, no Foundation.
 ///
-/// An event must be a JSON object. Declared fields are read with their declared type (an int64
-/// field accepts an integral number such as `3.0`; a float64 field accepts any number); absent or
-/// `null` fields are null; undeclared fields are skipped whatever they hold. The timestamp field is
-/// required. Anything else — bad JSON, a value of the wrong type, invalid UTF-8, an oversized
-/// payload, a timestamp outside years 0001–9999 — rejects the whole event with a reason and leaves
-/// the batch untouched.
+/// An event must be a JSON object. Declared payload fields are read with their declared type (an
+/// int64 field accepts an integral number such as `3.0`; a float64 field accepts any number), at
+/// their path (`order.amount`: the field `amount` of the object `order`); absent or `null` fields
+/// are null, and so are the fields inside an absent or `null` object; undeclared fields are skipped
+/// whatever they hold. Fields the source takes from the Kafka record (key, timestamp, headers) are
+/// not the decoder's: it leaves their columns to the caller (`RecordFields`). The timestamp field
+/// is required, unless it is one of those. Anything else — bad JSON, a value of the wrong type (an
+/// object where a path needs one included), invalid UTF-8, an oversized payload, a timestamp
+/// outside years 0001–9999 — rejects the whole event with a reason and leaves the batch untouched.
 public struct JSONEventDecoder: Sendable {
     public let schema: Schema
     public let timestamp: TimeField
     public let maxBytes: Int
 
-    private let names: [[UInt8]]
-    /// Field names packed for matching: length and first eight bytes (little-endian, zero-padded).
-    private let nameKeys: [(length: Int, head: UInt64)]
+    /// The column of each payload field (the decoder's slots are the payload fields, in order).
+    private let columns: [Int]
+    /// The objects paths go through: node 0 is the event, each entry names a field (a slot) or
+    /// an object below (another node).
+    private let nodes: [Node]
     private let timestampName: [UInt8]
     private let timestampHead: UInt64
-    /// The timestamp field's index among the declared fields, if it is declared too.
+    /// The timestamp field's slot, if it is a declared payload field.
     private let timestampIndex: Int?
+    /// Whether the event time is in the payload (else the caller takes it from the record).
+    private let timestampInPayload: Bool
 
     /// Per-event scratch: where each field's value was found (raw storage, no per-write checks).
     private var storage: ScratchBuffer<Slot>
@@ -36,8 +43,8 @@ public struct JSONEventDecoder: Sendable {
     private var unescaped: [[UInt8]]
     private var eventTime: Micros = 0
     private var haveTime = false
-    /// The field expected next (the one after the last matched).
-    private var predicted = 0
+    /// Per node, the entry expected next (the one after the last matched).
+    private var predicted: [Int]
 
     private struct Slot: BitwiseCopyable {
         var kind: Kind
@@ -49,27 +56,67 @@ public struct JSONEventDecoder: Sendable {
 
     private enum Kind: UInt8, BitwiseCopyable { case absent, null, int, double, string, unescapedString, bool }
 
-    public init(schema: Schema, timestamp: TimeField, maxBytes: Int = 1 << 20) {
+    /// One object's declared names, packed for matching: length and first eight bytes
+    /// (little-endian, zero-padded); `targets[i]` ≥ 0 is a slot, < 0 the node `-targets[i] - 1`.
+    private struct Node: Sendable {
+        var names: [[UInt8]] = []
+        var keys: [(length: Int, head: UInt64)] = []
+        var targets: [Int] = []
+        /// The path to this object, for messages.
+        var path: String = ""
+    }
+
+    /// - Parameters:
+    ///   - origins: where each field of `schema` comes from (default: the payload, by its name).
+    public init(schema: Schema, timestamp: TimeField, origins: [FieldOrigin] = [], maxBytes: Int = 1 << 20) {
         self.schema = schema
         self.timestamp = timestamp
         self.maxBytes = maxBytes
-        names = schema.names.map { Array($0.utf8) }
-        nameKeys = names.map { ($0.count, Scanner.head($0)) }
+        var columns: [Int] = []
+        var nodes = [Node()]
+        for c in schema.names.indices {
+            guard let path = c < origins.count ? origins[c].path : [schema.names[c]] else { continue }
+            let slot = columns.count
+            columns.append(c)
+            var node = 0
+            for (depth, segment) in path.enumerated() {
+                let name = Array(segment.utf8)
+                if depth == path.count - 1 {
+                    nodes[node].names.append(name)
+                    nodes[node].keys.append((name.count, Scanner.head(name)))
+                    nodes[node].targets.append(slot)
+                } else if let i = nodes[node].names.firstIndex(of: name), nodes[node].targets[i] < 0 {
+                    node = -nodes[node].targets[i] - 1
+                } else {
+                    nodes.append(Node(path: path.prefix(depth + 1).joined(separator: ".")))
+                    nodes[node].names.append(name)
+                    nodes[node].keys.append((name.count, Scanner.head(name)))
+                    nodes[node].targets.append(-nodes.count)
+                    node = nodes.count - 1
+                }
+            }
+        }
+        self.columns = columns
+        self.nodes = nodes
+        predicted = Array(repeating: 0, count: nodes.count)
         timestampName = Array(timestamp.field.utf8)
         timestampHead = Scanner.head(timestampName)
-        timestampIndex = schema.names.firstIndex(of: timestamp.field)
-        let n = schema.names.count
-        storage = ScratchBuffer(capacity: n)
+        let declared = schema.names.firstIndex(of: timestamp.field)
+        timestampIndex = declared.flatMap { columns.firstIndex(of: $0) }
+        timestampInPayload = declared == nil || timestampIndex != nil
+        storage = ScratchBuffer(capacity: max(1, columns.count))
         slots = storage.buffer
-        unescaped = Array(repeating: [], count: n)
+        unescaped = Array(repeating: [], count: columns.count)
     }
 
     public init(source: Source, maxBytes: Int = 1 << 20) {
-        self.init(schema: source.schema, timestamp: source.timestamp, maxBytes: maxBytes)
+        self.init(schema: source.schema, timestamp: source.timestamp, origins: source.origins, maxBytes: maxBytes)
     }
 
     /// Decodes one payload and appends its row to `batch` (whose columns follow `schema`), or
-    /// returns why the event is rejected (and appends nothing).
+    /// returns why the event is rejected (and appends nothing). Columns of fields taken from the
+    /// record are not appended to, and neither is the event time when it is one of them: the
+    /// caller appends those.
     public mutating func decode(_ payload: UnsafeRawBufferPointer, into batch: inout ColumnBatch) -> Rejection? {
         guard payload.count <= maxBytes else {
             return Rejection(.oversized, "\(payload.count) bytes, the limit is \(maxBytes)")
@@ -79,45 +126,47 @@ public struct JSONEventDecoder: Sendable {
         }
         ScratchBuffer.unique(&storage)
         slots = storage.buffer
-        slots.update(repeating: Slot(kind: .absent, bits: 0, start: 0, end: 0), count: names.count)
+        slots.update(repeating: Slot(kind: .absent, bits: 0, start: 0, end: 0), count: columns.count)
         haveTime = false
-        predicted = 0
+        for n in predicted.indices { predicted[n] = 0 }
         var scanner = Scanner(base: base, count: payload.count)
         do throws(Rejection) {
-            try parseObject(&scanner)
+            try parseObject(&scanner, node: 0)
             scanner.skipWhitespace()
             guard scanner.atEnd else { throw Rejection(.notJSON, "unexpected bytes after the object at byte \(scanner.position)") }
         } catch {
             return error
         }
-        guard haveTime else { return Rejection(.missingTimestamp, "no '\(timestamp.field)' field") }
-        guard PartitionAggregator.validTimes.contains(eventTime) else {
-            return Rejection(.timestampOutOfRange, "'\(timestamp.field)' is \(eventTime) µs, outside years 0001–9999")
+        if timestampInPayload {
+            guard haveTime else { return Rejection(.missingTimestamp, "no '\(timestamp.field)' field") }
+            guard PartitionAggregator.validTimes.contains(eventTime) else {
+                return Rejection(.timestampOutOfRange, "'\(timestamp.field)' is \(eventTime) µs, outside years 0001–9999")
+            }
+            batch.eventTimes.append(eventTime)
         }
         append(base, into: &batch)
         return nil
     }
 
     private func append(_ base: UnsafePointer<UInt8>, into batch: inout ColumnBatch) {
-        batch.eventTimes.append(eventTime)
-        for f in 0..<names.count {
+        for (f, c) in columns.enumerated() {
             let slot = slots[f]
             switch slot.kind {
-            case .absent, .null: batch.columns[f].appendNull()
+            case .absent, .null: batch.columns[c].appendNull()
             case .int:
                 let v = Int64(bitPattern: slot.bits)
-                if schema.types[f] == .float64 { batch.columns[f].append(double: Double(v)) } else { batch.columns[f].append(int: v) }
-            case .double: batch.columns[f].append(double: Double(bitPattern: slot.bits))
-            case .bool: batch.columns[f].append(bool: slot.bits != 0)
-            case .string: batch.columns[f].append(utf8: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start))
-            case .unescapedString: unescaped[f].withUnsafeBufferPointer { batch.columns[f].append(utf8: $0) }
+                if schema.types[c] == .float64 { batch.columns[c].append(double: Double(v)) } else { batch.columns[c].append(int: v) }
+            case .double: batch.columns[c].append(double: Double(bitPattern: slot.bits))
+            case .bool: batch.columns[c].append(bool: slot.bits != 0)
+            case .string: batch.columns[c].append(utf8: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start))
+            case .unescapedString: unescaped[f].withUnsafeBufferPointer { batch.columns[c].append(utf8: $0) }
             }
         }
     }
 
     // MARK: - Parsing
 
-    private mutating func parseObject(_ s: inout Scanner) throws(Rejection) {
+    private mutating func parseObject(_ s: inout Scanner, node: Int) throws(Rejection) {
         s.skipWhitespace()
         guard s.peek == UInt8(ascii: "{") else { throw Rejection(.notJSON, "expected a JSON object at byte \(s.position)") }
         s.advance()
@@ -132,17 +181,21 @@ public struct JSONEventDecoder: Sendable {
             s.advance()
             s.skipWhitespace()
             let keyBytes = key.escapes ? s.unescape(key.span) : nil
-            let field = match(key, keyBytes, s)
-            // A declared field is the timestamp only if it is the declared timestamp field; any
-            // other key only when the timestamp is not declared and the key names it.
-            let isTime: Bool
-            if let field { isTime = field == timestampIndex } else { isTime = timestampIndex == nil && namesTimestamp(key, keyBytes, s) }
-            if let field {
-                try parseValue(&s, field: field, alsoTimestamp: isTime)
-            } else if isTime {
-                try parseTimestamp(&s)
+            let target = match(key, keyBytes, s, node: node)
+            if let target, target < 0 {
+                try parseChild(&s, node: -target - 1)
             } else {
-                try s.skipValue(depth: 0)
+                // A declared field is the timestamp only if it is the declared timestamp field; any
+                // other key of the event only when the timestamp is not declared and the key names it.
+                let isTime: Bool
+                if let target { isTime = target == timestampIndex } else { isTime = node == 0 && timestampInPayload && timestampIndex == nil && namesTimestamp(key, keyBytes, s) }
+                if let target {
+                    try parseValue(&s, field: target, alsoTimestamp: isTime)
+                } else if isTime {
+                    try parseTimestamp(&s)
+                } else {
+                    try s.skipValue(depth: 0)
+                }
             }
             s.skipWhitespace()
             guard let c = s.peek else { throw Rejection(.notJSON, "unterminated object") }
@@ -152,36 +205,54 @@ public struct JSONEventDecoder: Sendable {
         }
     }
 
+    /// The value of an object that declared paths go through: an object, or null (its fields are then null).
+    private mutating func parseChild(_ s: inout Scanner, node: Int) throws(Rejection) {
+        switch s.peek {
+        case UInt8(ascii: "{"):
+            try parseObject(&s, node: node)
+        case UInt8(ascii: "n"):
+            try s.literal("null")
+        case nil:
+            throw Rejection(.notJSON, "unexpected end of input")
+        default:
+            let start = s.position
+            try s.skipValue(depth: 0)
+            throw Rejection(.wrongType, "'\(nodes[node].path)' must be an object (declared fields are inside it), got \(s.text(start..<s.position))")
+        }
+    }
+
     /// Whether a key names the timestamp field.
     private func namesTimestamp(_ key: Scanner.StringToken, _ unescaped: [UInt8]?, _ s: Scanner) -> Bool {
         if let unescaped { return unescaped == timestampName }
         return key.span.count == timestampName.count && s.head(key.span) == timestampHead && s.equals(key.span, timestampName)
     }
 
-    /// The declared field a key names (keys with escapes are compared after unescaping).
-    private mutating func match(_ key: Scanner.StringToken, _ unescaped: [UInt8]?, _ s: Scanner) -> Int? {
-        if let unescaped { return names.firstIndex(of: unescaped) }
-        guard !nameKeys.isEmpty else { return nil }
-        let n = key.span.count
+    /// What a key of object `node` names: a slot (≥ 0), an object below (< 0), or nothing (keys
+    /// with escapes are compared after unescaping).
+    private mutating func match(_ key: Scanner.StringToken, _ unescaped: [UInt8]?, _ s: Scanner, node: Int) -> Int? {
+        if let unescaped { return nodes[node].names.firstIndex(of: unescaped).map { nodes[node].targets[$0] } }
+        let count = nodes[node].keys.count
+        guard count > 0 else { return nil }
+        let length = key.span.count
         let head = s.head(key.span)
         // Producers write fields in the same order every time: try the one after the last match.
-        let guess = predicted < nameKeys.count ? predicted : 0
-        if nameKeys[guess].length == n && nameKeys[guess].head == head && (n <= 8 || s.equals(key.span, names[guess])) {
-            predicted = guess + 1
-            return guess
+        let guess = predicted[node] < count ? predicted[node] : 0
+        if nodes[node].keys[guess].length == length && nodes[node].keys[guess].head == head && (length <= 8 || s.equals(key.span, nodes[node].names[guess])) {
+            predicted[node] = guess + 1
+            return nodes[node].targets[guess]
         }
-        for f in 0..<nameKeys.count where nameKeys[f].length == n && nameKeys[f].head == head {
-            if n <= 8 || s.equals(key.span, names[f]) {
-                predicted = f + 1
-                return f
+        for f in 0..<count where nodes[node].keys[f].length == length && nodes[node].keys[f].head == head {
+            if length <= 8 || s.equals(key.span, nodes[node].names[f]) {
+                predicted[node] = f + 1
+                return nodes[node].targets[f]
             }
         }
         return nil
     }
 
     private mutating func parseValue(_ s: inout Scanner, field f: Int, alsoTimestamp: Bool) throws(Rejection) {
-        let type = schema.types[f]
-        let name = schema.names[f]
+        let type = schema.types[columns[f]]
+        let name = schema.names[columns[f]]
         guard let c = s.peek else { throw Rejection(.notJSON, "unexpected end of input") }
         let start = s.position
         switch c {

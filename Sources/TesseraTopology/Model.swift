@@ -53,6 +53,35 @@ public struct TimeField: Sendable, Hashable {
     }
 }
 
+/// Where a declared field's value comes from: the payload (at a path of field names), or the
+/// Kafka record around it.
+public enum FieldOrigin: Sendable, Hashable, CustomStringConvertible {
+    /// The payload's field at this path: one name for a top-level field, more for nested objects
+    /// (`order.amount` is `["order", "amount"]`).
+    case payload([String])
+    /// The record key, as text (an int64 field reads it as decimal digits).
+    case recordKey
+    /// The record's timestamp (its create or log-append time), in milliseconds since the epoch.
+    case recordTimestamp
+    /// The value of the record's last header of this name, as text.
+    case header(String)
+
+    public var description: String {
+        switch self {
+        case .payload(let path): return path.joined(separator: ".")
+        case .recordKey: return "the record key"
+        case .recordTimestamp: return "the record timestamp"
+        case .header(let name): return "header '\(name)'"
+        }
+    }
+
+    /// The payload path, for a payload field.
+    public var path: [String]? {
+        if case .payload(let p) = self { return p }
+        return nil
+    }
+}
+
 /// A Kafka topic and how to read its events.
 public struct Source: Sendable {
     public var name: String
@@ -63,8 +92,10 @@ public struct Source: Sendable {
     public var createdTimestamp: TimeField?
     /// How far behind the partition's stream time an event may arrive and still count.
     public var allowedLateness: Micros
-    /// The payload fields features and keys read, in declaration order (the column order).
+    /// The fields features and keys read, in declaration order (the column order).
     public var schema: Schema
+    /// Where each field of `schema` comes from (its own name in the payload unless declared otherwise).
+    public var origins: [FieldOrigin] = []
     /// The field the record key carries, as text (an int64 in decimal): the field by which the
     /// producers partition the topic, and a join key of every view over the source. Nil when no
     /// view reads the source.
@@ -75,6 +106,9 @@ public struct Source: Sendable {
     public var maxFutureSkew: Micros = Source.defaultMaxFutureSkew
 
     public static let defaultMaxFutureSkew: Micros = Time.hour
+
+    /// Where field `i` comes from.
+    public func origin(_ i: Int) -> FieldOrigin { i < origins.count ? origins[i] : .payload([schema.names[i]]) }
 }
 
 /// What to do with a mis-keyed event: one whose record key is missing or names another entity

@@ -175,6 +175,73 @@ struct NodeReader {
         return t
     }
 
+    /// A source's fields: a mapping of names to a type, or to `{type: T, path: a.b}` (a nested
+    /// payload field), `{type: T, from: kafka_key | kafka_timestamp}` or `{type: T, header: NAME}`.
+    mutating func sourceFields(_ node: Node) -> [(name: String, type: ValueType, origin: FieldOrigin, node: Node)]? {
+        guard case .mapping(let m) = node, !m.isEmpty else {
+            fail(at: node, "fields must be a mapping of names to types (int64, float64, string, bool) or to {type, path | from | header}")
+            return nil
+        }
+        var out: [(String, ValueType, FieldOrigin, Node)] = []
+        for (k, v) in m {
+            guard let n = name(k, "field name") else { continue }
+            guard case .mapping = v else {
+                if let t = valueType(v, "type of '\(n)'") { out.append((n, t, .payload([n]), k)) }
+                continue
+            }
+            guard let e = mapping(v, "field '\(n)'", allowed: ["type", "path", "from", "header"], required: ["type"]),
+                  let t = e["type"].flatMap({ valueType($0.value, "type of '\(n)'") }) else { continue }
+            let given = ["path", "from", "header"].filter { e[$0] != nil }
+            if given.count > 1 {
+                fail(at: e[given[1]]!.key, "field '\(n)' takes one of path, from and header, not \(given.joined(separator: " and "))")
+                continue
+            }
+            var origin = FieldOrigin.payload([n])
+            if let p = e["path"]?.value {
+                guard let text = string(p, "path of '\(n)'") else { continue }
+                let segments = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+                guard !segments.contains(where: \.isEmpty) else {
+                    fail(at: p, "path '\(text)' of '\(n)' has an empty segment (write it as names joined by '.', like order.amount)")
+                    continue
+                }
+                origin = .payload(segments)
+            } else if let f = e["from"]?.value {
+                guard let text = string(f, "from of '\(n)'") else { continue }
+                switch text {
+                case "kafka_key":
+                    guard t == .string || t == .int64 else { fail(at: f, "the record key is read as text: '\(n)' must be string or int64, not \(t.rawValue)"); continue }
+                    origin = .recordKey
+                case "kafka_timestamp":
+                    guard t == .int64 else { fail(at: f, "the record timestamp is milliseconds since the epoch: '\(n)' must be int64, not \(t.rawValue)"); continue }
+                    origin = .recordTimestamp
+                default:
+                    fail(at: f, "from '\(text)' is not one of: kafka_key, kafka_timestamp (a header is header: NAME)")
+                    continue
+                }
+            } else if let h = e["header"]?.value {
+                guard let text = string(h, "header of '\(n)'") else { continue }
+                origin = .header(text)
+            }
+            out.append((n, t, origin, k))
+        }
+        // A path cannot go into a field that is itself a value.
+        for (name, _, origin, node) in out {
+            guard let path = origin.path, path.count > 1 else { continue }
+            for (other, _, o, _) in out where other != name {
+                if let q = o.path, q.count < path.count, Array(path.prefix(q.count)) == q {
+                    fail(at: node, "field '\(name)' reads \(path.joined(separator: ".")), inside '\(q.joined(separator: "."))', which field '\(other)' reads as a value")
+                }
+            }
+        }
+        var seenPaths: [[String]: String] = [:]
+        for (name, _, origin, node) in out {
+            guard let path = origin.path else { continue }
+            if let other = seenPaths[path] { fail(at: node, "fields '\(other)' and '\(name)' both read \(path.joined(separator: "."))") }
+            seenPaths[path] = name
+        }
+        return out
+    }
+
     /// A mapping of names to types, in file order.
     mutating func typedNames(_ node: Node, _ what: String) -> [(name: String, type: ValueType, node: Node)]? {
         guard case .mapping(let m) = node, !m.isEmpty else {
@@ -331,7 +398,7 @@ struct NodeReader {
                 fail(at: k, "key_mismatch '\(text)' is not one of: \(KeyMismatchPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
             }
         }
-        let fields = m["fields"].flatMap { typedNames($0.value, "fields") }
+        let fields = m["fields"].flatMap { sourceFields($0.value) }
         var key: String?
         if let k = m["key"]?.value, let keyName = self.name(k, "key") {
             key = keyName
@@ -349,10 +416,13 @@ struct NodeReader {
             for f in fields where f.name == timestamp?.field && f.type == .bool {
                 fail(at: f.node, "the timestamp field '\(f.name)' cannot be a bool")
             }
+            if let t = timestamp, let f = fields.first(where: { $0.name == t.field }), f.origin == .recordTimestamp, t.unit != .milliseconds {
+                fail(at: m["timestamp"]!.value, "'\(f.name)' is the record timestamp, in milliseconds: its unit is ms")
+            }
         }
         guard errors.count == before, let name, let topic, let format, let timestamp, let lateness, let skew, let fields else { return nil }
         return (Source(name: name, topic: topic, format: format, timestamp: timestamp, createdTimestamp: created,
-                       allowedLateness: lateness, schema: Schema(fields.map { ($0.name, $0.type) }),
+                       allowedLateness: lateness, schema: Schema(fields.map { ($0.name, $0.type) }), origins: fields.map(\.origin),
                        key: key, keyMismatch: keyMismatch, maxFutureSkew: skew), nameNode)
     }
 

@@ -85,6 +85,15 @@ let badCases: [BadCase] = [
     BadCase(name: "float key", line: 5, text: "    format: json\n    key: amount", at: (6, 10), message: "the key field 'amount' must be int64 or string, not float64"),
     BadCase(name: "unknown key policy", line: 5, text: "    format: json\n    key_mismatch: ignore", at: (6, 19), message: "key_mismatch 'ignore' is not one of: dead_letter, accept"),
     BadCase(name: "bad future skew", line: 5, text: "    format: json\n    max_future_skew: soon", at: (6, 22), message: "max_future_skew 'soon' is not a duration"),
+    BadCase(name: "empty path segment", line: 9, text: "      amount: {type: float64, path: order..amount}", at: (9, 37), message: "path 'order..amount' of 'amount' has an empty segment"),
+    BadCase(name: "path into a scalar field", line: 9, text: "      amount: float64\n      price: {type: float64, path: amount.value}", at: (10, 7),
+            message: "field 'price' reads amount.value, inside 'amount', which field 'amount' reads as a value"),
+    BadCase(name: "two fields at one path", line: 9, text: "      amount: float64\n      price: {type: float64, path: amount}", at: (10, 7), message: "fields 'amount' and 'price' both read amount"),
+    BadCase(name: "unknown record field", line: 9, text: "      amount: {type: float64, from: kafka_offset}", at: (9, 37), message: "from 'kafka_offset' is not one of: kafka_key, kafka_timestamp"),
+    BadCase(name: "record timestamp not int64", line: 9, text: "      amount: {type: float64, from: kafka_timestamp}", at: (9, 37), message: "'amount' must be int64"),
+    BadCase(name: "record key as a bool", line: 9, text: "      amount: {type: bool, from: kafka_key}", at: (9, 34), message: "'amount' must be string or int64"),
+    BadCase(name: "path and header together", line: 9, text: "      amount: {type: float64, path: a.b, header: h}", at: (9, 42), message: "field 'amount' takes one of path, from and header, not path and header"),
+    BadCase(name: "unknown key of a field", line: 9, text: "      amount: {type: float64, nullable: true}", at: (9, 31), message: "unknown key 'nullable' in field 'amount'"),
     BadCase(name: "unknown online layout", line: 1, text: "team: growth\nonline: {layout: hopsworks}", at: (2, 18), message: "online layout 'hopsworks' is not one of: tessera, feast"),
     BadCase(name: "feast layout without a project", line: 1, text: "team: growth\nonline: {layout: feast}", at: (2, 9), message: "the feast layout needs the Feast project"),
     BadCase(name: "a project Feast refuses", line: 1, text: "team: growth\nonline: {layout: feast, project: my-shop}", at: (2, 34), message: "Feast project 'my-shop' must be letters, digits and '_'"),
@@ -138,6 +147,20 @@ struct TopologyErrorTests {
         let feast = try TopologyLoader.parse(yaml: baseTopology.replacingOccurrences(of: "team: growth", with: "team: growth\nonline: {layout: feast, project: shop_1}"),
                                              file: "t.yaml").get()
         #expect(feast.online == .feast(project: "shop_1") && feast.views[0].onlineFormat == .feast(project: "shop_1"))
+    }
+
+    @Test("fields from the record and at paths: their origins; the record timestamp as event time must be in ms")
+    func fieldOrigins() throws {
+        let yaml = baseTopology.replacingOccurrences(of: "      amount: float64", with: """
+                  amount: {type: float64, path: order.amount}
+                  ts: {type: int64, from: kafka_timestamp}
+                  k: {type: string, from: kafka_key}
+                  region: {type: string, header: x-region}
+            """).replacingOccurrences(of: "{field: ts, unit: ms}", with: "{field: ts, unit: UNIT}")
+        let source = try TopologyLoader.parse(yaml: yaml.replacingOccurrences(of: "UNIT", with: "ms"), file: "t.yaml").get().sources[0]
+        #expect(source.origins == [.payload(["user_id"]), .payload(["order", "amount"]), .recordTimestamp, .recordKey, .header("x-region"), .payload(["status"])])
+        guard case .failure(let e) = TopologyLoader.parse(yaml: yaml.replacingOccurrences(of: "UNIT", with: "s"), file: "t.yaml") else { Issue.record("accepted"); return }
+        #expect(e.errors.map(\.description) == ["t.yaml:6:16: 'ts' is the record timestamp, in milliseconds: its unit is ms"])
     }
 
     @Test("every error of a file is reported, not just the first")

@@ -32,4 +32,22 @@ public enum DecimalText {
         } while magnitude > 0
         return end == start
     }
+
+    /// The integer `text` spells: an optional `-`, then one or more ASCII digits, within Int64's
+    /// range; nil for anything else (signs other than a leading `-`, spaces, an empty text).
+    public static func parse(_ text: UnsafeRawBufferPointer) -> Int64? {
+        let negative = text.first == UInt8(ascii: "-")
+        let digits = text.dropFirst(negative ? 1 : 0)
+        guard !digits.isEmpty else { return nil }
+        var magnitude: UInt64 = 0
+        for c in digits {
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (next, o2) = times10.addingReportingOverflow(UInt64(c - 0x30))
+            guard !o1, !o2 else { return nil }
+            magnitude = next
+        }
+        if negative { return magnitude <= UInt64(Int64.max) + 1 ? Int64(truncatingIfNeeded: 0 &- magnitude) : nil }
+        return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
+    }
 }

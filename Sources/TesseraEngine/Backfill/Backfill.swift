@@ -119,6 +119,14 @@ public final class Backfill {
             throw EngineError(.configuration, "the key field \(keyField) is not a field of source \(source.name)")
         }
         keyIndex = k
+        // Event files hold payloads only: nothing of a Kafka record (key, timestamp, headers).
+        if source.origin(k).path == nil {
+            throw EngineError(.configuration, "the key field \(keyField) is \(source.origin(k)); event files hold payloads only",
+                              remedy: "Give --key-field with a payload field")
+        }
+        if let t = source.schema.index(of: source.timestamp.field), source.origin(t).path == nil {
+            throw EngineError(.configuration, "the event time of source \(source.name) is \(source.origin(t)); event files hold payloads only")
+        }
         for view in views where view.offline {
             let existing = OfflineLog.files(directory: options.offlineDirectory, view: view.name)
             guard existing.isEmpty else {

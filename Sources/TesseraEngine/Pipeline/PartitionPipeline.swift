@@ -30,6 +30,10 @@ final class PartitionPipeline {
     private let sinks: EmissionSinks
     private let clock: any WallClock
     private var decoder: JSONEventDecoder
+    /// The fields the source takes from the Kafka record (key, timestamp, headers), if any.
+    private var recordFields: RecordFields?
+    /// The header names `decode`'s `header` lookup is asked for.
+    var headerNames: [String] { recordFields?.headerNames ?? [] }
     private var batch: ColumnBatch
     /// Input offset of each decoded row, and the caller's index of the record it came from.
     private var rowOffsets: [Int64] = []
@@ -78,6 +82,7 @@ final class PartitionPipeline {
         self.sinks = sinks
         self.clock = clock
         decoder = JSONEventDecoder(source: source, maxBytes: maxMessageBytes)
+        recordFields = RecordFields(source: source)
         batch = ColumnBatch(schema: source.schema.types)
         keyCheck = source.key.flatMap { key in source.schema.index(of: key).map { KeyCheck(field: key, column: $0, policy: source.keyMismatch) } }
         maxFutureSkew = source.maxFutureSkew
@@ -97,14 +102,19 @@ final class PartitionPipeline {
     /// caller dead-letters it). `key` is the record key, checked against the event's key field
     /// (nil for input that has none, such as `tessera backfill`'s files); `timestampMillis` is
     /// when the record was produced (-1 if unknown), which bounds how far ahead its event time
-    /// may be.
+    /// may be; `header(i)` is the record's header `headerNames[i]`. Fields the source takes from
+    /// the record are read from these.
     func decode(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer? = nil, timestampMillis: Int64 = -1,
-                offset: Int64, record: Int) -> Rejection? {
+                header: (Int) -> UnsafeRawBufferPointer? = { _ in nil }, offset: Int64, record: Int) -> Rejection? {
         nextOffset = offset + 1
         counters.consumed += 1
+        if recordFields != nil, let rejection = recordFields!.read(key: key, timestampMillis: timestampMillis, header: header) {
+            return reject(rejection)
+        }
         if let rejection = decoder.decode(payload, into: &batch) {
             return reject(rejection)
         }
+        recordFields?.append(into: &batch)
         if let key, let keyCheck, let mismatch = keyCheck.mismatch(key, batch) {
             if keyCheck.policy == .deadLetter {
                 batch.removeLast()

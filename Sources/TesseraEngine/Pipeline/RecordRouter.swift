@@ -15,15 +15,16 @@ final class RecordRouter {
 
     /// Decodes one record into `pipeline`. `record` is the caller's index of it in the batch (for
     /// `aggregate`'s dead letters); a rejected record is dead-lettered here with `origin`. `key`
-    /// and `timestampMillis` are the Kafka record's (`PartitionPipeline.decode`).
+    /// and `timestampMillis` are the Kafka record's, `header(i)` its header `pipeline.headerNames[i]`
+    /// (`PartitionPipeline.decode`).
     func decode(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer? = nil, timestampMillis: Int64 = -1,
-                offset: Int64, record: Int, into pipeline: PartitionPipeline,
+                header: (Int) -> UnsafeRawBufferPointer? = { _ in nil }, offset: Int64, record: Int, into pipeline: PartitionPipeline,
                 origin: @autoclosure () -> DeadLetterOrigin) throws {
         if pipeline !== last {
             last = pipeline
             if isTouched.insert(ObjectIdentifier(pipeline)).inserted { touched.append(pipeline) }
         }
-        if let rejection = pipeline.decode(payload, key: key, timestampMillis: timestampMillis, offset: offset, record: record) {
+        if let rejection = pipeline.decode(payload, key: key, timestampMillis: timestampMillis, header: header, offset: offset, record: record) {
             try deadLetters.record(origin(), rejection: rejection, payload: payload)
         }
     }

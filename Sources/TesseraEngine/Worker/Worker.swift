@@ -303,14 +303,16 @@ public final class Worker: RebalanceListener {
     private func process(_ records: UnsafeBufferPointer<KafkaRecord>) throws {
         telemetry.polled(records: records.count)
         var current: PartitionTable.Entry?
+        var headers: [String] = []
         for (index, r) in records.enumerated() {
             // Records come in runs of one partition: look the partition up only when it changes.
             if current == nil || current!.tp.partition != r.partition || current!.topicIndex != r.topic {
                 current = table.lookup(topic: r.topic, partition: r.partition)
+                headers = current?.pipeline.headerNames ?? []
             }
             guard let e = current else { continue }
-            try router.decode(r.payload, key: r.key, timestampMillis: r.timestampMillis, offset: r.offset, record: index, into: e.pipeline,
-                              origin: DeadLetterOrigin(topic: e.tp.topic, partition: r.partition, offset: r.offset))
+            try router.decode(r.payload, key: r.key, timestampMillis: r.timestampMillis, header: { r.header(headers[$0]) }, offset: r.offset,
+                              record: index, into: e.pipeline, origin: DeadLetterOrigin(topic: e.tp.topic, partition: r.partition, offset: r.offset))
         }
         let now = ContinuousClock.now
         let touched = try router.aggregate { p, record, offset in

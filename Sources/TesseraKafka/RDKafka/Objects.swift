@@ -70,6 +70,21 @@ struct RDKafkaMessage {
     var key: UnsafeRawBufferPointer
     /// The record's timestamp (create or log-append time) in milliseconds, -1 if it has none.
     var timestampMillis: Int64
+    /// The message itself, for its headers (`RDKafkaMessage.header`); valid as long as the batch.
+    var message: UnsafeMutableRawPointer?
+
+    /// The value of the message's last header named `name` (nil if it has none; empty for a
+    /// header without a value). librdkafka parses a message's headers on the first call.
+    static func header(_ message: UnsafeMutableRawPointer?, _ name: String) -> UnsafeRawBufferPointer? {
+        guard let message else { return nil }
+        var headers: OpaquePointer?
+        guard rd_kafka_message_headers(message.assumingMemoryBound(to: rd_kafka_message_t.self), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR,
+              let headers else { return nil }
+        var value: UnsafeRawPointer?
+        var size = 0
+        guard rd_kafka_header_get_last(headers, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        return UnsafeRawBufferPointer(start: value, count: value == nil ? 0 : size)
+    }
 }
 
 /// An `rd_kafka_queue_t` (destroyed in `deinit`), consumed in batches.
@@ -97,7 +112,8 @@ final class RDKafkaQueue {
                 partition: m.partition, offset: m.offset,
                 payload: UnsafeRawBufferPointer(start: m.payload, count: m.payload == nil ? 0 : m.len),
                 key: UnsafeRawBufferPointer(start: m.key, count: m.key == nil ? 0 : m.key_len),
-                timestampMillis: rd_kafka_message_timestamp(self.messages[i], nil))
+                timestampMillis: rd_kafka_message_timestamp(self.messages[i], nil),
+                message: UnsafeMutableRawPointer(self.messages[i]))
         }
         return n
     }
