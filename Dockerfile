@@ -17,7 +17,7 @@ FROM ${SWIFT_IMAGE} AS build
 RUN export DEBIAN_FRONTEND=noninteractive \
  && apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
-      pkg-config librdkafka-dev libhiredis-dev libzstd-dev libsnappy-dev \
+      pkg-config librdkafka-dev libhiredis-dev libzstd-dev libsnappy-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Package.resolved is optional (the glob matches nothing when it is absent).
@@ -41,7 +41,7 @@ FROM ${RUNTIME_IMAGE}
 RUN export DEBIAN_FRONTEND=noninteractive \
  && apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
-      librdkafka1 libhiredis0.14 libzstd1 libsnappy1v5 ca-certificates \
+      librdkafka1 libhiredis0.14 libzstd1 libsnappy1v5 libcurl4 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin tessera \
  && mkdir -p /data/offline /data/state /etc/tessera \

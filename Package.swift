@@ -11,6 +11,7 @@
 //
 //   tessera (CLI) ──▶ TesseraEngine ──▶ TesseraSource ──▶ TesseraTopology ──▶ TesseraCore ──▶ CIntrinsics
 //        │                 ├──▶ TesseraKafka ──▶ CRdKafka (librdkafka)
+//        │                 ├──▶ TesseraRegistry ──▶ CCurl (libcurl: schema registries)
 //        │                 ├──▶ TesseraOnline ──▶ TesseraRedis ──▶ CHiredis (hiredis)
 //        │                 └──▶ TesseraLog ──▶ TesseraOffline ──▶ CZstd, CSnappy
 //        ├──▶ TesseraTraining ──▶ TesseraLog        (no Kafka, no Redis)
@@ -66,6 +67,7 @@ let package = Package(
         .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"])]),
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Parquet written and read without a Parquet library, and the file primitives durability
         // rests on (written in full and fsynced; replaced atomically).
         .target(name: "TesseraOffline", dependencies: ["TesseraCore", "CZstd", "CSnappy"], swiftSettings: strict),
@@ -85,6 +87,8 @@ let package = Package(
             name: "TesseraRedis",
             dependencies: ["CHiredis", "TesseraCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // Schema registries over HTTP (libcurl): writer schemas by id, cached. Every libcurl call is in Curl/.
+        .target(name: "TesseraRegistry", dependencies: ["CCurl", "TesseraCore"], swiftSettings: strict),
         // The online store: how rows look in Redis (keys, values and their encoders, both ways),
         // the coalescing writer, reads in Feast's shapes, the bounded connection pool of serve.
         .target(
@@ -101,7 +105,7 @@ let package = Package(
             name: "TesseraEngine",
             dependencies: [
                 "TesseraCore", "TesseraTopology", "TesseraSource", "TesseraKafka", "TesseraRedis", "TesseraOffline",
-                "TesseraLog", "TesseraOnline",
+                "TesseraLog", "TesseraOnline", "TesseraRegistry",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Fuzzes the two readers of untrusted input with libFuzzer (AddressSanitizer on):
+# Fuzzes the readers of untrusted input with libFuzzer (AddressSanitizer on):
 #
 #   fuzz-json       Kafka payload bytes → JSONEventDecoder (growth/orders, risk/payments and
 #                   decoders covering every type and time unit): a row or a rejection, never a crash
+#   fuzz-avro       Kafka payload bytes in the schema registry's wire format → AvroEventDecoder
+#                   (writer schemas with every Avro type): a row or a rejection, never a crash
 #   fuzz-topology   YAML text → TopologyLoader: a model or errors located in the file
 #
 #   scripts/fuzz.sh [SECONDS]    SECONDS per target (default 60)
 #
-# Exits non-zero if either target reports a crash, a failed property, a hang (an input taking
+# Exits non-zero if any target reports a crash, a failed property, a hang (an input taking
 # longer than FUZZ_TIMEOUT seconds, default 10), a leak or running out of memory. Builds the
 # package in fuzz/ (release, instrumented) into fuzz/.build-fuzz, which git ignores; the corpus
 # grows there across runs (fuzz/.build-fuzz/corpus/TARGET), seeded each run from
@@ -17,7 +19,7 @@
 set -euo pipefail
 
 seconds=${1:-60}
-[[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { sed -n '2,16p' "$0"; exit 2; }
+[[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { sed -n '2,18p' "$0"; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$root/fuzz/.build-fuzz
 timeout=${FUZZ_TIMEOUT:-10}
@@ -45,7 +47,7 @@ bin=$("$swift" build --package-path "$root/fuzz" --scratch-path "$scratch" -c re
 seeds=$(mktemp -d "${TMPDIR:-/tmp}/tessera-fuzz.XXXXXX")
 trap 'rm -rf "$seeds"' EXIT
 failed=()
-for target in fuzz-json fuzz-topology; do
+for target in fuzz-json fuzz-avro fuzz-topology; do
   corpus=$scratch/corpus/$target
   artifacts=$scratch/artifacts/$target
   mkdir -p "$corpus" "$artifacts"

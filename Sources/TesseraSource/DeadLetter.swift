@@ -17,6 +17,14 @@ public enum DeadLetterReason: String, Sendable, CaseIterable, Hashable {
     case keyMismatch = "key_mismatch"
     /// The record has no key.
     case nullKey = "null_key"
+    /// Not in the schema registry's wire format (magic byte, schema id), or its bytes do not
+    /// decode under the schema it names.
+    case undecodable
+    /// The schema registry does not have the schema the record names (it answered, without it).
+    case schemaUnavailable = "schema_unavailable"
+    /// The writer's schema cannot be read as the source declares its fields (a type that does not
+    /// resolve to the declared one, a timestamp in another unit).
+    case schemaMismatch = "schema_mismatch"
 }
 
 /// A rejected event's reason and a human-readable detail (field, position, value).

@@ -30,9 +30,24 @@ public enum OnlineFormat: Sendable, Hashable {
     }
 }
 
-/// How a source's payload is encoded. JSON first; the enum leaves room for Avro and Protobuf.
+/// How a source's payload is encoded.
 public enum SourceFormat: String, Sendable, CaseIterable {
     case json
+    /// Avro in the schema registry's wire format (a zero byte, a 4-byte schema id, the value).
+    case avro
+
+    /// Whether payloads name their schema in a schema registry.
+    public var usesRegistry: Bool { self == .avro }
+}
+
+/// Where a source's writer schemas are: a Confluent-compatible schema registry. Credentials and
+/// TLS settings come from the environment (`TESSERA_SCHEMA_REGISTRY_USERNAME`, `…_PASSWORD` or
+/// `…_PASSWORD_FILE`, `…_CA_FILE`), never from the topology or the command line.
+public struct SchemaRegistrySettings: Sendable, Hashable {
+    /// `http://HOST:PORT` or `https://…`, with an optional path prefix.
+    public var url: String
+
+    public init(url: String) { self.url = url }
 }
 
 /// How an event-time field is written in the payload.
@@ -104,6 +119,8 @@ public struct Source: Sendable {
     public var keyMismatch: KeyMismatchPolicy = .deadLetter
     /// How far ahead of the time it was produced an event may be stamped and still count.
     public var maxFutureSkew: Micros = Source.defaultMaxFutureSkew
+    /// Where the writer schemas are, for formats that name theirs (`SourceFormat.usesRegistry`).
+    public var schemaRegistry: SchemaRegistrySettings?
 
     public static let defaultMaxFutureSkew: Micros = Time.hour
 

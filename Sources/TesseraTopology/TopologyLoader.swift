@@ -364,7 +364,7 @@ struct NodeReader {
     // MARK: - Sources
 
     static let sourceKeys = ["name", "topic", "format", "timestamp", "created_timestamp", "allowed_lateness", "fields",
-                             "key", "key_mismatch", "max_future_skew"]
+                             "key", "key_mismatch", "max_future_skew", "schema_registry"]
 
     mutating func timeField(_ node: Node, _ what: String) -> TimeField? {
         guard let m = mapping(node, what, allowed: ["field", "unit"], required: ["field", "unit"]) else { return nil }
@@ -420,10 +420,27 @@ struct NodeReader {
                 fail(at: m["timestamp"]!.value, "'\(f.name)' is the record timestamp, in milliseconds: its unit is ms")
             }
         }
+        var registry: SchemaRegistrySettings?
+        if let r = m["schema_registry"] {
+            if let settings = mapping(r.value, "schema_registry", allowed: ["url"], required: ["url"]),
+               let urlNode = settings["url"]?.value, let url = string(urlNode, "schema_registry url") {
+                let lower = url.lowercased()
+                if !(lower.hasPrefix("http://") || lower.hasPrefix("https://")) || url.split(separator: "/").count < 2 {
+                    fail(at: urlNode, "schema_registry url '\(url)' must be http://HOST:PORT or https://HOST:PORT")
+                } else if url.contains("@") {
+                    fail(at: urlNode, "schema_registry url must not hold credentials: set TESSERA_SCHEMA_REGISTRY_USERNAME and _PASSWORD")
+                } else {
+                    registry = SchemaRegistrySettings(url: url.hasSuffix("/") ? String(url.dropLast()) : url)
+                }
+            }
+            if let format, !format.usesRegistry { fail(at: r.key, "format \(format.rawValue) reads no schema registry") }
+        } else if let format, format.usesRegistry, let f = m["format"]?.value {
+            fail(at: f, "format \(format.rawValue) needs the schema registry its producers use (schema_registry: {url: http://HOST:PORT})")
+        }
         guard errors.count == before, let name, let topic, let format, let timestamp, let lateness, let skew, let fields else { return nil }
         return (Source(name: name, topic: topic, format: format, timestamp: timestamp, createdTimestamp: created,
                        allowedLateness: lateness, schema: Schema(fields.map { ($0.name, $0.type) }), origins: fields.map(\.origin),
-                       key: key, keyMismatch: keyMismatch, maxFutureSkew: skew), nameNode)
+                       key: key, keyMismatch: keyMismatch, maxFutureSkew: skew, schemaRegistry: registry), nameNode)
     }
 
     // MARK: - Entities

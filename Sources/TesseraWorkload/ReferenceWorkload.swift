@@ -113,6 +113,25 @@ public struct ReferenceWorkload: Sendable {
         append("{\"order_id\":\(o.orderID),\"user_id\":\(o.userID),\"product_id\":\(o.productID),\"amount\":\(o.amountCents / 100).\(cents < 10 ? "0" : "")\(cents),\"status\":\"\(o.status.rawValue)\",\"event_timestamp\":\(o.eventTimeMillis)}")
     }
 
+    /// The reference order as an Avro record (what `avro` encodes).
+    public static let avroSchema = """
+        {"type": "record", "name": "Order", "namespace": "tessera.reference", "fields": [
+          {"name": "order_id", "type": "long"}, {"name": "user_id", "type": "long"}, {"name": "product_id", "type": "long"},
+          {"name": "amount", "type": "double"},
+          {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["paid", "refunded", "cancelled"]}},
+          {"name": "event_timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+        """
+
+    /// The Avro payload of an order in the schema registry's wire format (`avroSchema` registered
+    /// under `schemaID`).
+    public static func avro(_ o: Order, schemaID: UInt32, into out: inout [UInt8]) {
+        out += [0, UInt8(schemaID >> 24), UInt8(schemaID >> 16 & 0xff), UInt8(schemaID >> 8 & 0xff), UInt8(schemaID & 0xff)]
+        for v in [o.orderID, o.userID, o.productID] { Varint.append(Varint.zigzag(v), to: &out) }
+        withUnsafeBytes(of: o.amount.bitPattern.littleEndian) { out.append(contentsOf: $0) }
+        Varint.append(Varint.zigzag(Int64(Status.allCases.firstIndex(of: o.status)!)), to: &out)
+        Varint.append(Varint.zigzag(o.eventTimeMillis), to: &out)
+    }
+
     /// Appends an order to a batch with `schema`'s columns.
     public static func append(_ o: Order, to batch: inout ColumnBatch) {
         batch.eventTimes.append(o.eventTimeMillis * Time.millisecond)

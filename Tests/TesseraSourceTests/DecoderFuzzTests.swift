@@ -11,7 +11,7 @@ import TesseraWorkload
 // reason, and nothing in between (docs/design.md, "Bad input and faults").
 
 /// The `orders` source of topologies/growth.yaml, as the worker decodes it.
-private let growthOrders: Source = {
+let growthOrders: Source = {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let file = root.appendingPathComponent("topologies/growth.yaml").path
     guard let source = try? TopologyLoader.load(files: [file]).first?.source(named: "orders") else {

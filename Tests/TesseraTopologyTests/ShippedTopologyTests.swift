@@ -65,14 +65,14 @@ struct ShippedTopologyTests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let bad = dir.appendingPathComponent("bad.yaml")
-        try baseTopology.replacingOccurrences(of: "format: json", with: "format: avro")
+        try baseTopology.replacingOccurrences(of: "format: json", with: "format: parquet")
             .replacingOccurrences(of: "window: 1h", with: "window: 1h, hop: 7m")
             .write(to: bad, atomically: true, encoding: .utf8)
         let failed = try Self.run(["validate", Self.shipped[0], bad.path])
         #expect(failed.status == 2)
         let lines = failed.stderr.split(separator: "\n").map(String.init)
         #expect(lines == [
-            "\(bad.path):5:13: format 'avro' is not supported (supported: json)",
+            "\(bad.path):5:13: format 'parquet' is not supported (supported: json, avro)",
             "\(bad.path):19:54: hop 7m does not divide window 1h",
         ])
     }

@@ -7,7 +7,7 @@ import subprocess
 
 from conftest import ROOT
 
-C_CLIENTS = {"CRdKafka", "CHiredis"}
+C_CLIENTS = {"CRdKafka", "CHiredis", "CCurl"}
 
 
 def targets():
@@ -47,6 +47,6 @@ def test_training_core_topology_and_offline_need_no_c_client_library():
 
 def test_each_c_library_is_wrapped_by_one_target():
     graph = targets()
-    for library in ("CRdKafka", "CHiredis", "CZstd", "CSnappy", "CIntrinsics"):
+    for library in ("CRdKafka", "CHiredis", "CCurl", "CZstd", "CSnappy", "CIntrinsics"):
         users = [n for n, t in graph.items() if library in (t.get("target_dependencies") or [])]
         assert len(users) == 1, f"{library} is used directly by {users}"

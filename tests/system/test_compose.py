@@ -288,9 +288,9 @@ def test_dockerfile():
     assert stages[1] == "debian:bookworm-slim", stages
     build, runtime = logical.split("\nFROM ")[1], logical.split("\nFROM ")[2]
     assert "swift build -c release --product tessera --static-swift-stdlib" in build
-    for package in ("librdkafka-dev", "libhiredis-dev", "libzstd-dev", "libsnappy-dev", "pkg-config"):
+    for package in ("librdkafka-dev", "libhiredis-dev", "libzstd-dev", "libsnappy-dev", "libcurl4-openssl-dev", "pkg-config"):
         assert package in build, package
-    for package in ("librdkafka1", "libhiredis0.14", "libzstd1", "libsnappy1v5", "ca-certificates"):
+    for package in ("librdkafka1", "libhiredis0.14", "libzstd1", "libsnappy1v5", "libcurl4", "ca-certificates"):
         assert package in runtime, package
     assert re.search(r"^ENTRYPOINT \[\"/usr/local/bin/tessera\"\]", runtime, re.M)
 

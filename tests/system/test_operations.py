@@ -144,8 +144,9 @@ def test_serve_answers_feast_requests(services):
     assert users, "the previous test leaves rows in Redis"
     port = free_port()
     log = open(os.path.join(state, "serve.log"), "w")
+    # --max-age-status: rows older than the view's TTL are marked (Feast's Redis store does not).
     server = subprocess.Popen([TESSERA, "serve", "--topology", TOPOLOGY, "--redis", f"redis://127.0.0.1:{ports['redis']}",
-                               "--port", str(port)], env=env, stdout=log, stderr=log)
+                               "--port", str(port), "--max-age-status"], env=env, stdout=log, stderr=log)
     try:
         wait_for(lambda: get(f"http://127.0.0.1:{port}/health")[0] == 200, what="tessera serve")
         request = {"features": ["user_stats:total_orders", "user_stats:avg_order_amount_7d", "user_stats:last_status"],

@@ -119,6 +119,9 @@ public final class Backfill {
             throw EngineError(.configuration, "the key field \(keyField) is not a field of source \(source.name)")
         }
         keyIndex = k
+        guard source.format == .json else {
+            throw EngineError(.configuration, "source \(source.name) is \(source.format.rawValue); backfill reads JSON event files (one event per line)")
+        }
         // Event files hold payloads only: nothing of a Kafka record (key, timestamp, headers).
         if source.origin(k).path == nil {
             throw EngineError(.configuration, "the key field \(keyField) is \(source.origin(k)); event files hold payloads only",

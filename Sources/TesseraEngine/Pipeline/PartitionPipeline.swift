@@ -1,6 +1,7 @@
 import TesseraCore
 import TesseraLog
 import TesseraOnline
+import TesseraRegistry
 import TesseraSource
 import TesseraTopology
 
@@ -29,7 +30,11 @@ final class PartitionPipeline {
     private(set) var core: PartitionAggregator
     private let sinks: EmissionSinks
     private let clock: any WallClock
-    private var decoder: JSONEventDecoder
+    /// The payload decoder of the source's format (one of the two).
+    private var json: JSONEventDecoder?
+    private var avro: AvroEventDecoder?
+    /// Where the source's writer schemas are, for a format that names its schema.
+    let schemas: SchemaRegistryClient?
     /// The fields the source takes from the Kafka record (key, timestamp, headers), if any.
     private var recordFields: RecordFields?
     /// The header names `decode`'s `header` lookup is asked for.
@@ -73,7 +78,7 @@ final class PartitionPipeline {
     private(set) var consecutiveBad = 0
 
     init(topic: String, partition: Int32, source: Source, views: [FeatureView], core: PartitionAggregator,
-         sinks: EmissionSinks, clock: any WallClock, maxMessageBytes: Int) {
+         sinks: EmissionSinks, clock: any WallClock, maxMessageBytes: Int, schemas: SchemaRegistryClient? = nil) {
         self.topic = topic
         self.partition = partition
         self.source = source.name
@@ -81,7 +86,12 @@ final class PartitionPipeline {
         self.core = core
         self.sinks = sinks
         self.clock = clock
-        decoder = JSONEventDecoder(source: source, maxBytes: maxMessageBytes)
+        self.schemas = schemas
+        switch source.format {
+        case .json: json = JSONEventDecoder(source: source, maxBytes: maxMessageBytes)
+        case .avro:
+            avro = AvroEventDecoder(source: source, schemas: RegistryLookup(client: schemas), maxBytes: maxMessageBytes)
+        }
         recordFields = RecordFields(source: source)
         batch = ColumnBatch(schema: source.schema.types)
         keyCheck = source.key.flatMap { key in source.schema.index(of: key).map { KeyCheck(field: key, column: $0, policy: source.keyMismatch) } }
@@ -111,9 +121,8 @@ final class PartitionPipeline {
         if recordFields != nil, let rejection = recordFields!.read(key: key, timestampMillis: timestampMillis, header: header) {
             return reject(rejection)
         }
-        if let rejection = decoder.decode(payload, into: &batch) {
-            return reject(rejection)
-        }
+        let rejection = json != nil ? json!.decode(payload, into: &batch) : avro!.decode(payload, into: &batch)
+        if let rejection { return reject(rejection) }
         recordFields?.append(into: &batch)
         if let key, let keyCheck, let mismatch = keyCheck.mismatch(key, batch) {
             if keyCheck.policy == .deadLetter {
@@ -268,5 +277,20 @@ struct KeyCheck {
     private func quoted(_ bytes: UnsafeRawBufferPointer) -> String {
         let text = String(decoding: bytes.prefix(64), as: UTF8.self)
         return "'\(text)\(bytes.count > 64 ? "…" : "")'"
+    }
+}
+
+/// A schema registry's schemas as the decoders look them up: those its client fetched.
+struct RegistryLookup: SchemaLookup {
+    let client: SchemaRegistryClient?
+
+    func schema(id: UInt32) -> Result<RegisteredSchema, SchemaUnavailable>? {
+        guard let found = client?.cached(id) else { return nil }
+        switch found {
+        case .success(let s):
+            return .success(RegisteredSchema(kind: RegisteredSchema.Kind(rawValue: s.type) ?? .json, text: s.text))
+        case .failure(let missing):
+            return .failure(SchemaUnavailable(missing.description))
+        }
     }
 }

@@ -29,6 +29,8 @@ public enum MetricName {
     /// whose row was not their current row in the state (missing, older, different).
     public static let onlineSampled = "tessera_online_rows_sampled_total"
     public static let onlineMismatches = "tessera_online_offline_mismatches_total"
+    /// Writer schemas asked of the schema registries, by what came back: `found` or `missing`.
+    public static let schemaFetches = "tessera_schema_fetches_total"               // {result}
     // Gauges.
     public static let partitionLag = "tessera_partition_lag"                       // {topic, partition}
     public static let partitionWatermark = "tessera_partition_watermark_seconds"   // {topic, partition}
@@ -37,6 +39,8 @@ public enum MetricName {
     public static let retrying = "tessera_retrying"
     public static let ready = "tessera_ready"
     public static let residentMemory = "tessera_process_resident_memory_bytes"
+    /// Writer schemas the worker knows (fetched, or known to be missing).
+    public static let schemasCached = "tessera_schemas_cached"
     // Histograms.
     public static let checkpointDuration = "tessera_checkpoint_duration_seconds"
     /// How long one iteration of the worker loop took (poll, aggregate, sinks, commits).
@@ -48,7 +52,7 @@ public enum MetricName {
     public static let freshness = "tessera_freshness_seconds"
 
     /// The `component` label of `errors`: what failed.
-    public static let components = ["redis", "kafka", "offline", "checkpoint", "dead_letters"]
+    public static let components = ["redis", "kafka", "offline", "checkpoint", "dead_letters", "schema_registry"]
 }
 
 /// The worker's metric handles, created on first use (an amount of 0 creates a counter, so that

@@ -35,6 +35,8 @@ final class PartitionTable {
     private let sinks: EmissionSinks
     private let clock: any WallClock
     private let logger: Logger
+    /// The sources' schema registries.
+    let registries: SchemaRegistries
     private var byPartition: [TopicPartition: Entry] = [:]
     /// Per topic index, per partition number (the hot lookup of every record run).
     private var byIndex: [[Int32: Entry]]
@@ -42,8 +44,9 @@ final class PartitionTable {
     private var restoreNotesLogged: Set<String> = []
 
     init(configuration: WorkerConfiguration, topics: [String], checkpoints: CheckpointStore?, offline: OfflineLog,
-         sinks: EmissionSinks, clock: any WallClock, logger: Logger) {
+         sinks: EmissionSinks, clock: any WallClock, logger: Logger) throws {
         self.configuration = configuration
+        registries = try SchemaRegistries(sources: configuration.sources)
         self.topics = topics
         self.checkpoints = checkpoints
         self.offline = offline
@@ -101,7 +104,8 @@ final class PartitionTable {
             }
         }
         let pipeline = PartitionPipeline(topic: tp.topic, partition: tp.partition, source: source, views: views, core: core,
-                                         sinks: sinks, clock: clock, maxMessageBytes: configuration.options.maxMessageBytes)
+                                         sinks: sinks, clock: clock, maxMessageBytes: configuration.options.maxMessageBytes,
+                                         schemas: registries.client(for: source))
         pipeline.lastCreated = position?.lastCreated ?? 0
         let index = topics.firstIndex(of: tp.topic) ?? 0
         let entry = Entry(tp: tp, topicIndex: index, pipeline: pipeline)

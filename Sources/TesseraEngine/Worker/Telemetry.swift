@@ -109,6 +109,9 @@ final class Telemetry {
         for component in MetricName.components { metrics.add(MetricName.errors, [("component", component)], 0) }
         for name in [MetricName.redisCommands, MetricName.checkpoints, MetricName.commits, MetricName.onlineLosses,
                      MetricName.onlineSampled, MetricName.onlineMismatches] { metrics.add(name, [], 0) }
+        if configuration.sources.contains(where: { $0.format.usesRegistry }) {
+            for result in ["found", "missing"] { metrics.add(MetricName.schemaFetches, [("result", result)], 0) }
+        }
     }
 
     var freshness: Recorder { metrics.freshness }
@@ -288,6 +291,12 @@ final class Telemetry {
             }
         }
         metrics.set(MetricName.partitionsAssigned, [], Double(s.table.count))
+        if !s.table.registries.isEmpty {
+            let schemas = s.table.registries.stats
+            metrics.total(MetricName.schemaFetches, [("result", "found")], schemas.fetched)
+            metrics.total(MetricName.schemaFetches, [("result", "missing")], schemas.missing)
+            metrics.set(MetricName.schemasCached, [], Double(schemas.fetched + schemas.missing))
+        }
         guard gauges else { return }
         metrics.set(MetricName.checkpointAge, [], (ContinuousClock.now - lastCheckpoint) / .seconds(1))
         metrics.set(MetricName.retrying, [], stats.retrying == nil ? 0 : 1)

@@ -66,7 +66,7 @@ public final class Worker: RebalanceListener {
         let checkpoints = options.stateDirectory.map { CheckpointStore(stateDirectory: $0, group: options.group) }
         self.checkpoints = checkpoints
         storage = DurableWriter(offline: offline, checkpoints: checkpoints)
-        table = PartitionTable(configuration: configuration, topics: consumer.topics, checkpoints: checkpoints, offline: offline,
+        table = try PartitionTable(configuration: configuration, topics: consumer.topics, checkpoints: checkpoints, offline: offline,
                                sinks: EmissionSinks(online: online, offline: offline), clock: clock, logger: logger)
         coordinator = CommitCoordinator(online: online, offline: offline, deadLetters: deadLetters, storage: storage, checkpoints: checkpoints,
                                         consumer: consumer, table: table, telemetry: telemetry, logger: logger,
@@ -302,6 +302,16 @@ public final class Worker: RebalanceListener {
     /// Decodes, aggregates and buffers one polled batch (payloads are valid only in here).
     private func process(_ records: UnsafeBufferPointer<KafkaRecord>) throws {
         telemetry.polled(records: records.count)
+        // The schemas the batch names and no one fetched yet: fetched before anything is decoded,
+        // waiting (not consuming, reporting) while their registry cannot be reached.
+        if !table.registries.isEmpty {
+            let unknown = SchemaRegistries.unknown(records) { self.table.lookup(topic: $0.topic, partition: $0.partition)?.pipeline }
+            for (client, ids) in unknown.values {
+                try coordinator.retrying("fetch schemas from the schema registry \(client.url)", component: "schema_registry") {
+                    try client.fetch(ids)
+                }
+            }
+        }
         var current: PartitionTable.Entry?
         var headers: [String] = []
         for (index, r) in records.enumerated() {
