@@ -42,7 +42,7 @@ SCALE ?= standard
 bench-e2e: release
 	TESSERA_BIN=$(RELEASE) benchmarks/run --scale $(SCALE)
 
-# libFuzzer (with AddressSanitizer) on the JSON and Avro event decoders and the topology loader, its own
+# libFuzzer (with AddressSanitizer) on the JSON, Avro and Protobuf event decoders and the topology loader, its own
 # package under fuzz/:  make fuzz [FUZZ_SECONDS=60]  (seconds per target)
 FUZZ_SECONDS ?= 60
 fuzz: deps

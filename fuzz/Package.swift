@@ -1,6 +1,6 @@
 // swift-tools-version: 6.0
 //
-// libFuzzer targets for the readers of untrusted bytes: the JSON and Avro event decoders (Kafka
+// libFuzzer targets for the readers of untrusted bytes: the JSON, Avro and Protobuf event decoders (Kafka
 // payloads) and the topology loader (YAML files). Kept in their own package, like benchmarks/,
 // so the sanitizer flags never reach the main build. Run `scripts/fuzz.sh [SECONDS]` at the top;
 // it builds with `--sanitize fuzzer -Xswiftc -sanitize=fuzzer,address` into fuzz/.build-fuzz (the
@@ -43,6 +43,17 @@ let package = Package(
                 .product(name: "TesseraTopology", package: "tessera"),
             ],
             path: "Sources/FuzzAvro",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "fuzz-protobuf",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "TesseraCore", package: "tessera"),
+                .product(name: "TesseraSource", package: "tessera"),
+                .product(name: "TesseraTopology", package: "tessera"),
+            ],
+            path: "Sources/FuzzProtobuf",
             swiftSettings: strict
         ),
         .executableTarget(

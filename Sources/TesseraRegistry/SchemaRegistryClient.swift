@@ -23,7 +23,10 @@ public final class SchemaRegistryClient: @unchecked Sendable {
     public struct Schema: Sendable, Hashable {
         /// AVRO, PROTOBUF or JSON.
         public var type: String
+        /// Avro's JSON; for Protobuf the serialized `FileDescriptorProto`, base64 (`format=serialized`).
         public var text: String
+        /// Protobuf: the schemas of the files it imports, and theirs, in the same form.
+        public var references: [String] = []
     }
 
     /// The registry answered that it has no schema under the id (a permanent answer).
@@ -82,30 +85,56 @@ public final class SchemaRegistryClient: @unchecked Sendable {
         }
     }
 
+    /// The schema under `id`, with the schemas it references (Protobuf imports), all in the
+    /// serialized form (`format=serialized`: Protobuf descriptors rather than .proto text).
     private func request(_ id: UInt32) throws(Unreachable) -> Result<Schema, Missing> {
+        guard case .found(let object) = try get("/schemas/ids/\(id)?format=serialized", what: "schema \(id)") else {
+            return .failure(Missing(description: "the registry has no schema \(id)"))
+        }
+        guard let text = object["schema"] as? String else {
+            return .failure(Missing(description: "the registry's answer for schema \(id) holds no schema"))
+        }
+        var schema = Schema(type: object["schemaType"] as? String ?? "AVRO", text: text)
+        // References, depth first, each file once.
+        var pending = object["references"] as? [[String: Any]] ?? []
+        var seen = Set<String>()
+        while let reference = pending.popLast() {
+            guard let subject = reference["subject"] as? String, let version = reference["version"] as? Int,
+                  seen.insert("\(subject)/\(version)").inserted else { continue }
+            let path = "/subjects/\(subject.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? subject)/versions/\(version)?format=serialized"
+            guard case .found(let referenced) = try get(path, what: "schema \(id)'s reference \(subject) v\(version)"),
+                  let text = referenced["schema"] as? String else {
+                return .failure(Missing(description: "the registry has no \(subject) version \(version), which schema \(id) references"))
+            }
+            schema.references.append(text)
+            pending += referenced["references"] as? [[String: Any]] ?? []
+        }
+        return .success(schema)
+    }
+
+    private enum Answer { case found([String: Any]), missing }
+
+    private func get(_ path: String, what: String) throws(Unreachable) -> Answer {
         let answer: (status: Int, body: [UInt8])
         do {
             if curl == nil { curl = try CurlEasy() }
-            answer = try curl!.get("\(url)/schemas/ids/\(id)", user: user, password: password, caFile: caFile, timeoutMillis: timeoutMillis)
+            answer = try curl!.get(url + path, user: user, password: password, caFile: caFile, timeoutMillis: timeoutMillis)
         } catch {
             counters.withLock { $0.failures += 1 }
             throw Unreachable(message: "schema registry \(url): \(error.message)")
         }
         switch answer.status {
         case 200:
-            guard let object = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
-                  let text = object["schema"] as? String else {
-                return .failure(Missing(description: "the registry's answer for schema \(id) holds no schema"))
-            }
-            return .success(Schema(type: object["schemaType"] as? String ?? "AVRO", text: text))
+            guard let object = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any] else { return .found([:]) }
+            return .found(object)
         case 404:
-            return .failure(Missing(description: "the registry has no schema \(id)"))
+            return .missing
         case 401, 403:
             counters.withLock { $0.failures += 1 }
             throw Unreachable(message: "schema registry \(url) refused the credentials (HTTP \(answer.status)); set TESSERA_SCHEMA_REGISTRY_USERNAME and _PASSWORD")
         default:
             counters.withLock { $0.failures += 1 }
-            throw Unreachable(message: "schema registry \(url) answered HTTP \(answer.status) for schema \(id)")
+            throw Unreachable(message: "schema registry \(url) answered HTTP \(answer.status) for \(what)")
         }
     }
 }

@@ -28,6 +28,12 @@ public struct JSONEventDecoder: Sendable {
     /// The objects paths go through: node 0 is the event, each entry names a field (a slot) or
     /// an object below (another node).
     private let nodes: [Node]
+    /// Node 0's entries, kept apart: the event's own fields are matched for every key of every
+    /// event, and plain arrays keep that loop as tight as a flat schema's.
+    private let rootNames: [[UInt8]]
+    private let rootKeys: [(length: Int, head: UInt64)]
+    private let rootTargets: [Int]
+    private var rootPredicted = 0
     private let timestampName: [UInt8]
     private let timestampHead: UInt64
     /// The timestamp field's slot, if it is a declared payload field.
@@ -98,6 +104,9 @@ public struct JSONEventDecoder: Sendable {
         }
         self.columns = columns
         self.nodes = nodes
+        rootNames = nodes[0].names
+        rootKeys = nodes[0].keys
+        rootTargets = nodes[0].targets
         predicted = Array(repeating: 0, count: nodes.count)
         timestampName = Array(timestamp.field.utf8)
         timestampHead = Scanner.head(timestampName)
@@ -128,7 +137,8 @@ public struct JSONEventDecoder: Sendable {
         slots = storage.buffer
         slots.update(repeating: Slot(kind: .absent, bits: 0, start: 0, end: 0), count: columns.count)
         haveTime = false
-        for n in predicted.indices { predicted[n] = 0 }
+        rootPredicted = 0
+        for n in 1..<predicted.count { predicted[n] = 0 }
         var scanner = Scanner(base: base, count: payload.count)
         do throws(Rejection) {
             try parseObject(&scanner, node: 0)
@@ -230,6 +240,7 @@ public struct JSONEventDecoder: Sendable {
     /// What a key of object `node` names: a slot (≥ 0), an object below (< 0), or nothing (keys
     /// with escapes are compared after unescaping).
     private mutating func match(_ key: Scanner.StringToken, _ unescaped: [UInt8]?, _ s: Scanner, node: Int) -> Int? {
+        if node == 0 { return matchRoot(key, unescaped, s) }
         if let unescaped { return nodes[node].names.firstIndex(of: unescaped).map { nodes[node].targets[$0] } }
         let count = nodes[node].keys.count
         guard count > 0 else { return nil }
@@ -245,6 +256,26 @@ public struct JSONEventDecoder: Sendable {
             if length <= 8 || s.equals(key.span, nodes[node].names[f]) {
                 predicted[node] = f + 1
                 return nodes[node].targets[f]
+            }
+        }
+        return nil
+    }
+
+    /// `match` for the event's own fields.
+    private mutating func matchRoot(_ key: Scanner.StringToken, _ unescaped: [UInt8]?, _ s: Scanner) -> Int? {
+        if let unescaped { return rootNames.firstIndex(of: unescaped).map { rootTargets[$0] } }
+        guard !rootKeys.isEmpty else { return nil }
+        let length = key.span.count
+        let head = s.head(key.span)
+        let guess = rootPredicted < rootKeys.count ? rootPredicted : 0
+        if rootKeys[guess].length == length && rootKeys[guess].head == head && (length <= 8 || s.equals(key.span, rootNames[guess])) {
+            rootPredicted = guess + 1
+            return rootTargets[guess]
+        }
+        for f in 0..<rootKeys.count where rootKeys[f].length == length && rootKeys[f].head == head {
+            if length <= 8 || s.equals(key.span, rootNames[f]) {
+                rootPredicted = f + 1
+                return rootTargets[f]
             }
         }
         return nil

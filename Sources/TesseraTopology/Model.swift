@@ -35,9 +35,25 @@ public enum SourceFormat: String, Sendable, CaseIterable {
     case json
     /// Avro in the schema registry's wire format (a zero byte, a 4-byte schema id, the value).
     case avro
+    /// Protobuf in the schema registry's wire format (a zero byte, the schema id, the message
+    /// indexes, the message), or plain messages of one type from a descriptor set file.
+    case protobuf
 
-    /// Whether payloads name their schema in a schema registry.
-    public var usesRegistry: Bool { self == .avro }
+    /// Whether payloads may name their schema in a schema registry.
+    public var usesRegistry: Bool { self != .json }
+}
+
+/// A `protoc --descriptor_set_out` file and the message type a source's payloads are.
+public struct DescriptorSetSettings: Sendable, Hashable {
+    /// The file, resolved against the topology file's directory.
+    public var path: String
+    /// The message's full name (`shop.Order`).
+    public var message: String
+
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
 }
 
 /// Where a source's writer schemas are: a Confluent-compatible schema registry. Credentials and
@@ -121,6 +137,8 @@ public struct Source: Sendable {
     public var maxFutureSkew: Micros = Source.defaultMaxFutureSkew
     /// Where the writer schemas are, for formats that name theirs (`SourceFormat.usesRegistry`).
     public var schemaRegistry: SchemaRegistrySettings?
+    /// Protobuf without a registry: the message type's definition.
+    public var descriptorSet: DescriptorSetSettings?
 
     public static let defaultMaxFutureSkew: Micros = Time.hour
 

@@ -364,7 +364,7 @@ struct NodeReader {
     // MARK: - Sources
 
     static let sourceKeys = ["name", "topic", "format", "timestamp", "created_timestamp", "allowed_lateness", "fields",
-                             "key", "key_mismatch", "max_future_skew", "schema_registry"]
+                             "key", "key_mismatch", "max_future_skew", "schema_registry", "descriptor_set", "message"]
 
     mutating func timeField(_ node: Node, _ what: String) -> TimeField? {
         guard let m = mapping(node, what, allowed: ["field", "unit"], required: ["field", "unit"]) else { return nil }
@@ -434,13 +434,36 @@ struct NodeReader {
                 }
             }
             if let format, !format.usesRegistry { fail(at: r.key, "format \(format.rawValue) reads no schema registry") }
+            if let d = m["descriptor_set"] { fail(at: d.key, "a source reads its schemas from a registry or from a descriptor set, not both") }
+        } else if let d = m["descriptor_set"] {
+            if format != .protobuf { fail(at: d.key, "descriptor_set applies to format protobuf only") }
         } else if let format, format.usesRegistry, let f = m["format"]?.value {
-            fail(at: f, "format \(format.rawValue) needs the schema registry its producers use (schema_registry: {url: http://HOST:PORT})")
+            fail(at: f, "format \(format.rawValue) needs the schema registry its producers use (schema_registry: {url: http://HOST:PORT})"
+                 + (format == .protobuf ? ", or a descriptor set (descriptor_set: FILE and message: NAME)" : ""))
+        }
+        var descriptorSet: DescriptorSetSettings?
+        if let d = m["descriptor_set"]?.value, let path = string(d, "descriptor_set") {
+            let directory = (file as NSString).deletingLastPathComponent
+            let resolved = path.hasPrefix("/") || directory.isEmpty ? path : "\(directory)/\(path)"
+            if !FileManager.default.isReadableFile(atPath: resolved) {
+                fail(at: d, "cannot read the descriptor set \(resolved) (write one with protoc --descriptor_set_out=FILE --include_imports)")
+            }
+            if let msg = m["message"]?.value, let name = string(msg, "message") {
+                if name.split(separator: ".", omittingEmptySubsequences: false).contains(where: { !NodeReader.isName(String($0)) }) {
+                    fail(at: msg, "message '\(name)' must be a message's full name, like shop.Order")
+                } else {
+                    descriptorSet = DescriptorSetSettings(path: resolved, message: name)
+                }
+            } else if m["message"] == nil {
+                fail(at: d, "a descriptor set needs the message type of the payloads (message: NAME)")
+            }
+        } else if let msg = m["message"] {
+            fail(at: msg.key, "message applies to a descriptor set (descriptor_set: FILE)")
         }
         guard errors.count == before, let name, let topic, let format, let timestamp, let lateness, let skew, let fields else { return nil }
         return (Source(name: name, topic: topic, format: format, timestamp: timestamp, createdTimestamp: created,
                        allowedLateness: lateness, schema: Schema(fields.map { ($0.name, $0.type) }), origins: fields.map(\.origin),
-                       key: key, keyMismatch: keyMismatch, maxFutureSkew: skew, schemaRegistry: registry), nameNode)
+                       key: key, keyMismatch: keyMismatch, maxFutureSkew: skew, schemaRegistry: registry, descriptorSet: descriptorSet), nameNode)
     }
 
     // MARK: - Entities

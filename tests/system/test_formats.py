@@ -352,3 +352,105 @@ def test_avro_faults_each_with_its_reason_and_a_registry_outage_loses_nothing(fl
         assert int(r.hget(f"tessera:fault_stats:{user}", "total_orders")) == count, user
     letters = [json.loads(line) for line in open(os.path.join(offline, "_dead_letters.jsonl"))]
     assert sorted(l["reason"] for l in letters) == sorted(reason for reason, p in bad.items() for _ in p)
+
+
+ORDER_PROTO = """
+syntax = "proto3";
+package shop;
+import "google/protobuf/timestamp.proto";
+
+// The reference order; its status enum uses the JSON events' words.
+enum Status {
+  paid = 0;
+  refunded = 1;
+  cancelled = 2;
+}
+
+message Order {
+  int64 order_id = 1;
+  sint64 user_id = 2;
+  uint32 product_id = 3;
+  double amount = 4;
+  Status status = 5;
+  google.protobuf.Timestamp event_timestamp = 6;
+  repeated string notes = 7;
+}
+"""
+
+PROTOBUF_SOURCE = """
+team: TEAM
+sources:
+  - name: SOURCE
+    topic: TOPIC
+    format: protobuf
+SCHEMAS
+    timestamp: {field: event_timestamp, unit: ms}
+    allowed_lateness: 5s
+    fields: {order_id: int64, user_id: int64, product_id: int64, amount: float64, status: string, event_timestamp: int64}
+entities:
+  - name: user
+    join_keys: {user_id: int64}
+feature_views:
+  - name: VIEW
+    entities: [user]
+    source: SOURCE
+    ttl: 1d
+"""
+
+
+def test_protobuf_through_a_schema_registry_and_from_a_descriptor_set(flat, registry):
+    """confluent-kafka's ProtobufSerializer (the schema registered as a serialized descriptor,
+    google/protobuf/timestamp.proto skipped as a known type), and plain messages read with a
+    descriptor set protoc wrote: both give exactly the flat events' rows."""
+    state, env, ports = flat
+    brokers = f"127.0.0.1:{ports['tansu']}"
+    offline = os.path.join(state, "offline-protobuf")
+    proto_dir = os.path.join(state, "proto")
+    os.makedirs(os.path.join(proto_dir, "shop"), exist_ok=True)
+    with open(os.path.join(proto_dir, "shop", "order.proto"), "w") as f:
+        f.write(ORDER_PROTO)
+    descriptors = os.path.join(state, "order.desc")
+    subprocess.run(["protoc", f"--proto_path={proto_dir}", "--proto_path=/usr/include", f"--descriptor_set_out={descriptors}",
+                    "--include_imports", "shop/order.proto"], check=True)
+
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    file_set = descriptor_pb2.FileDescriptorSet()
+    file_set.ParseFromString(open(descriptors, "rb").read())
+    pool = descriptor_pool.DescriptorPool()
+    for file in file_set.file:
+        pool.Add(file)
+    Order = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+    client = SchemaRegistryClient({"url": registry.url, "basic.auth.user.info": "tessera:s3cret"})
+    framed = ProtobufSerializer(Order, client)
+
+    def order(e, offset):
+        o = Order(order_id=e["order_id"], user_id=e["user_id"], product_id=e["product_id"], amount=e["amount"],
+                  status=["paid", "refunded", "cancelled"].index(e["status"]))
+        o.event_timestamp.seconds, millis = divmod(e["event_timestamp"], 1000)
+        o.event_timestamp.nanos = millis * 1_000_000
+        if offset % 5 == 0:
+            o.notes.extend(["gift", f"n{offset}"])
+        return o
+
+    twin(brokers, "orders_protobuf", lambda offset, e: (
+        framed(order(e, offset), SerializationContext("orders_protobuf", MessageField.VALUE)), None, e["event_timestamp"]))
+    twin(brokers, "orders_protobuf_plain", lambda offset, e: (order(e, offset).SerializeToString(), None, e["event_timestamp"]))
+
+    topologies = []
+    for team, topic, view, schemas in [
+            ("protobuf", "orders_protobuf", "user_stats_protobuf", f"    schema_registry: {{url: {registry.url}}}"),
+            ("protobuf_plain", "orders_protobuf_plain", "user_stats_protobuf_plain", f"    descriptor_set: {descriptors}\n    message: shop.Order")]:
+        growth = open(os.path.join(ROOT, "topologies", "growth.yaml")).read()
+        path = os.path.join(state, f"{view}.yaml")
+        with open(path, "w") as f:
+            f.write(PROTOBUF_SOURCE.replace("TEAM", team).replace("SOURCE", f"{team}_orders").replace("TOPIC", topic)
+                    .replace("VIEW", view).replace("SCHEMAS", schemas) + growth[growth.index("    features:\n"):])
+        tessera(env, "validate", path)
+        topologies.append(path)
+    stopped = run_until_end(registry_env(env), ports, offline, os.path.join(ROOT, "topologies", "growth.yaml"), *topologies, group="protobuf")
+    assert int(stopped["events"]) == 3 * EVENTS and int(stopped["dead_lettered"]) == 0, stopped
+    same_rows(env, offline, ports, topologies[0], "user_stats_protobuf")
+    same_rows(env, offline, ports, topologies[1], "user_stats_protobuf_plain")

@@ -30,9 +30,10 @@ final class PartitionPipeline {
     private(set) var core: PartitionAggregator
     private let sinks: EmissionSinks
     private let clock: any WallClock
-    /// The payload decoder of the source's format (one of the two).
+    /// The payload decoder of the source's format (one of the three).
     private var json: JSONEventDecoder?
     private var avro: AvroEventDecoder?
+    private var protobuf: ProtobufEventDecoder?
     /// Where the source's writer schemas are, for a format that names its schema.
     let schemas: SchemaRegistryClient?
     /// The fields the source takes from the Kafka record (key, timestamp, headers), if any.
@@ -78,7 +79,8 @@ final class PartitionPipeline {
     private(set) var consecutiveBad = 0
 
     init(topic: String, partition: Int32, source: Source, views: [FeatureView], core: PartitionAggregator,
-         sinks: EmissionSinks, clock: any WallClock, maxMessageBytes: Int, schemas: SchemaRegistryClient? = nil) {
+         sinks: EmissionSinks, clock: any WallClock, maxMessageBytes: Int, schemas: SchemaRegistryClient? = nil,
+         descriptorDecoder: ProtobufEventDecoder? = nil) {
         self.topic = topic
         self.partition = partition
         self.source = source.name
@@ -91,6 +93,8 @@ final class PartitionPipeline {
         case .json: json = JSONEventDecoder(source: source, maxBytes: maxMessageBytes)
         case .avro:
             avro = AvroEventDecoder(source: source, schemas: RegistryLookup(client: schemas), maxBytes: maxMessageBytes)
+        case .protobuf:
+            protobuf = descriptorDecoder ?? ProtobufEventDecoder(source: source, schemas: RegistryLookup(client: schemas), maxBytes: maxMessageBytes)
         }
         recordFields = RecordFields(source: source)
         batch = ColumnBatch(schema: source.schema.types)
@@ -121,7 +125,8 @@ final class PartitionPipeline {
         if recordFields != nil, let rejection = recordFields!.read(key: key, timestampMillis: timestampMillis, header: header) {
             return reject(rejection)
         }
-        let rejection = json != nil ? json!.decode(payload, into: &batch) : avro!.decode(payload, into: &batch)
+        let rejection = json != nil ? json!.decode(payload, into: &batch)
+            : (avro != nil ? avro!.decode(payload, into: &batch) : protobuf!.decode(payload, into: &batch))
         if let rejection { return reject(rejection) }
         recordFields?.append(into: &batch)
         if let key, let keyCheck, let mismatch = keyCheck.mismatch(key, batch) {
@@ -288,7 +293,7 @@ struct RegistryLookup: SchemaLookup {
         guard let found = client?.cached(id) else { return nil }
         switch found {
         case .success(let s):
-            return .success(RegisteredSchema(kind: RegisteredSchema.Kind(rawValue: s.type) ?? .json, text: s.text))
+            return .success(RegisteredSchema(kind: RegisteredSchema.Kind(rawValue: s.type) ?? .json, text: s.text, references: s.references))
         case .failure(let missing):
             return .failure(SchemaUnavailable(missing.description))
         }

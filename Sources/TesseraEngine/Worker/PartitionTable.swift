@@ -46,7 +46,7 @@ final class PartitionTable {
     init(configuration: WorkerConfiguration, topics: [String], checkpoints: CheckpointStore?, offline: OfflineLog,
          sinks: EmissionSinks, clock: any WallClock, logger: Logger) throws {
         self.configuration = configuration
-        registries = try SchemaRegistries(sources: configuration.sources)
+        registries = try SchemaRegistries(sources: configuration.sources, maxMessageBytes: configuration.options.maxMessageBytes)
         self.topics = topics
         self.checkpoints = checkpoints
         self.offline = offline
@@ -105,7 +105,7 @@ final class PartitionTable {
         }
         let pipeline = PartitionPipeline(topic: tp.topic, partition: tp.partition, source: source, views: views, core: core,
                                          sinks: sinks, clock: clock, maxMessageBytes: configuration.options.maxMessageBytes,
-                                         schemas: registries.client(for: source))
+                                         schemas: registries.client(for: source), descriptorDecoder: registries.descriptorDecoder(for: source))
         pipeline.lastCreated = position?.lastCreated ?? 0
         let index = topics.firstIndex(of: tp.topic) ?? 0
         let entry = Entry(tp: tp, topicIndex: index, pipeline: pipeline)

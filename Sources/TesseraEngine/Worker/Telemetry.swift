@@ -109,7 +109,7 @@ final class Telemetry {
         for component in MetricName.components { metrics.add(MetricName.errors, [("component", component)], 0) }
         for name in [MetricName.redisCommands, MetricName.checkpoints, MetricName.commits, MetricName.onlineLosses,
                      MetricName.onlineSampled, MetricName.onlineMismatches] { metrics.add(name, [], 0) }
-        if configuration.sources.contains(where: { $0.format.usesRegistry }) {
+        if configuration.sources.contains(where: { $0.schemaRegistry != nil }) {
             for result in ["found", "missing"] { metrics.add(MetricName.schemaFetches, [("result", result)], 0) }
         }
     }

@@ -12,11 +12,15 @@ public protocol SchemaLookup: Sendable {
 public struct RegisteredSchema: Sendable, Hashable {
     public enum Kind: String, Sendable { case avro = "AVRO", protobuf = "PROTOBUF", json = "JSON" }
     public var kind: Kind
+    /// Avro: the schema's JSON. Protobuf: the file's serialized `FileDescriptorProto`, base64.
     public var text: String
+    /// Protobuf: the files it imports (and theirs), serialized and base64 like `text`.
+    public var references: [String]
 
-    public init(kind: Kind, text: String) {
+    public init(kind: Kind, text: String, references: [String] = []) {
         self.kind = kind
         self.text = text
+        self.references = references
     }
 }
 
@@ -56,7 +60,7 @@ public struct AvroEventDecoder: Sendable {
     let fields: PayloadFields
     private let schemas: any SchemaLookup
     private var programs: [UInt32: Result<AvroProgram, Rejection>] = [:]
-    private var slots: [AvroSlot]
+    private var slots: [DecodedSlot]
 
     public init(source: Source, schemas: any SchemaLookup, maxBytes: Int = 1 << 20) {
         schema = source.schema
@@ -64,7 +68,7 @@ public struct AvroEventDecoder: Sendable {
         self.maxBytes = maxBytes
         self.schemas = schemas
         fields = PayloadFields(source: source)
-        slots = Array(repeating: AvroSlot(), count: fields.slotCount)
+        slots = Array(repeating: DecodedSlot(), count: fields.slotCount)
     }
 
     /// Decodes one payload and appends its row to `batch`, or returns why the event is rejected
@@ -87,52 +91,7 @@ public struct AvroEventDecoder: Sendable {
         } catch {
             return error
         }
-        var eventTime: Micros = 0
-        if fields.timestampInPayload {
-            let slot = slots[fields.timestampSlot]
-            switch slot.kind {
-            case .absent, .null: return Rejection(.missingTimestamp, "no '\(timestamp.field)' field")
-            case .int:
-                let (t, overflow) = Int64(bitPattern: slot.bits).multipliedReportingOverflow(by: fields.timestampScale)
-                guard !overflow else { return Rejection(.timestampOutOfRange, "'\(timestamp.field)' = \(Int64(bitPattern: slot.bits)) overflows") }
-                eventTime = t
-            case .string:
-                let text = payload[slot.start..<slot.end]
-                guard timestamp.unit == .rfc3339, let t = RFC3339.parse(Array(text)) else {
-                    return Rejection(.wrongType, "'\(timestamp.field)' is not an RFC 3339 timestamp: \(String(decoding: text.prefix(64), as: UTF8.self))")
-                }
-                eventTime = t
-            case .double, .bool, .symbol:
-                return Rejection(.wrongType, "'\(timestamp.field)' must be a number of \(timestamp.unit.rawValue) since the epoch")
-            }
-            guard PartitionAggregator.validTimes.contains(eventTime) else {
-                return Rejection(.timestampOutOfRange, "'\(timestamp.field)' is \(eventTime) µs, outside years 0001–9999")
-            }
-        }
-        // Strings are valid UTF-8 (Avro's strings and the bytes read as text).
-        for (s, c) in fields.columns.enumerated() where slots[s].kind == .string {
-            guard UTF8Validation.isValid(UnsafeRawBufferPointer(rebasing: payload[slots[s].start..<slots[s].end])) else {
-                return Rejection(.invalidUTF8, "'\(schema.names[c])' is not valid UTF-8")
-            }
-        }
-        if fields.timestampInPayload { batch.eventTimes.append(eventTime) }
-        for (s, c) in fields.columns.enumerated() {
-            let slot = slots[s]
-            switch slot.kind {
-            case .absent, .null: batch.columns[c].appendNull()
-            case .int:
-                if schema.types[c] == .float64 { batch.columns[c].append(double: Double(Int64(bitPattern: slot.bits))) }
-                else { batch.columns[c].append(int: Int64(bitPattern: slot.bits)) }
-            case .double: batch.columns[c].append(double: Double(bitPattern: slot.bits))
-            case .bool: batch.columns[c].append(bool: slot.bits != 0)
-            case .string:
-                payload.withMemoryRebound(to: UInt8.self) { b in
-                    batch.columns[c].append(utf8: UnsafeBufferPointer(rebasing: b[slot.start..<slot.end]))
-                }
-            case .symbol: batch.columns[c].append(string: program.symbols[Int(slot.bits)])
-            }
-        }
-        return nil
+        return fields.append(slots, payload: payload, symbols: program.symbols, timestamp: timestamp, into: &batch)
     }
 
     private mutating func resolve(_ id: UInt32) -> Result<AvroProgram, Rejection> {
@@ -160,59 +119,3 @@ public struct AvroEventDecoder: Sendable {
     }
 }
 
-/// The payload fields of a source, as decoders of structured payloads address them: each a slot
-/// (in declaration order) at a path; the event time's slot, an extra one when it is not declared.
-struct PayloadFields: Sendable {
-    /// The column of each declared payload field's slot.
-    let columns: [Int]
-    let paths: [[String]]
-    let types: [ValueType]
-    /// Slots in all: the declared ones, plus the event time's when it is not declared.
-    let slotCount: Int
-    let timestampInPayload: Bool
-    let timestampSlot: Int
-    /// µs per unit of a numeric event time.
-    let timestampScale: Int64
-
-    init(source: Source) {
-        var columns: [Int] = [], paths: [[String]] = [], types: [ValueType] = []
-        for c in source.schema.names.indices {
-            guard let path = source.origin(c).path else { continue }
-            columns.append(c)
-            paths.append(path)
-            types.append(source.schema.types[c])
-        }
-        let declared = source.schema.index(of: source.timestamp.field)
-        if let declared, let slot = columns.firstIndex(of: declared) {
-            timestampSlot = slot
-            timestampInPayload = true
-        } else if declared == nil {
-            timestampSlot = columns.count
-            paths.append([source.timestamp.field])
-            types.append(source.timestamp.unit == .rfc3339 ? .string : .int64)
-            timestampInPayload = true
-        } else {
-            timestampSlot = -1
-            timestampInPayload = false
-        }
-        self.columns = columns
-        self.paths = paths
-        self.types = types
-        slotCount = paths.count
-        switch source.timestamp.unit {
-        case .seconds: timestampScale = 1_000_000
-        case .milliseconds: timestampScale = 1_000
-        case .microseconds, .rfc3339: timestampScale = 1
-        }
-    }
-}
-
-/// What a decoder read for a slot: an integer, a double's bits, a bool, text in the payload, or
-/// an enum symbol (an index into the program's symbols).
-struct AvroSlot: Sendable {
-    enum Kind: UInt8, Sendable { case absent, null, int, double, bool, string, symbol }
-    var kind: Kind = .absent
-    var bits: UInt64 = 0
-    var start = 0
-    var end = 0
-}

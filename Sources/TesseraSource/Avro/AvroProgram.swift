@@ -6,7 +6,7 @@ import TesseraTopology
 /// per schema id by resolving the writer's schema against the declared fields.
 struct AvroProgram: Sendable {
     let root: AvroOp
-    /// Enum symbols, shared by every enum the program reads (`AvroSlot.symbol` indexes them).
+    /// Enum symbols, shared by every enum the program reads (`DecodedSlot.symbol` indexes them).
     let symbols: [String]
 
     init(writer: AvroType, fields: PayloadFields, timestamp: TimeField) throws(AvroSchemaError) {
@@ -178,7 +178,7 @@ indirect enum AvroOp: Sendable {
     /// Reading this value means the event cannot be read as declared.
     case mismatch(String)
 
-    func read(_ r: inout AvroReader, into slots: inout [AvroSlot]) throws(Rejection) {
+    func read(_ r: inout AvroReader, into slots: inout [DecodedSlot]) throws(Rejection) {
         switch self {
         case .skip(let type): try r.skip(type, depth: 0)
         case .record(let ops): for op in ops { try op.read(&r, into: &slots) }
@@ -190,25 +190,25 @@ indirect enum AvroOp: Sendable {
         case .integer(let s, let int):
             let v = try r.long()
             if int && (v < Int64(Int32.min) || v > Int64(Int32.max)) { throw Rejection(.undecodable, "an int out of range") }
-            slots[s] = AvroSlot(kind: .int, bits: UInt64(bitPattern: v))
+            slots[s] = DecodedSlot(kind: .int, bits: UInt64(bitPattern: v))
         case .floating(let s, let double):
             let v = double ? try r.double() : Double(try r.float())
-            slots[s] = AvroSlot(kind: .double, bits: v.bitPattern)
+            slots[s] = DecodedSlot(kind: .double, bits: v.bitPattern)
         case .boolean(let s):
             let b = try r.byte()
             guard b <= 1 else { throw Rejection(.undecodable, "a boolean byte \(b)") }
-            slots[s] = AvroSlot(kind: .bool, bits: UInt64(b))
+            slots[s] = DecodedSlot(kind: .bool, bits: UInt64(b))
         case .text(let s):
             let range = try r.bytes()
-            slots[s] = AvroSlot(kind: .string, bits: 0, start: range.lowerBound, end: range.upperBound)
+            slots[s] = DecodedSlot(kind: .string, bits: 0, start: range.lowerBound, end: range.upperBound)
         case .symbol(let s, let first, let count):
             let index = try r.long()
             guard index >= 0, index < count else { throw Rejection(.undecodable, "enum symbol \(index) of \(count)") }
-            slots[s] = AvroSlot(kind: .symbol, bits: UInt64(first + Int(index)))
+            slots[s] = DecodedSlot(kind: .symbol, bits: UInt64(first + Int(index)))
         case .decimal(let s, let scale, let size):
             let range: Range<Int>
             if let size { range = try r.fixed(size) } else { range = try r.bytes() }
-            slots[s] = AvroSlot(kind: .double, bits: r.decimal(range, scale: scale).bitPattern)
+            slots[s] = DecodedSlot(kind: .double, bits: r.decimal(range, scale: scale).bitPattern)
         case .mismatch(let why):
             throw Rejection(.schemaMismatch, why)
         }
