@@ -73,10 +73,19 @@ struct PayloadFields: Sendable {
                 return Rejection(.timestampOutOfRange, "'\(timestamp.field)' is \(eventTime) µs, outside years 0001–9999")
             }
         }
-        // Text is valid UTF-8 (strings, and bytes read as text).
-        for s in columns.indices where slots[s].kind == .string {
-            guard UTF8Validation.isValid(UnsafeRawBufferPointer(rebasing: payload[slots[s].start..<slots[s].end])) else {
-                return Rejection(.invalidUTF8, "'\(paths[s].joined(separator: "."))' is not valid UTF-8")
+        for s in columns.indices {
+            switch slots[s].kind {
+            case .string:
+                // Text is valid UTF-8 (strings, and bytes read as text).
+                guard UTF8Validation.isValid(UnsafeRawBufferPointer(rebasing: payload[slots[s].start..<slots[s].end])) else {
+                    return Rejection(.invalidUTF8, "'\(paths[s].joined(separator: "."))' is not valid UTF-8")
+                }
+            case .double:
+                // A NaN or an infinity would stay in every sum it enters (JSON cannot write them either).
+                let v = Double(bitPattern: slots[s].bits)
+                guard v.isFinite else { return Rejection(.wrongType, "'\(paths[s].joined(separator: "."))' is \(v), not a finite number") }
+            default:
+                break
             }
         }
         if timestampInPayload { batch.eventTimes.append(eventTime) }

@@ -132,6 +132,31 @@ public struct ReferenceWorkload: Sendable {
         Varint.append(Varint.zigzag(o.eventTimeMillis), to: &out)
     }
 
+    /// The reference order as a Protobuf message, a serialized `FileDescriptorProto` (base64):
+    /// `tessera/reference.proto`, proto3, `enum Status {paid = 0; refunded = 1; cancelled = 2}`,
+    /// `message Order {int64 order_id = 1; int64 user_id = 2; int64 product_id = 3; double amount = 4;
+    /// Status status = 5; int64 event_timestamp = 6}`.
+    public static let protobufDescriptor = "Chd0ZXNzZXJhL3JlZmVyZW5jZS5wcm90bxIRdGVzc2VyYS5yZWZlcmVuY2UikgEKBU9yZGVyEhAKCG9yZGVyX2lkGAEgASgDEg8KB3VzZXJfaWQYAiABKAMSEgoKcHJvZHVjdF9pZBgDIAEoAxIOCgZhbW91bnQYBCABKAESKQoGc3RhdHVzGAUgASgOMhkudGVzc2VyYS5yZWZlcmVuY2UuU3RhdHVzEhcKD2V2ZW50X3RpbWVzdGFtcBgGIAEoAyovCgZTdGF0dXMSCAoEcGFpZBAAEgwKCHJlZnVuZGVkEAESDQoJY2FuY2VsbGVkEAJiBnByb3RvMw=="
+
+    /// The Protobuf payload of an order in the schema registry's wire format (`protobufDescriptor`
+    /// registered under `schemaID`; the message index list [0]).
+    public static func protobuf(_ o: Order, schemaID: UInt32, into out: inout [UInt8]) {
+        out += [0, UInt8(schemaID >> 24), UInt8(schemaID >> 16 & 0xff), UInt8(schemaID >> 8 & 0xff), UInt8(schemaID & 0xff), 0]
+        for (field, v) in [(1, o.orderID), (2, o.userID), (3, o.productID)] {
+            out.append(UInt8(field << 3))
+            Varint.append(UInt64(bitPattern: v), to: &out)
+        }
+        out.append(4 << 3 | 1)
+        withUnsafeBytes(of: o.amount.bitPattern.littleEndian) { out.append(contentsOf: $0) }
+        let status = Status.allCases.firstIndex(of: o.status)!
+        if status != 0 {
+            out.append(5 << 3)
+            out.append(UInt8(status))
+        }
+        out.append(6 << 3)
+        Varint.append(UInt64(bitPattern: o.eventTimeMillis), to: &out)
+    }
+
     /// Appends an order to a batch with `schema`'s columns.
     public static func append(_ o: Order, to batch: inout ColumnBatch) {
         batch.eventTimes.append(o.eventTimeMillis * Time.millisecond)

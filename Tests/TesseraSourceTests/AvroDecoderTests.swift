@@ -214,6 +214,8 @@ struct AvroDecoderTests {
             (Self.framed(99, Array(good.dropFirst(5))), .schemaUnavailable), (Self.framed(4, Array(good.dropFirst(5))), .schemaMismatch),
             (Self.framed(5, Array(good.dropFirst(5))), .schemaMismatch), (Self.framed(6, Array(good.dropFirst(5))), .schemaMismatch),
             (Self.framed(8, [0]), .schemaMismatch), (Self.framed(9, [0]), .schemaMismatch),
+            (Self.encodeV1(Order(orderID: 1, userID: 2, productID: 3, amount: .nan, status: 0, millis: 5)), .wrongType),
+            (Self.encodeV1(Order(orderID: 1, userID: 2, productID: 3, amount: -.infinity, status: 0, millis: 5)), .wrongType),
         ]
         for (i, (bytes, reason)) in cases.enumerated() {
             let r = bytes.withUnsafeBytes { d.decode($0, into: &batch) }

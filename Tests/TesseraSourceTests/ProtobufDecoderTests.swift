@@ -4,6 +4,7 @@ import TesseraCore
 import TesseraSource
 import TesseraTestSupport
 import TesseraTopology
+import TesseraWorkload
 
 /// Protobuf events: a `FileDescriptorProto` and two messages serialized by Python's protobuf
 /// library (google.protobuf 5, `message_factory` over the descriptor below), read by the decoder
@@ -89,6 +90,21 @@ struct ProtobufDecoderTests {
         let sparse: [Value?] = [.int(7), .int(0), .double(0), .double(0), .string("PAID"), .int(1_767_225_601_000), nil, nil, nil, nil,
                                 .bool(false), nil, nil]
         #expect((0..<13).map { batch.columns[$0].value(at: 1) } == sparse)
+    }
+
+    @Test("the reference orders as Protobuf (ReferenceWorkload.protobuf) decode to the columns the generator appends")
+    func reference() throws {
+        var d = ProtobufEventDecoder(source: growthOrders, schemas: Registry(schemas: [1: .success(RegisteredSchema(kind: .protobuf, text: ReferenceWorkload.protobufDescriptor))]))
+        let workload = ReferenceWorkload(.init(events: 5_000, users: 100, skew: 1.1, span: Time.day, disorder: Time.second))
+        var batch = ColumnBatch(schema: d.schema.types), expected = ColumnBatch(schema: d.schema.types)
+        for i in 0..<5_000 {
+            var bytes: [UInt8] = []
+            ReferenceWorkload.protobuf(workload.order(i), schemaID: 1, into: &bytes)
+            #expect(bytes.withUnsafeBytes { d.decode($0, into: &batch) } == nil)
+            ReferenceWorkload.append(workload.order(i), to: &expected)
+        }
+        #expect(batch.eventTimes == expected.eventTimes)
+        for c in 0..<5 { #expect((0..<5_000).allSatisfy { batch.columns[c].value(at: $0) == expected.columns[c].value(at: $0) }) }
     }
 
     @Test("a nested message chosen by its message indexes; a descriptor set file and plain messages")

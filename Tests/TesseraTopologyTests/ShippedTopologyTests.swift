@@ -72,7 +72,7 @@ struct ShippedTopologyTests {
         #expect(failed.status == 2)
         let lines = failed.stderr.split(separator: "\n").map(String.init)
         #expect(lines == [
-            "\(bad.path):5:13: format 'parquet' is not supported (supported: json, avro)",
+            "\(bad.path):5:13: format 'parquet' is not supported (supported: json, avro, protobuf)",
             "\(bad.path):19:54: hop 7m does not divide window 1h",
         ])
     }

@@ -101,7 +101,8 @@ struct AvroProgram: Sendable {
                 return .union(ops)
             case .null:
                 return .setNull(s)
-            case .logical(let logical, let base, let scale):
+            case .logical(let logical, let bases, let scale):
+                let base = bases[0]
                 if isTime {
                     let unit: TimeUnit? = ["timestamp-millis": .milliseconds, "local-timestamp-millis": .milliseconds,
                                            "timestamp-micros": .microseconds, "local-timestamp-micros": .microseconds][logical]
@@ -144,7 +145,7 @@ struct AvroProgram: Sendable {
             func recursive(_ t: AvroType) -> Bool {
                 switch t {
                 case .logical(AvroSchema.recursive, _, _): return true
-                case .logical(_, let base, _), .array(let base), .map(let base): return recursive(base)
+                case .logical(_, let base, _), .array(let base), .map(let base): return recursive(base[0])
                 case .record(_, let fields): return fields.contains { recursive($0.type) }
                 case .union(let branches): return branches.contains(where: recursive)
                 default: return false
@@ -157,7 +158,7 @@ struct AvroProgram: Sendable {
 }
 
 /// One step of reading a writer value.
-indirect enum AvroOp: Sendable {
+enum AvroOp: Sendable {
     /// A value nothing declares: passed over.
     case skip(AvroType)
     /// A record: one operation per writer field, in the writer's order.
@@ -313,17 +314,17 @@ struct AvroReader {
         case .double: _ = try fixed(8)
         case .bytes, .string: _ = try bytes()
         case .fixed(_, let size): _ = try fixed(size)
-        case .logical(_, let base, _): try skip(base, depth: depth + 1)
+        case .logical(_, let base, _): try skip(base[0], depth: depth + 1)
         case .record(_, let fields): for f in fields { try skip(f.type, depth: depth + 1) }
         case .union(let branches):
             let index = try long()
             guard index >= 0, index < branches.count else { throw Rejection(.undecodable, "union branch \(index) of \(branches.count)") }
             try skip(branches[Int(index)], depth: depth + 1)
-        case .array(let item): try skipBlocks { (r: inout AvroReader) throws(Rejection) in try r.skip(item, depth: depth + 1) }
+        case .array(let item): try skipBlocks { (r: inout AvroReader) throws(Rejection) in try r.skip(item[0], depth: depth + 1) }
         case .map(let value):
             try skipBlocks { (r: inout AvroReader) throws(Rejection) in
                 _ = try r.bytes()
-                try r.skip(value, depth: depth + 1)
+                try r.skip(value[0], depth: depth + 1)
             }
         }
     }

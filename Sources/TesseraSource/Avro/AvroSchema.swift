@@ -3,16 +3,18 @@ import TesseraCore
 
 /// An Avro schema (the writer's, from a schema registry), as the decoder needs it: types, record
 /// fields in order, logical types. Named types may be referred to by name after their definition.
-indirect enum AvroType: Sendable, Equatable {
+/// A nested type is held in a one-element array rather than an `indirect` case (whose boxes this
+/// toolchain leaks under LeakSanitizer: the fuzzer found it).
+enum AvroType: Sendable, Equatable {
     case null, boolean, int, long, float, double, bytes, string
     case record(name: String, fields: [AvroField])
     case enumeration(name: String, symbols: [String])
-    case array(AvroType)
-    case map(AvroType)
+    case array([AvroType])
+    case map([AvroType])
     case fixed(name: String, size: Int)
     case union([AvroType])
     /// A logical type on its underlying type (`timestamp-millis` on a long, `decimal` on bytes…).
-    case logical(String, AvroType, scale: Int)
+    case logical(String, [AvroType], scale: Int)
 
     var description: String {
         switch self {
@@ -30,7 +32,7 @@ indirect enum AvroType: Sendable, Equatable {
         case .map: return "map"
         case .fixed(let name, _): return "fixed \(name)"
         case .union(let branches): return "union [\(branches.map(\.description).joined(separator: ", "))]"
-        case .logical(let name, let base, _): return "\(base.description) (\(name))"
+        case .logical(let name, let base, _): return "\(base[0].description) (\(name))"
         }
     }
 }
@@ -80,7 +82,7 @@ enum AvroSchema {
                 guard let short = object["name"] as? String else { throw AvroSchemaError(description: "a record needs a name") }
                 let (full, inner) = qualify(short, object["namespace"] as? String ?? namespace)
                 // A record referring to itself (a recursive type) is not read: the placeholder says so.
-                names[full] = .logical(AvroSchema.recursive, .null, scale: 0)
+                names[full] = .logical(AvroSchema.recursive, [.null], scale: 0)
                 names[short] = names[full]
                 guard let list = object["fields"] as? [Any] else { throw AvroSchemaError(description: "record \(full) needs fields") }
                 var fields: [AvroField] = []
@@ -103,10 +105,10 @@ enum AvroSchema {
                 names[short] = base
             case "array":
                 guard let items = object["items"] else { throw AvroSchemaError(description: "an array needs items") }
-                base = .array(try parse(items, namespace: namespace, names: &names, depth: depth + 1))
+                base = .array([try parse(items, namespace: namespace, names: &names, depth: depth + 1)])
             case "map":
                 guard let values = object["values"] else { throw AvroSchemaError(description: "a map needs values") }
-                base = .map(try parse(values, namespace: namespace, names: &names, depth: depth + 1))
+                base = .map([try parse(values, namespace: namespace, names: &names, depth: depth + 1)])
             case "fixed":
                 guard let short = object["name"] as? String, let size = object["size"] as? Int, size >= 0 else {
                     throw AvroSchemaError(description: "a fixed needs a name and a size")
@@ -122,7 +124,7 @@ enum AvroSchema {
             base = try parse(typeField, namespace: namespace, names: &names, depth: depth + 1)
         }
         if let logical = object["logicalType"] as? String {
-            return .logical(logical, base, scale: object["scale"] as? Int ?? 0)
+            return .logical(logical, [base], scale: object["scale"] as? Int ?? 0)
         }
         return base
     }

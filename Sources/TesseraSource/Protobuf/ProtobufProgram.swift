@@ -52,22 +52,26 @@ struct ProtoProgram: Sendable {
                     byNumber[f.number] = .message(ops(sub, at: child, tree: tree, depth: depth + 1))
                 case .slot(let s):
                     guard !f.repeated else { problems.append("'\(path(s))' is a repeated field, not a value"); continue }
+                    let symbolsBefore = symbols.count
                     guard let op = scalar(f, into: s, path: path(s)) else { continue }
                     byNumber[f.number] = op
-                    if !f.hasPresence, let d = defaultValue(f) { defaults.append((s, d)) }
-                    if !f.hasPresence, case .enumeration(_, _, let zero?, _) = op { defaults.append((s, DecodedSlot(kind: .symbol, bits: UInt64(zero)))) }
+                    if !f.hasPresence, let d = defaultValue(f, firstSymbol: symbolsBefore) { defaults.append((s, d)) }
                 }
             }
             return MessageOps(byNumber: byNumber, defaults: defaults)
         }
 
-        /// The proto3 default of a scalar without presence.
-        func defaultValue(_ f: ProtoSchema.Field) -> DecodedSlot? {
+        /// The proto3 default of a scalar without presence; an enum's is its value 0 (its symbols
+        /// start at `firstSymbol`).
+        func defaultValue(_ f: ProtoSchema.Field, firstSymbol: Int) -> DecodedSlot? {
             switch f.type {
             case 1, 2: return DecodedSlot(kind: .double, bits: 0.0.bitPattern)
             case 8: return DecodedSlot(kind: .bool, bits: 0)
             case 9, 12: return DecodedSlot(kind: .string, bits: 0, start: 0, end: 0)
-            case 14: return nil  // the symbol of 0, from the enum's op
+            case 14:
+                guard let e = schema.enums[f.typeName], let zero = e.values.firstIndex(where: { $0.number == 0 }) ?? (e.values.isEmpty ? nil : 0) else { return nil }
+                return DecodedSlot(kind: .symbol, bits: UInt64(firstSymbol + zero))
+            case 11: return nil  // a Timestamp or a wrapper: a message, with presence
             default: return DecodedSlot(kind: .int, bits: 0)
             }
         }
@@ -98,7 +102,7 @@ struct ProtoProgram: Sendable {
                 symbols += e.values.map(\.name)
                 var numbers: [Int32: Int] = [:]
                 for (i, v) in e.values.enumerated() where numbers[v.number] == nil { numbers[v.number] = first + i }
-                return .enumeration(s, numbers: numbers, zero: numbers[0] ?? (e.values.isEmpty ? nil : first), presence: f.hasPresence)
+                return .enumeration(s, numbers: numbers)
             case 11:
                 switch f.typeName {
                 case "google.protobuf.Timestamp":
@@ -107,7 +111,7 @@ struct ProtoProgram: Sendable {
                 case let name where name.hasPrefix("google.protobuf.") && name.hasSuffix("Value"):
                     guard let wrapper = ProtoSchema.wellKnown[name], let inner = wrapper.fields.first,
                           let op = scalar(inner, into: s, path: path) else { return mismatch(name) }
-                    return .wrapper(op)
+                    return .wrapper([op])
                 default:
                     return mismatch("message \(f.typeName)")
                 }
@@ -165,17 +169,18 @@ enum IntegerEncoding: Sendable {
     }
 }
 
-indirect enum ProtoOp: Sendable {
+enum ProtoOp: Sendable {
     case message(MessageOps)
     case integer(Int, encoding: IntegerEncoding)
     case floating(Int, double: Bool)
     case boolean(Int)
     case text(Int)
-    /// An enum: its numbers to symbol indexes; the symbol of 0 (its default); whether it has presence.
-    case enumeration(Int, numbers: [Int32: Int], zero: Int?, presence: Bool)
+    /// An enum: its numbers to symbol indexes.
+    case enumeration(Int, numbers: [Int32: Int])
     case timestamp(Int)
-    /// A wrapper message (`Int64Value`, …): its field 1 read by the inner operation.
-    case wrapper(ProtoOp)
+    /// A wrapper message (`Int64Value`, …): its field 1 read by the one inner operation (held in
+    /// an array rather than an `indirect` case, whose boxes this toolchain leaks).
+    case wrapper([ProtoOp])
 
     func read(_ r: inout ProtoReader, wire: Int, into slots: inout [DecodedSlot], program: ProtoProgram, depth: Int) throws(Rejection) {
         func expect(_ w: Int) throws(Rejection) {
@@ -219,7 +224,7 @@ indirect enum ProtoOp: Sendable {
             try expect(2)
             let range = try r.lengthDelimited()
             slots[s] = DecodedSlot(kind: .string, bits: 0, start: range.lowerBound, end: range.upperBound)
-        case .enumeration(let s, let numbers, _, _):
+        case .enumeration(let s, let numbers):
             try expect(0)
             let number = Int32(truncatingIfNeeded: try r.varint())
             guard let symbol = numbers[number] else {
@@ -242,7 +247,8 @@ indirect enum ProtoOp: Sendable {
             let (whole, overflow) = seconds.multipliedReportingOverflow(by: program.unitsPerSecond)
             guard !overflow else { throw Rejection(.timestampOutOfRange, "a Timestamp of \(seconds) s overflows") }
             slots[s] = DecodedSlot(kind: .int, bits: UInt64(bitPattern: whole + nanos / program.nanosPerUnit))
-        case .wrapper(let inner):
+        case .wrapper(let wrapped):
+            let inner = wrapped[0]
             try expect(2)
             var sub = try r.submessage()
             // An empty wrapper holds its type's default (a present value, not null).

@@ -40,10 +40,11 @@ let topologyDictionary: [String] = {
     var tokens = ["team", "owner", "sources", "entities", "feature_views", "name", "topic", "format", "timestamp",
                   "created_timestamp", "allowed_lateness", "fields", "field", "unit", "join_keys", "description", "ttl",
                   "online", "offline", "tags", "features", "aggregate", "window", "hop", "where", "percentile",
-                  "key", "key_mismatch", "max_future_skew", "layout", "project"].map { "\($0): " }
+                  "key", "key_mismatch", "max_future_skew", "layout", "project", "schema_registry", "url", "descriptor_set",
+                  "message", "type", "path", "from", "header"].map { "\($0): " }
     tokens += Aggregate.allCases.map(\.rawValue) + ValueType.allCases.map(\.rawValue) + TimeUnit.allCases.map(\.rawValue)
     tokens += KeyMismatchPolicy.allCases.map(\.rawValue)
-    tokens += ["json", "tessera", "feast", "lifetime", "0", "1us", "500ms", "30s", "5m", "1h", "7d", "2w", "3650d", "9223372036854775807d",
+    tokens += ["json", "avro", "protobuf", "http://r:8081", "kafka_key", "kafka_timestamp", "a.b.c", "tessera", "feast", "lifetime", "0", "1us", "500ms", "30s", "5m", "1h", "7d", "2w", "3650d", "9223372036854775807d",
                " and ", " or ", "not ", " in ", "==", "!=", "<=", ">=", "null", "true", "false",
                "\n  - ", "\n    ", ": ", "{", "}", "[", "]", ", ", "'", "\"", "\\", "#", "&a ", "*a", "<<: ", "!!str ", "!!map",
                "---\n", "...\n", "|\n", "> ", "? ", "%YAML 1.1\n", "\t", "\u{FEFF}"]
