@@ -20,8 +20,11 @@ let package = Package(
         .package(name: "tessera", path: ".."),
     ],
     targets: [
-        // What both executables share: writing their seed inputs and dictionary for scripts/fuzz.sh.
-        .target(name: "FuzzSupport", swiftSettings: strict),
+        // What the executables share: writing their seed inputs and dictionary for scripts/fuzz.sh, the decoders' properties.
+        .target(
+            name: "FuzzSupport",
+            dependencies: [.product(name: "TesseraCore", package: "tessera"), .product(name: "TesseraSource", package: "tessera")],
+            swiftSettings: strict),
         .executableTarget(
             name: "fuzz-json",
             dependencies: [

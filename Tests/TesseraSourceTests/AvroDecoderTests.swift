@@ -124,16 +124,7 @@ struct AvroDecoderTests {
     @Test("the reference orders as Avro (ReferenceWorkload.avro) decode to the columns the generator appends")
     func reference() throws {
         var d = try decoder([1: .success(RegisteredSchema(kind: .avro, text: ReferenceWorkload.avroSchema))])
-        let workload = ReferenceWorkload(.init(events: 5_000, users: 100, skew: 1.1, span: Time.day, disorder: Time.second))
-        var batch = ColumnBatch(schema: d.schema.types), expected = ColumnBatch(schema: d.schema.types)
-        for i in 0..<5_000 {
-            var bytes: [UInt8] = []
-            ReferenceWorkload.avro(workload.order(i), schemaID: 1, into: &bytes)
-            #expect(bytes.withUnsafeBytes { d.decode($0, into: &batch) } == nil)
-            ReferenceWorkload.append(workload.order(i), to: &expected)
-        }
-        #expect(batch.eventTimes == expected.eventTimes)
-        for c in 0..<5 { #expect((0..<5_000).allSatisfy { batch.columns[c].value(at: $0) == expected.columns[c].value(at: $0) }) }
+        expectReferenceOrders(&d) { ReferenceWorkload.avro($0, schemaID: 1, into: &$1) }
     }
 
     @Test("paths through nested records, int and decimal read as float64, bytes as text, a union's null branch")
@@ -227,22 +218,9 @@ struct AvroDecoderTests {
     @Test("mutated events never crash: a row or a rejection, nothing in between", arguments: 0..<4)
     func mutations(seed: Int) throws {
         var d = try decoder([1: .success(RegisteredSchema(kind: .avro, text: Self.v1)), 2: .success(RegisteredSchema(kind: .avro, text: Self.v2))])
-        var g = SeededGenerator(seed: UInt64(seed) &+ 300)
-        var batch = ColumnBatch(schema: d.schema.types)
-        for i in 0..<3_000 {
+        expectMutationsRowOrRejection(&d, seed: UInt64(seed) &+ 300) { i in
             let o = Order(orderID: Int64(i), userID: 7, productID: 3, amount: 1.5, status: i % 3, millis: 1_000)
-            var bytes = i % 2 == 0 ? Self.encodeV1(o, lines: i % 4) : Self.encodeV2(o, coupon: "x")
-            for _ in 0..<Int.random(in: 1...3, using: &g) {
-                let k = Int.random(in: 5..<bytes.count, using: &g)
-                switch Int.random(in: 0..<3, using: &g) {
-                case 0: bytes[k] = UInt8.random(in: 0...255, using: &g)
-                case 1: bytes.remove(at: k)
-                default: bytes.insert(UInt8.random(in: 0...255, using: &g), at: k)
-                }
-            }
-            let before = batch.count
-            let r = bytes.withUnsafeBytes { d.decode($0, into: &batch) }
-            #expect(batch.count == before + (r == nil ? 1 : 0) && batch.columns.allSatisfy { $0.count == batch.count })
+            return i % 2 == 0 ? Self.encodeV1(o, lines: i % 4) : Self.encodeV2(o, coupon: "x")
         }
     }
 }

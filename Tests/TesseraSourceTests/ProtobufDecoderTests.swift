@@ -95,16 +95,7 @@ struct ProtobufDecoderTests {
     @Test("the reference orders as Protobuf (ReferenceWorkload.protobuf) decode to the columns the generator appends")
     func reference() throws {
         var d = ProtobufEventDecoder(source: growthOrders, schemas: Registry(schemas: [1: .success(RegisteredSchema(kind: .protobuf, text: ReferenceWorkload.protobufDescriptor))]))
-        let workload = ReferenceWorkload(.init(events: 5_000, users: 100, skew: 1.1, span: Time.day, disorder: Time.second))
-        var batch = ColumnBatch(schema: d.schema.types), expected = ColumnBatch(schema: d.schema.types)
-        for i in 0..<5_000 {
-            var bytes: [UInt8] = []
-            ReferenceWorkload.protobuf(workload.order(i), schemaID: 1, into: &bytes)
-            #expect(bytes.withUnsafeBytes { d.decode($0, into: &batch) } == nil)
-            ReferenceWorkload.append(workload.order(i), to: &expected)
-        }
-        #expect(batch.eventTimes == expected.eventTimes)
-        for c in 0..<5 { #expect((0..<5_000).allSatisfy { batch.columns[c].value(at: $0) == expected.columns[c].value(at: $0) }) }
+        expectReferenceOrders(&d) { ReferenceWorkload.protobuf($0, schemaID: 1, into: &$1) }
     }
 
     @Test("a nested message chosen by its message indexes; a descriptor set file and plain messages")
@@ -178,21 +169,6 @@ struct ProtobufDecoderTests {
     @Test("mutated messages never crash: a row or a rejection, nothing in between", arguments: 0..<4)
     func mutations(seed: Int) throws {
         var d = try decoder()
-        var g = SeededGenerator(seed: UInt64(seed) &+ 500)
-        var batch = ColumnBatch(schema: d.schema.types)
-        for i in 0..<3_000 {
-            var bytes = Self.framed(1, i % 2 == 0 ? Self.full : Self.sparse)
-            for _ in 0..<Int.random(in: 1...3, using: &g) {
-                let k = Int.random(in: 5..<bytes.count, using: &g)
-                switch Int.random(in: 0..<3, using: &g) {
-                case 0: bytes[k] = UInt8.random(in: 0...255, using: &g)
-                case 1: bytes.remove(at: k)
-                default: bytes.insert(UInt8.random(in: 0...255, using: &g), at: k)
-                }
-            }
-            let before = batch.count
-            let r = bytes.withUnsafeBytes { d.decode($0, into: &batch) }
-            #expect(batch.count == before + (r == nil ? 1 : 0) && batch.columns.allSatisfy { $0.count == batch.count })
-        }
+        expectMutationsRowOrRejection(&d, seed: UInt64(seed) &+ 500) { i in Self.framed(1, i % 2 == 0 ? Self.full : Self.sparse) }
     }
 }

@@ -65,9 +65,7 @@ def tessera(env, *args):
 def twin(brokers, topic, encode):
     """Reads the flat reference orders and produces each again to `topic`, to the same partition
     in the same order: `encode(index, event)` gives (value, headers, timestamp)."""
-    admin = AdminClient({"bootstrap.servers": brokers})
-    for future in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
-        future.result()
+    create_topic(brokers, topic)
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"formats-{topic}", "enable.auto.commit": False,
                          "session.timeout.ms": 6000})
     consumer.assign([TopicPartition("orders", p, 0) for p in range(PARTITIONS)])
@@ -156,25 +154,42 @@ AVRO_V2 = {**AVRO_V1, "fields": AVRO_V1["fields"][:2] + [
     {"name": "product_id", "type": "long"},
 ] + AVRO_V1["fields"][3:]}
 
-AVRO_SOURCE = """
-team: avro
+TWIN_SOURCE = """
+team: TEAM
 sources:
-  - name: avro_orders
+  - name: TEAM_orders
     topic: TOPIC
-    format: avro
-    schema_registry: {url: URL}
+    format: FORMAT
+SCHEMAS
     timestamp: {field: event_timestamp, unit: ms}
     allowed_lateness: 5s
-    fields: {order_id: int64, user_id: int64, product_id: int64, amount: float64, status: string}
+    fields: FIELDS
 entities:
   - name: user
     join_keys: {user_id: int64}
 feature_views:
   - name: VIEW
     entities: [user]
-    source: avro_orders
+    source: TEAM_orders
     ttl: 1d
 """
+TWIN_FIELDS = "{order_id: int64, user_id: int64, product_id: int64, amount: float64, status: string}"
+
+
+def twin_topology(state, view, topic, format, schemas, fields=TWIN_FIELDS):
+    """A topology whose view `view` is user_stats (the same features) over `topic` in `format`."""
+    growth = open(os.path.join(ROOT, "topologies", "growth.yaml")).read()
+    path = os.path.join(state, f"{view}.yaml")
+    with open(path, "w") as f:
+        f.write(TWIN_SOURCE.replace("TEAM", view).replace("TOPIC", topic).replace("FORMAT", format).replace("SCHEMAS", schemas)
+                .replace("FIELDS", fields).replace("VIEW", view) + growth[growth.index("    features:\n"):])
+    return path
+
+
+def create_topic(brokers, topic):
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
+        future.result()
 
 
 class Registry:
@@ -220,12 +235,7 @@ def serializer(registry, schema):
 
 
 def avro_topology(state, registry, topic, view):
-    growth = open(os.path.join(ROOT, "topologies", "growth.yaml")).read()
-    path = os.path.join(state, f"{view}.yaml")
-    with open(path, "w") as f:
-        f.write(AVRO_SOURCE.replace("TOPIC", topic).replace("URL", registry.url).replace("VIEW", view).replace("team: avro", f"team: {view}")
-                + growth[growth.index("    features:\n"):])
-    return path
+    return twin_topology(state, view, topic, "avro", f"    schema_registry: {{url: {registry.url}}}")
 
 
 def registry_env(env):
@@ -261,9 +271,7 @@ def test_avro_faults_each_with_its_reason_and_a_registry_outage_loses_nothing(fl
     env = registry_env(env)
     offline = os.path.join(state, "offline-faults")
     topology = avro_topology(state, registry, "avro_faults", "fault_stats")
-    admin = AdminClient({"bootstrap.servers": brokers})
-    for future in admin.create_topics([NewTopic("avro_faults", num_partitions=PARTITIONS, replication_factor=1)]).values():
-        future.result()
+    create_topic(brokers, "avro_faults")
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5})
     v1 = serializer(registry, AVRO_V1)
     # A writer schema the source cannot read: amount is text.
@@ -377,27 +385,6 @@ message Order {
 }
 """
 
-PROTOBUF_SOURCE = """
-team: TEAM
-sources:
-  - name: SOURCE
-    topic: TOPIC
-    format: protobuf
-SCHEMAS
-    timestamp: {field: event_timestamp, unit: ms}
-    allowed_lateness: 5s
-    fields: {order_id: int64, user_id: int64, product_id: int64, amount: float64, status: string, event_timestamp: int64}
-entities:
-  - name: user
-    join_keys: {user_id: int64}
-feature_views:
-  - name: VIEW
-    entities: [user]
-    source: SOURCE
-    ttl: 1d
-"""
-
-
 def test_protobuf_through_a_schema_registry_and_from_a_descriptor_set(flat, registry):
     """confluent-kafka's ProtobufSerializer (the schema registered as a serialized descriptor,
     google/protobuf/timestamp.proto skipped as a known type), and plain messages read with a
@@ -439,17 +426,14 @@ def test_protobuf_through_a_schema_registry_and_from_a_descriptor_set(flat, regi
         framed(order(e, offset), SerializationContext("orders_protobuf", MessageField.VALUE)), None, e["event_timestamp"]))
     twin(brokers, "orders_protobuf_plain", lambda offset, e: (order(e, offset).SerializeToString(), None, e["event_timestamp"]))
 
-    topologies = []
-    for team, topic, view, schemas in [
-            ("protobuf", "orders_protobuf", "user_stats_protobuf", f"    schema_registry: {{url: {registry.url}}}"),
-            ("protobuf_plain", "orders_protobuf_plain", "user_stats_protobuf_plain", f"    descriptor_set: {descriptors}\n    message: shop.Order")]:
-        growth = open(os.path.join(ROOT, "topologies", "growth.yaml")).read()
-        path = os.path.join(state, f"{view}.yaml")
-        with open(path, "w") as f:
-            f.write(PROTOBUF_SOURCE.replace("TEAM", team).replace("SOURCE", f"{team}_orders").replace("TOPIC", topic)
-                    .replace("VIEW", view).replace("SCHEMAS", schemas) + growth[growth.index("    features:\n"):])
+    # The event time is the message's google.protobuf.Timestamp, declared as a field.
+    fields = TWIN_FIELDS.replace("}", ", event_timestamp: int64}")
+    topologies = [
+        twin_topology(state, "user_stats_protobuf", "orders_protobuf", "protobuf", f"    schema_registry: {{url: {registry.url}}}", fields),
+        twin_topology(state, "user_stats_protobuf_plain", "orders_protobuf_plain", "protobuf",
+                      f"    descriptor_set: {descriptors}\n    message: shop.Order", fields)]
+    for path in topologies:
         tessera(env, "validate", path)
-        topologies.append(path)
     stopped = run_until_end(registry_env(env), ports, offline, os.path.join(ROOT, "topologies", "growth.yaml"), *topologies, group="protobuf")
     assert int(stopped["events"]) == 3 * EVENTS and int(stopped["dead_lettered"]) == 0, stopped
     same_rows(env, offline, ports, topologies[0], "user_stats_protobuf")

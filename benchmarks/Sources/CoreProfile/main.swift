@@ -7,99 +7,47 @@ import TesseraTopology
 import TesseraWorkload
 
 let scale = CommandLine.arguments.dropFirst().first ?? "standard"
-/// JSON decode into columns, one core: 1 M reference events, best of 5 passes.
-func decodeBenchmark() throws {
-    let workload = ReferenceWorkload(.standard)
-    var payloads: [[UInt8]] = []
-    for i in 0..<1_000_000 {
-        var json: [UInt8] = []
-        ReferenceWorkload.json(workload.order(i), into: &json)
-        payloads.append(json)
-    }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let source = try TopologyLoader.load(files: [root.appendingPathComponent("topologies/growth.yaml").path])[0].sources[0]
-    var decoder = JSONEventDecoder(source: source)
-    var batch = ColumnBatch(schema: source.schema.types)
-    var best = Double.infinity
-    var rejected = 0
-    for _ in 0..<5 {
-        let started = ContinuousClock.now
-        for (i, p) in payloads.enumerated() {
-            if i % 4_096 == 0 { batch.removeAll() }
-            if p.withUnsafeBytes({ decoder.decode($0, into: &batch) }) != nil { rejected += 1 }
-        }
-        best = min(best, (ContinuousClock.now - started) / .seconds(1))
-    }
-    let bytes = payloads.reduce(0) { $0 + $1.count }
-    print("decode: 1000000 reference events (\(bytes / 1_000_000) bytes on average) in \(String(format: "%.3f", best)) s = \(String(format: "%.2f", 1.0 / best)) M events/s, \(rejected) rejected")
-}
-/// Avro decode into columns, one core: the same 1 M reference events in the schema registry's
-/// wire format, best of 5 passes.
-func decodeAvroBenchmark() throws {
-    struct Lookup: SchemaLookup {
-        func schema(id: UInt32) -> Result<RegisteredSchema, SchemaUnavailable>? { .success(RegisteredSchema(kind: .avro, text: ReferenceWorkload.avroSchema)) }
-    }
-    let workload = ReferenceWorkload(.standard)
-    var payloads: [[UInt8]] = []
-    for i in 0..<1_000_000 {
-        var bytes: [UInt8] = []
-        ReferenceWorkload.avro(workload.order(i), schemaID: 1, into: &bytes)
-        payloads.append(bytes)
-    }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let source = try TopologyLoader.load(files: [root.appendingPathComponent("topologies/growth.yaml").path])[0].sources[0]
-    var decoder = AvroEventDecoder(source: source, schemas: Lookup())
-    var batch = ColumnBatch(schema: source.schema.types)
-    var best = Double.infinity
-    var rejected = 0
-    for _ in 0..<5 {
-        let started = ContinuousClock.now
-        for (i, p) in payloads.enumerated() {
-            if i % 4_096 == 0 { batch.removeAll() }
-            if p.withUnsafeBytes({ decoder.decode($0, into: &batch) }) != nil { rejected += 1 }
-        }
-        best = min(best, (ContinuousClock.now - started) / .seconds(1))
-    }
-    let bytes = payloads.reduce(0) { $0 + $1.count }
-    print("decode-avro: 1000000 reference events (\(bytes / 1_000_000) bytes on average) in \(String(format: "%.3f", best)) s = \(String(format: "%.2f", 1.0 / best)) M events/s, \(rejected) rejected")
-}
-/// Protobuf decode into columns, one core: the same 1 M reference events in the schema
-/// registry's wire format, best of 5 passes.
-func decodeProtobufBenchmark() throws {
+/// Decode into columns, one core: 1 M reference events — as JSON, then the same events as Avro
+/// and as Protobuf in the schema registry's wire format — best of 5 passes each.
+func decodeBenchmarks() throws {
     struct Lookup: SchemaLookup {
         func schema(id: UInt32) -> Result<RegisteredSchema, SchemaUnavailable>? {
-            .success(RegisteredSchema(kind: .protobuf, text: ReferenceWorkload.protobufDescriptor))
+            id == 1 ? .success(RegisteredSchema(kind: .avro, text: ReferenceWorkload.avroSchema))
+                : .success(RegisteredSchema(kind: .protobuf, text: ReferenceWorkload.protobufDescriptor))
         }
-    }
-    let workload = ReferenceWorkload(.standard)
-    var payloads: [[UInt8]] = []
-    for i in 0..<1_000_000 {
-        var bytes: [UInt8] = []
-        ReferenceWorkload.protobuf(workload.order(i), schemaID: 1, into: &bytes)
-        payloads.append(bytes)
     }
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    var source = try TopologyLoader.load(files: [root.appendingPathComponent("topologies/growth.yaml").path])[0].sources[0]
-    source.format = .protobuf
-    var decoder = ProtobufEventDecoder(source: source, schemas: Lookup())
-    var batch = ColumnBatch(schema: source.schema.types)
-    var best = Double.infinity
-    var rejected = 0
-    for _ in 0..<5 {
-        let started = ContinuousClock.now
-        for (i, p) in payloads.enumerated() {
-            if i % 4_096 == 0 { batch.removeAll() }
-            if p.withUnsafeBytes({ decoder.decode($0, into: &batch) }) != nil { rejected += 1 }
+    let source = try TopologyLoader.load(files: [root.appendingPathComponent("topologies/growth.yaml").path])[0].sources[0]
+    let workload = ReferenceWorkload(.standard)
+    let orders = (0..<1_000_000).map { workload.order($0) }
+
+    func measure<D: EventDecoder>(_ name: String, _ decoder: D, _ encode: (ReferenceWorkload.Order, inout [UInt8]) -> Void) {
+        var decoder = decoder
+        let payloads = orders.map { o in
+            var bytes: [UInt8] = []
+            encode(o, &bytes)
+            return bytes
         }
-        best = min(best, (ContinuousClock.now - started) / .seconds(1))
+        var batch = ColumnBatch(schema: source.schema.types)
+        var best = Double.infinity
+        var rejected = 0
+        for _ in 0..<5 {
+            let started = ContinuousClock.now
+            for (i, p) in payloads.enumerated() {
+                if i % 4_096 == 0 { batch.removeAll() }
+                if p.withUnsafeBytes({ decoder.decode($0, into: &batch) }) != nil { rejected += 1 }
+            }
+            best = min(best, (ContinuousClock.now - started) / .seconds(1))
+        }
+        let bytes = payloads.reduce(0) { $0 + $1.count }
+        print("\(name): 1000000 reference events (\(bytes / 1_000_000) bytes on average) in \(String(format: "%.3f", best)) s = \(String(format: "%.2f", 1.0 / best)) M events/s, \(rejected) rejected")
     }
-    let bytes = payloads.reduce(0) { $0 + $1.count }
-    print("decode-protobuf: 1000000 reference events (\(bytes / 1_000_000) bytes on average) in \(String(format: "%.3f", best)) s = \(String(format: "%.2f", 1.0 / best)) M events/s, \(rejected) rejected")
+    measure("decode", JSONEventDecoder(source: source)) { ReferenceWorkload.json($0, into: &$1) }
+    measure("decode-avro", AvroEventDecoder(source: source, schemas: Lookup())) { ReferenceWorkload.avro($0, schemaID: 1, into: &$1) }
+    measure("decode-protobuf", ProtobufEventDecoder(source: source, schemas: Lookup())) { ReferenceWorkload.protobuf($0, schemaID: 2, into: &$1) }
 }
 if scale == "decode" {
-    try decodeBenchmark()
-    try decodeAvroBenchmark()
-    try decodeProtobufBenchmark()
+    try decodeBenchmarks()
     exit(0)
 }
 guard let parameters = ReferenceWorkload.Parameters.named(scale) else { fatalError("scale: quick | standard | hot | steady | quick-steady") }

@@ -69,8 +69,6 @@ let template = AvroEventDecoder(source: source, schemas: Registry(), maxBytes: 1
 nonisolated(unsafe) var decoder = template
 nonisolated(unsafe) var batch = ColumnBatch(schema: source.schema.types)
 
-func row(_ b: ColumnBatch, _ i: Int) -> [Value?] { b.columns.map { $0.value(at: i) } }
-
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> CInt {
     writeSeedsIfAsked(seeds: avroSeeds, dictionary: avroDictionary)
@@ -79,26 +77,6 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMu
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzAvro(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    let payload = UnsafeRawBufferPointer(start: size == 0 ? nil : data, count: size)
-    if batch.count >= 4_096 { batch.removeAll() }
-    let before = batch.count
-    let rejection = decoder.decode(payload, into: &batch)
-    guard batch.count == before + (rejection == nil ? 1 : 0), batch.columns.allSatisfy({ $0.count == batch.count }) else {
-        fatalError("batch went from \(before) to \(batch.count) rows (columns \(batch.columns.map(\.count))), rejection: \(String(describing: rejection))")
-    }
-    var fresh = template
-    var freshBatch = ColumnBatch(schema: source.schema.types)
-    let freshRejection = fresh.decode(payload, into: &freshBatch)
-    guard freshRejection == rejection else {
-        fatalError("a fresh decoder says \(String(describing: freshRejection)), the long-lived one \(String(describing: rejection))")
-    }
-    guard rejection == nil else { return 0 }
-    guard freshBatch.eventTimes[0] == batch.eventTimes[before], row(freshBatch, 0) == row(batch, before) else {
-        fatalError("a fresh decoder reads \(row(freshBatch, 0)), the long-lived one \(row(batch, before))")
-    }
-    guard PartitionAggregator.validTimes.contains(batch.eventTimes[before]) else { fatalError("accepted an event time of \(batch.eventTimes[before]) µs") }
-    for column in batch.columns where column.type == .string && column.value(at: before) != nil {
-        guard column.withUTF8(at: before, { String(validating: $0, as: UTF8.self) != nil }) else { fatalError("accepted invalid UTF-8") }
-    }
+    checkDecode(&decoder, template: template, batch: &batch, UnsafeRawBufferPointer(start: size == 0 ? nil : data, count: size))
     return 0
 }

@@ -48,8 +48,6 @@ let template = ProtobufEventDecoder(source: source, schemas: Registry(), maxByte
 nonisolated(unsafe) var decoder = template
 nonisolated(unsafe) var batch = ColumnBatch(schema: source.schema.types)
 
-func row(_ b: ColumnBatch, _ i: Int) -> [Value?] { b.columns.map { $0.value(at: i) } }
-
 func protobufSeeds() -> [(name: String, bytes: [UInt8])] {
     let full: [UInt8] = [8, 217, 215, 55, 16, 209, 15, 24, 52, 33, 0, 0, 0, 0, 0, 192, 66, 64, 40, 1, 50, 11, 8, 128, 242, 214, 202, 6, 16, 149, 154, 239, 58, 58, 4, 83, 65, 86, 69, 66, 17, 10, 5, 115, 107, 117, 45, 49, 21, 3, 0, 0, 0, 29, 0, 0, 32, 64, 74, 1, 97, 74, 1, 98, 80, 1, 90, 9, 9, 0, 0, 0, 0, 0, 0, 208, 63]
     let sparse: [UInt8] = [8, 7, 50, 6, 8, 129, 242, 214, 202, 6]
@@ -69,26 +67,6 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMu
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzProtobuf(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    let payload = UnsafeRawBufferPointer(start: size == 0 ? nil : data, count: size)
-    if batch.count >= 4_096 { batch.removeAll() }
-    let before = batch.count
-    let rejection = decoder.decode(payload, into: &batch)
-    guard batch.count == before + (rejection == nil ? 1 : 0), batch.columns.allSatisfy({ $0.count == batch.count }) else {
-        fatalError("batch went from \(before) to \(batch.count) rows (columns \(batch.columns.map(\.count))), rejection: \(String(describing: rejection))")
-    }
-    var fresh = template
-    var freshBatch = ColumnBatch(schema: source.schema.types)
-    let freshRejection = fresh.decode(payload, into: &freshBatch)
-    guard freshRejection == rejection else {
-        fatalError("a fresh decoder says \(String(describing: freshRejection)), the long-lived one \(String(describing: rejection))")
-    }
-    guard rejection == nil else { return 0 }
-    guard freshBatch.eventTimes[0] == batch.eventTimes[before], row(freshBatch, 0) == row(batch, before) else {
-        fatalError("a fresh decoder reads \(row(freshBatch, 0)), the long-lived one \(row(batch, before))")
-    }
-    guard PartitionAggregator.validTimes.contains(batch.eventTimes[before]) else { fatalError("accepted an event time of \(batch.eventTimes[before]) µs") }
-    for column in batch.columns where column.type == .string && column.value(at: before) != nil {
-        guard column.withUTF8(at: before, { String(validating: $0, as: UTF8.self) != nil }) else { fatalError("accepted invalid UTF-8") }
-    }
+    checkDecode(&decoder, template: template, batch: &batch, UnsafeRawBufferPointer(start: size == 0 ? nil : data, count: size))
     return 0
 }

@@ -1,4 +1,6 @@
 import Foundation
+import TesseraCore
+import TesseraSource
 
 /// Called from a fuzz executable's `LLVMFuzzerInitialize`, which libFuzzer runs before it reads
 /// its own flags: `fuzz-NAME --write-seeds DIR DICT` writes the seed inputs into DIR and
@@ -32,4 +34,32 @@ func dictionaryEntry(_ token: String) -> String {
         }
     }
     return out + "\""
+}
+
+/// The properties every structured-payload decoder keeps, checked for one input (a violation
+/// stops the run with the input saved): exactly one row appended, or a rejection and nothing;
+/// a fresh copy of `template` agrees with the long-lived decoder on the outcome and every value;
+/// an accepted row has its event time inside years 0001–9999 and only valid UTF-8 strings.
+public func checkDecode<D: EventDecoder>(_ decoder: inout D, template: D, batch: inout ColumnBatch, _ payload: UnsafeRawBufferPointer) {
+    func row(_ b: ColumnBatch, _ i: Int) -> [Value?] { b.columns.map { $0.value(at: i) } }
+    if batch.count >= 4_096 { batch.removeAll() }
+    let before = batch.count
+    let rejection = decoder.decode(payload, into: &batch)
+    guard batch.count == before + (rejection == nil ? 1 : 0), batch.columns.allSatisfy({ $0.count == batch.count }) else {
+        fatalError("batch went from \(before) to \(batch.count) rows (columns \(batch.columns.map(\.count))), rejection: \(String(describing: rejection))")
+    }
+    var fresh = template
+    var freshBatch = ColumnBatch(schema: template.schema.types)
+    let freshRejection = fresh.decode(payload, into: &freshBatch)
+    guard freshRejection == rejection else {
+        fatalError("a fresh decoder says \(String(describing: freshRejection)), the long-lived one \(String(describing: rejection))")
+    }
+    guard rejection == nil else { return }
+    guard freshBatch.eventTimes[0] == batch.eventTimes[before], row(freshBatch, 0) == row(batch, before) else {
+        fatalError("a fresh decoder reads \(row(freshBatch, 0)), the long-lived one \(row(batch, before))")
+    }
+    guard PartitionAggregator.validTimes.contains(batch.eventTimes[before]) else { fatalError("accepted an event time of \(batch.eventTimes[before]) µs") }
+    for column in batch.columns where column.type == .string && column.value(at: before) != nil {
+        guard column.withUTF8(at: before, { String(validating: $0, as: UTF8.self) != nil }) else { fatalError("accepted invalid UTF-8") }
+    }
 }
