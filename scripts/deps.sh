@@ -23,12 +23,29 @@ missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+updated=false
 if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "installing Debian packages: ${missing[*]}" >&2
   $sudo apt-get update -qq
+  updated=true
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# promtool, which tests the alerting rules, is in Debian's prometheus package. Installing that
+# package would also start a Prometheus server as a system service: the .deb is unpacked into a
+# cache instead, and only its promtool is used (tests look for it there).
+promtool_dir=${TESSERA_PROMTOOL_DIR:-$HOME/.cache/tessera/prometheus}
+if [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
+  echo "unpacking promtool from Debian's prometheus package into $promtool_dir" >&2
+  $updated || $sudo apt-get update -qq
+  download=$(mktemp -d)
+  chmod a+rwx "$download"  # apt downloads as its own user
+  (cd "$download" && apt-get download -qq prometheus >/dev/null)
+  mkdir -p "$promtool_dir"
+  dpkg-deb -x "$download"/prometheus_*.deb "$promtool_dir"
+  rm -rf "$download"
 fi
 
 if ((${#pip_packages[@]})); then

@@ -595,6 +595,13 @@ struct Scanner {
         func isDigit(_ k: Int) -> Bool { k < count && base[k] >= 0x30 && base[k] <= 0x39 }
         guard isDigit(i) else { throw Rejection(.notJSON, "invalid number at byte \(start)") }
         if base[i] == UInt8(ascii: "0") && isDigit(i + 1) { throw Rejection(.notJSON, "leading zero in a number at byte \(start)") }
+        // Eight digits at a time while they fit the 19 kept (ids, epoch timestamps); the integer
+        // part has no leading zero, so every digit of it is significant.
+        while significant <= 11 && i + 8 <= count, let eight = Scanner.eightDigits(base + i) {
+            mantissa = mantissa &* 100_000_000 &+ eight
+            significant += mantissa == 0 ? 0 : 8
+            i += 8
+        }
         while isDigit(i) {
             let d = base[i] &- 0x30
             if significant < 19 {
@@ -654,6 +661,20 @@ struct Scanner {
         }
         return NumberToken(span: start..<i, exactInt: exactInt, mantissa: mantissa, exponent: exponent,
                            truncated: truncated, negative: negative)
+    }
+
+    /// The value of eight ASCII digits at `p` (the first the most significant), or nil when one
+    /// of the bytes is not a digit: SWAR, three multiplications instead of eight steps.
+    @inline(__always)
+    static func eightDigits(_ p: UnsafePointer<UInt8>) -> UInt64? {
+        let v = UInt64(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt64.self))
+        // Every byte in 0x30…0x39: its high nibble is 3, and adding 6 does not carry into it.
+        guard v & 0xF0F0_F0F0_F0F0_F0F0 == 0x3030_3030_3030_3030,
+              (v &+ 0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0 == 0x3030_3030_3030_3030 else { return nil }
+        var x = v & 0x0F0F_0F0F_0F0F_0F0F
+        x = (x &* 2561) >> 8
+        x = ((x & 0x00FF_00FF_00FF_00FF) &* 6_553_601) >> 16
+        return ((x & 0x0000_FFFF_0000_FFFF) &* 42_949_672_960_001) >> 32
     }
 
     static let powersOfTen: [Double] = (0...22).map { e in (0..<e).reduce(1.0) { r, _ in r * 10 } }

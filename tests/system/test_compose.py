@@ -330,6 +330,27 @@ def test_prometheus_scrapes_the_worker(compose):
     assert mount_target(prometheus, "./deploy/prometheus.yml") == flags.get("--config.file", "/etc/prometheus/prometheus.yml")
 
 
+def alert_rules():
+    return [rule for group in load_yaml(os.path.join(DEPLOY, "prometheus", "alerts.yml"))["groups"] for rule in group["rules"]]
+
+
+def test_alert_rules_fire_as_their_tests_say(compose):
+    """promtool (Debian's prometheus package) checks the rules and the configuration that loads
+    them, and runs deploy/prometheus/alerts_test.yml: each alert fires on the series that should
+    fire it, and stays quiet on the others. Every rule has a test."""
+    unpacked = os.path.join(os.environ.get("TESSERA_PROMTOOL_DIR", os.path.expanduser("~/.cache/tessera/prometheus")), "usr", "bin", "promtool")
+    promtool = unpacked if os.access(unpacked, os.X_OK) else shutil.which("promtool")
+    assert promtool, "promtool is missing (scripts/deps.sh unpacks it from Debian's prometheus package)"
+    for args in (["check", "rules", "prometheus/alerts.yml"], ["check", "config", "prometheus.yml"],
+                 ["test", "rules", "prometheus/alerts_test.yml"]):
+        done = subprocess.run([promtool, *args], cwd=DEPLOY, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (args, done.stdout[-3000:], done.stderr[-3000:])
+    tested = set(re.findall(r"alertname: (\w+)", open(os.path.join(DEPLOY, "prometheus", "alerts_test.yml")).read()))
+    assert {r["alert"] for r in alert_rules()} == tested
+    prometheus = compose["services"]["prometheus"]
+    assert mount_target(prometheus, "./deploy/prometheus/alerts.yml") == "/etc/prometheus/prometheus/alerts.yml"
+
+
 def test_grafana_provisioning(compose):
     grafana = compose["services"]["grafana"]
     assert mount_target(grafana, "./deploy/grafana/provisioning") == "/etc/grafana/provisioning"
@@ -498,6 +519,9 @@ def test_dashboard_queries_only_exported_metrics(live_services):
         missing = sorted(f for f in dashboard_families(load_dashboard())
                          if f not in types and f not in names and f + "_total" not in names)
         assert not missing, f"the dashboard queries metrics the worker does not export: {missing}"
+        alerting = {family(n) for rule in alert_rules() for n in re.findall(r"tessera_[a-z_]+", rule["expr"])}
+        missing = sorted(f for f in alerting if f not in types and f not in names and f + "_total" not in names)
+        assert not missing, f"the alert rules use metrics the worker does not export: {missing}"
         wrong = {name: (types[name], kind) for name, kind in CONTRACT.items() if name in types and types[name] != kind}
         assert not wrong, f"metric types differ from the contract (exported, expected): {wrong}"
         for name, kind in CONTRACT.items():

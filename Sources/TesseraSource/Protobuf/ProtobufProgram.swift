@@ -125,15 +125,31 @@ struct ProtoProgram: Sendable {
 /// What to do with each field of one message: read it into a slot, descend into it, or (any
 /// number not listed) pass over it; and the proto3 defaults of the declared scalars, set first.
 struct MessageOps: Sendable {
-    let byNumber: [Int: ProtoOp]
+    /// Field numbers below 64 (nearly all of them) index `small`; the rest are looked up.
+    private let small: [ProtoOp?]
+    private let large: [Int: ProtoOp]
     let defaults: [(Int, DecodedSlot)]
+
+    init(byNumber: [Int: ProtoOp], defaults: [(Int, DecodedSlot)]) {
+        var small = [ProtoOp?](repeating: nil, count: 64)
+        var large: [Int: ProtoOp] = [:]
+        for (n, op) in byNumber {
+            if n < 64 { small[n] = op } else { large[n] = op }
+        }
+        self.small = small
+        self.large = large
+        self.defaults = defaults
+    }
+
+    @inline(__always)
+    private func op(_ number: Int) -> ProtoOp? { number < 64 ? small[number] : large[number] }
 
     func read(_ r: inout ProtoReader, into slots: inout [DecodedSlot], program: ProtoProgram, depth: Int) throws(Rejection) {
         guard depth < 64 else { throw Rejection(.undecodable, "messages nested deeper than 64") }
         for (s, d) in defaults { slots[s] = d }
         while !r.atEnd {
             let (number, wire) = try r.tag()
-            guard let op = byNumber[number] else {
+            guard let op = op(number) else {
                 try r.skip(wire)
                 continue
             }
