@@ -60,6 +60,8 @@ public struct AvroEventDecoder: Sendable {
     let fields: PayloadFields
     private let schemas: any SchemaLookup
     private var programs: [UInt32: Result<AvroProgram, Rejection>] = [:]
+    /// The program of the last event's schema id.
+    private var last: (id: UInt32, program: AvroProgram)?
     private var slots: [DecodedSlot]
 
     public init(source: Source, schemas: any SchemaLookup, maxBytes: Int = 1 << 20) {
@@ -79,9 +81,15 @@ public struct AvroEventDecoder: Sendable {
             return Rejection(.undecodable, "not in the schema registry's wire format (a zero byte, then a 4-byte schema id)")
         }
         let program: AvroProgram
-        switch programs[id] ?? resolve(id) {
-        case .success(let p): program = p
-        case .failure(let r): return r
+        if let last, last.id == id {
+            program = last.program  // a topic's records name the same schema, run after run
+        } else {
+            switch programs[id] ?? resolve(id) {
+            case .success(let p):
+                program = p
+                last = (id, p)
+            case .failure(let r): return r
+            }
         }
         for i in slots.indices { slots[i].kind = .absent }
         var reader = AvroReader(payload, from: 5)

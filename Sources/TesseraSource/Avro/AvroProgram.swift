@@ -4,7 +4,7 @@ import TesseraTopology
 
 /// How to read one writer schema into a source's slots: an operation per writer value, built once
 /// per schema id by resolving the writer's schema against the declared fields.
-struct AvroProgram: Sendable {
+final class AvroProgram: Sendable {  // a class: each decode holds it by one reference, not a copy of its parts
     let root: AvroOp
     /// Enum symbols, shared by every enum the program reads (`DecodedSlot.symbol` indexes them).
     let symbols: [String]

@@ -25,6 +25,8 @@ public struct ProtobufEventDecoder: Sendable {
     /// Programs by schema id and message indexes (registry), or the one program (descriptor set).
     private var programs: [ProgramKey: Result<ProtoProgram, Rejection>] = [:]
     private let fixed: Result<ProtoProgram, Rejection>?
+    /// The program of the last event's schema id and message.
+    private var last: (key: ProgramKey, program: ProtoProgram)?
     private var slots: [DecodedSlot]
     private var indexes: [Int] = []
 
@@ -86,10 +88,16 @@ public struct ProtobufEventDecoder: Sendable {
                 return error
             }
             start = reader.position
-            let key = ProgramKey(id: id, indexes: indexes)
-            switch programs[key] ?? resolve(key) {
-            case .success(let p): program = p
-            case .failure(let r): return r
+            if let last, last.key.id == id, last.key.indexes == indexes {
+                program = last.program  // a topic's records name the same message, run after run
+            } else {
+                let key = ProgramKey(id: id, indexes: indexes)
+                switch programs[key] ?? resolve(key) {
+                case .success(let p):
+                    program = p
+                    last = (key, p)
+                case .failure(let r): return r
+                }
             }
         }
         for i in slots.indices { slots[i].kind = .absent }

@@ -3,7 +3,7 @@ import TesseraTopology
 
 /// How to read one message type into a source's slots: per field number what to do with it,
 /// built once by matching the message's fields (by name) with the declared paths.
-struct ProtoProgram: Sendable {
+final class ProtoProgram: Sendable {  // a class: each decode holds it by one reference, not a copy of its parts
     let root: MessageOps
     /// Enum value names of every enum read (`DecodedSlot.symbol` indexes them).
     let symbols: [String]
