@@ -128,7 +128,7 @@ let package = Package(
             name: "tessera",
             dependencies: [
                 "TesseraCore", "TesseraTopology", "TesseraWorkload", "TesseraEngine", "TesseraKafka", "TesseraRedis",
-                "TesseraOffline", "TesseraSource", "TesseraTraining", "TesseraLog", "TesseraOnline", "TesseraProcess",
+                "TesseraOffline", "TesseraSource", "TesseraTraining", "TesseraLog", "TesseraOnline", "TesseraProcess", "TesseraRegistry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -38,6 +38,8 @@ package final class OnlineWriter {
         var keyEnds: [Int] = []
         var eventTime: [Micros] = []
         var createdTime: [Micros] = []
+        /// When the input that made the row was produced (for the freshness metrics).
+        var producedTime: [Micros] = []
         var bits: [UInt64] = []
         var valid: [Bool] = []
         var text: [UInt8] = []
@@ -46,7 +48,7 @@ package final class OnlineWriter {
     }
 
     package init(layout: OnlineLayout, connection: RedisConnection, views: [FeatureView], logger: Logger,
-                 clock: any WallClock = SystemClock(), freshness: Recorder? = nil, maxPendingRows: Int = 2_000_000, group: String? = nil) {
+                 clock: any WallClock = SystemClock(), freshness: [String: FreshnessRecorders] = [:], maxPendingRows: Int = 2_000_000, group: String? = nil) {
         self.layout = layout
         self.group = group
         self.maxPendingRows = maxPendingRows
@@ -105,7 +107,9 @@ package final class OnlineWriter {
     package var isRetrying: Bool { flusher.counters.retrying }
 
     /// Records the emissions of a view; an entity's later row replaces its earlier one.
-    package func add(view: String, partition: Int32, emissions e: EmissionBatch, created: [Micros]) {
+    /// `produced`: when the input that made the rows was produced, if known (else their event time
+    /// stands for it).
+    package func add(view: String, partition: Int32, emissions e: EmissionBatch, created: [Micros], produced: Micros? = nil) {
         guard let v = views[view], e.count > 0 else { return }
         let key = Key(view: view, partition: partition)
         var p = pending.removeValue(forKey: key) ?? Rows()
@@ -127,12 +131,14 @@ package final class OnlineWriter {
                 p.keyEnds.append(p.keyBytes.count)
                 p.eventTime.append(0)
                 p.createdTime.append(0)
+                p.producedTime.append(0)
                 p.bits.append(contentsOf: repeatElement(0, count: nf))
                 p.valid.append(contentsOf: repeatElement(false, count: nf))
                 p.textRanges.append(contentsOf: repeatElement(0..<0, count: nf))
             }
             p.eventTime[slot] = e.eventTimes[i]
             p.createdTime[slot] = created[i]
+            p.producedTime[slot] = produced ?? e.eventTimes[i]
             slots.append(Int32(slot))
         }
         for f in 0..<nf {
@@ -251,6 +257,33 @@ package final class OnlineWriter {
     }
 }
 
+/// A view's freshness metrics: how long after its input was produced each row was written to
+/// Redis (a histogram, in seconds), and how many rows were written, within the view's target
+/// and in all.
+package struct FreshnessRecorders: Sendable {
+    package var seconds: Recorder
+    package var rows: Counter
+    package var withinTarget: Counter?
+    package var target: Micros?
+
+    package init(seconds: Recorder, rows: Counter, withinTarget: Counter?, target: Micros?) {
+        self.seconds = seconds
+        self.rows = rows
+        self.withinTarget = withinTarget
+        self.target = target
+    }
+
+    func record(_ produced: ArraySlice<Micros>, visibleAt now: Micros) {
+        var within = 0
+        for t in produced {
+            seconds.record(Double(now - t) / 1_000_000)
+            if let target, now - t <= target { within += 1 }
+        }
+        rows.increment(by: produced.count)
+        if within > 0 { withinTarget?.increment(by: within) }
+    }
+}
+
 /// The thread that writes handed-over rows to Redis as HSET (and HDEL, PEXPIRE where needed) in
 /// pipelined chunks.
 /// `@unchecked Sendable`: `connection` and the encoding buffers are used only by the flusher
@@ -277,8 +310,8 @@ final class RedisFlusher: @unchecked Sendable {
     private var stopping = false
     private var state = Counters()
     private var thread: Thread?
-    /// Event time → the row written to Redis, per row (the owner names the metric).
-    private let freshness: Recorder?
+    /// Per view: produced → the row written to Redis, per row (the owner names the metrics).
+    private let freshness: [String: FreshnessRecorders]
 
     private let clock: any WallClock
     /// What is known of the keys in Redis (flusher thread only).
@@ -382,7 +415,7 @@ final class RedisFlusher: @unchecked Sendable {
         for key in memory.keys where gone.contains(key.partition) { memory[key] = nil }
     }
 
-    init(connection: RedisConnection, views: [String: ViewCodec], logger: Logger, clock: any WallClock, freshness: Recorder?) {
+    init(connection: RedisConnection, views: [String: ViewCodec], logger: Logger, clock: any WallClock, freshness: [String: FreshnessRecorders]) {
         self.freshness = freshness
         self.connection = connection
         self.views = views
@@ -630,9 +663,8 @@ final class RedisFlusher: @unchecked Sendable {
                 }
                 writes += end - start
                 byView[key.view, default: 0] += end - start
-                if let freshness {
-                    let now = clock.now()
-                    for slot in start..<end { freshness.record(Double(now - p.eventTime[slot]) / 1_000_000) }
+                if let freshness = freshness[key.view] {
+                    freshness.record(p.producedTime[start..<end], visibleAt: clock.now())
                 }
                 start = end
             }

@@ -192,6 +192,11 @@ public struct FeatureView: Sendable {
     public var features: [Feature]
     /// The view as the aggregation core runs it.
     public var spec: ViewSpec
+    /// How soon after it is produced an event's effect should be readable in Redis, if a target
+    /// is set (`freshness_target:`): the share of rows written within it is a metric.
+    public var freshnessTarget: Micros?
+    /// Statistics and drift (`quality:`).
+    public var quality = ViewQuality()
 }
 
 /// One problem in a topology file, located by line and column (1-based).

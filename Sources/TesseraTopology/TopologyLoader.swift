@@ -484,7 +484,8 @@ struct NodeReader {
 
     // MARK: - Feature views
 
-    static let viewKeys = ["name", "entities", "source", "ttl", "online", "offline", "owner", "description", "tags", "features"]
+    static let viewKeys = ["name", "entities", "source", "ttl", "online", "offline", "owner", "description", "tags", "features",
+                           "freshness_target", "quality"]
     static let reserved: Set<String> = ["event_timestamp", "created_timestamp"]
 
     mutating func view(_ node: Node, sources: [Source], entities: [Entity]) -> (FeatureView, Node)? {
@@ -574,6 +575,8 @@ struct NodeReader {
                 specs.append(spec)
             }
         }
+        let freshnessTarget = m["freshness_target"].flatMap { duration($0.value, "freshness_target") }
+        let quality = m["quality"].map { self.quality($0.value, view: name, features: features) } ?? ViewQuality()
         guard errors.count == before, !usesBroken, let name, let source, let ttl, let online, let offline, !joinKeys.isEmpty else { return nil }
         let spec: ViewSpec
         do {
@@ -584,7 +587,50 @@ struct NodeReader {
         }
         return (FeatureView(name: name, source: source.name, entities: viewEntities.map(\.name), joinKeys: joinKeys, ttl: ttl,
                             online: online, offline: offline, owner: owner, description: description, tags: tags,
-                            features: features, spec: spec), nameNode)
+                            features: features, spec: spec, freshnessTarget: freshnessTarget, quality: quality), nameNode)
+    }
+
+    static let qualityKeys = ["window", "hop", "baseline", "psi_threshold", "ks_threshold", "min_rows"]
+
+    /// A view's `quality:` block: the statistics' rolling window, a drift baseline and thresholds.
+    mutating func quality(_ node: Node, view: String?, features: [Feature]) -> ViewQuality {
+        var q = ViewQuality()
+        guard let m = mapping(node, "quality", allowed: NodeReader.qualityKeys, required: []) else { return q }
+        if let w = m["window"].flatMap({ duration($0.value, "quality window") }) { q.window = w }
+        if let h = m["hop"].flatMap({ duration($0.value, "quality hop") }) { q.hop = h }
+        if q.hop > q.window || q.window / q.hop > 1_000 {
+            fail(at: (m["hop"] ?? m["window"])?.value ?? node, "the quality window must hold between 1 and 1000 hops (window \(Time.format(duration: q.window)), hop \(Time.format(duration: q.hop)))")
+        }
+        for (key, path) in [("psi_threshold", \ViewQuality.psiThreshold), ("ks_threshold", \ViewQuality.ksThreshold)] {
+            guard let v = m[key]?.value else { continue }
+            if case .scalar(let s) = v, let x = Double(s.string), x > 0, x.isFinite { q[keyPath: path] = x } else {
+                fail(at: v, "\(key) must be a number above 0")
+            }
+        }
+        if let v = m["min_rows"]?.value {
+            if case .scalar(let s) = v, let x = Int(s.string), x > 0 { q.minRows = x } else { fail(at: v, "min_rows must be a whole number above 0") }
+        }
+        if let b = m["baseline"]?.value, let path = string(b, "baseline") {
+            let directory = (file as NSString).deletingLastPathComponent
+            let resolved = path.hasPrefix("/") || directory.isEmpty ? path : "\(directory)/\(path)"
+            q.baselinePath = resolved
+            do {
+                let baseline = try DriftBaseline.read(path: resolved)
+                if let view, baseline.view != view {
+                    fail(at: b, "the baseline \(resolved) is of view '\(baseline.view)', not '\(view)'")
+                }
+                for f in baseline.features where !features.contains(where: { $0.name == f.name }) {
+                    fail(at: b, "the baseline \(resolved) has feature '\(f.name)', which view '\(view ?? "")' does not (build it again with tessera stats baseline)")
+                }
+                for f in baseline.features where f.fractions.count != f.edges.count + 1 || f.edges != f.edges.sorted() {
+                    fail(at: b, "the baseline \(resolved) is damaged: feature '\(f.name)' needs one share per bin, and ascending edges")
+                }
+                q.baseline = baseline
+            } catch {
+                fail(at: b, "\(error) (write one with tessera stats baseline)")
+            }
+        }
+        return q
     }
 
     static let featureKeys = ["name", "aggregate", "field", "window", "hop", "where", "percentile", "description"]

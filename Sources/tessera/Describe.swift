@@ -113,9 +113,16 @@ struct Lineage: Encodable {
         /// The directory of the view's offline files, when offline.
         var offlinePath: String?
         var baselines: [String]
+        /// `freshness_target`, and the statistics' rolling window and hop (`quality:`).
+        var freshnessTarget: String?
+        var qualityWindow: String
+        var qualityHop: String
 
         enum CodingKeys: String, CodingKey {
             case name, source, topic, entities, ttl, owner, description, tags, features, baselines
+            case freshnessTarget = "freshness_target"
+            case qualityWindow = "quality_window"
+            case qualityHop = "quality_hop"
             case joinKeys = "join_keys"
             case stateVersion = "state_version"
             case onlineKey = "online_key"
@@ -160,7 +167,9 @@ struct Lineage: Encodable {
                         onlineKey: v.online ? key : nil,
                         onlineLayout: v.online ? (v.onlineFormat.feastProject.map { "feast project \($0)" } ?? "tessera") : nil,
                         offlinePath: v.offline ? "\(offlineDirectory)/\(v.name)/partition=<P>/" : nil,
-                        baselines: [])
+                        baselines: v.quality.baselinePath.map { [$0] } ?? [],
+                        freshnessTarget: v.freshnessTarget.map { Time.format(duration: $0) },
+                        qualityWindow: Time.format(duration: v.quality.window), qualityHop: Time.format(duration: v.quality.hop))
                 })
         }
     }
@@ -201,6 +210,7 @@ struct Lineage: Encodable {
                 out += "    online: \(v.onlineKey.map { "Redis \($0) (\(v.onlineLayout ?? "tessera") layout)" } ?? "off")\n"
                 out += "    offline: \(v.offlinePath ?? "off")\n"
                 out += "    baselines: \(v.baselines.isEmpty ? "none" : v.baselines.joined(separator: ", "))\n"
+                out += "    quality: statistics over \(v.qualityWindow) (hop \(v.qualityHop)), freshness target \(v.freshnessTarget ?? "none")\n"
             }
         }
         return out
@@ -229,6 +239,10 @@ struct Lineage: Encodable {
             if v.offlinePath != nil {
                 offline = true
                 lines.append("  \(q("view:" + v.name)) -> \(q("offline"));")
+            }
+            for b in v.baselines {
+                lines.append("  \(q("baseline:" + b)) [shape=note, label=\(q("drift baseline\n" + (b as NSString).lastPathComponent))];")
+                lines.append("  \(q("baseline:" + b)) -> \(q("view:" + v.name)) [style=dashed];")
             }
         }
         if online { lines.append("  \(q("online")) [shape=cylinder, label=\(q("Redis (online)"))];") }

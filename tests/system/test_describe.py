@@ -4,6 +4,7 @@
   topic, Redis key and offline directory; a view that is offline-only has no Redis key.
 - The state version changes when a feature's definition changes, not when its description does.
 - --dot draws one edge topic → view per view, and view → Redis / offline log where rows go.
+- A view's drift baseline is listed with it, and drawn as a dashed edge into the view.
 """
 import json
 import os
@@ -62,6 +63,9 @@ def test_json_lists_what_the_topologies_define():
             if yv.get("offline", True):
                 assert v["offline_path"] == f"/data/offline/{yv['name']}/partition=<P>/"
             assert re.fullmatch(r"[0-9a-f]{12}", v["state_version"])
+            assert v.get("freshness_target") == yv.get("freshness_target")
+            assert v["quality_window"] == (yv.get("quality") or {}).get("window", "1h")
+            assert v["baselines"] == []
 
 
 def test_state_version_follows_the_definition():
@@ -96,3 +100,18 @@ def test_dot_draws_every_view_between_its_topic_and_its_stores():
     text = describe("--topology", TOPOLOGIES)
     for team in yaml_topologies(TOPOLOGIES):
         assert f"team {team}" in text
+
+
+def test_baselines_are_listed_and_drawn():
+    with tempfile.TemporaryDirectory() as d:
+        text = open(os.path.join(TOPOLOGIES, "growth.yaml")).read()
+        baseline = {"view": "user_stats", "source": "test", "rows": 1,
+                    "features": [{"name": "total_orders_1h", "rows": 1, "null_fraction": 0, "edges": [1], "fractions": [1, 0]}]}
+        json.dump(baseline, open(os.path.join(d, "user_stats.json"), "w"))
+        with open(os.path.join(d, "growth.yaml"), "w") as f:
+            f.write(text.replace("    freshness_target: 2s", "    freshness_target: 2s\n    quality: {baseline: user_stats.json, window: 30m, hop: 5m}", 1))
+        view = json.loads(describe("--topology", d, "--json"))["topologies"][0]["views"][0]
+        assert view["baselines"] == [os.path.join(d, "user_stats.json")]
+        assert (view["quality_window"], view["quality_hop"], view["freshness_target"]) == ("30m", "5m", "2s")
+        dot = describe("--topology", d, "--dot")
+        assert f'"baseline:{d}/user_stats.json" -> "view:user_stats" [style=dashed];' in dot

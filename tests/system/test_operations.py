@@ -97,7 +97,7 @@ def test_metrics_health_and_readiness(services):
         assert m['tessera_retrying'] == 0 and m['tessera_ready'] == 1
         assert m['tessera_process_resident_memory_bytes'] > 1e6
         assert m['tessera_batch_size_count'] >= 1 and m['tessera_batch_size_sum'] == GOOD + BAD
-        assert m['tessera_freshness_seconds_count'] == m['tessera_redis_writes_total{view="user_stats"}']
+        assert m['tessera_freshness_seconds_count{view="user_stats"}'] == m['tessera_redis_writes_total{view="user_stats"}']
 
         # Redis hangs: the worker waits for it, and says so in /ready and the metrics.
         redis_pid = int(open(os.path.join(state, "redis.pid")).read())

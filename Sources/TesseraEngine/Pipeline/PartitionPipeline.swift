@@ -57,6 +57,8 @@ final class PartitionPipeline {
     var lastCreated: Micros = 0
     private var created: [Micros] = []
     private var offsets: [Int64] = []
+    /// Per view, the statistics of its closed rows (`QualityMonitor` publishes them).
+    private(set) var statistics: [ViewStatistics]
     /// The memory of the last checkpoint's image, reused by the next.
     private var imageBuffer: [UInt8] = []
 
@@ -101,6 +103,7 @@ final class PartitionPipeline {
         keyCheck = source.key.flatMap { key in source.schema.index(of: key).map { KeyCheck(field: key, column: $0, policy: source.keyMismatch) } }
         maxFutureSkew = source.maxFutureSkew
         counters = Counters(views: views.count)
+        statistics = views.map(ViewStatistics.init(view:))
     }
 
     /// Takes the counters so far (and starts new ones).
@@ -172,7 +175,10 @@ final class PartitionPipeline {
             if r.rejection.reason == .late { counters.late += 1 }
         }
         if aggregated == 0 { consecutiveBad += rejected.count }
-        emit()
+        // The batch's rows are as fresh as its earliest record: produced → visible is measured
+        // from there (never reported fresher than it is).
+        let earliest = rowStamps.lazy.filter { $0 >= 0 }.min()
+        emit(produced: earliest.map { $0 * 1_000 })
         batch.removeAll()
         rowOffsets.removeAll(keepingCapacity: true)
         rowRecords.removeAll(keepingCapacity: true)
@@ -193,8 +199,9 @@ final class PartitionPipeline {
         emit()
     }
 
-    /// Hands the core's new emissions to the sinks with their created timestamps and offsets.
-    private func emit() {
+    /// Hands the core's new emissions to the sinks with their created timestamps and offsets;
+    /// `produced` is when the input that made them was produced, if known.
+    private func emit(produced: Micros? = nil) {
         let now = clock.now()
         for (v, view) in views.enumerated() {
             let e = core.views[v].emissions
@@ -212,8 +219,9 @@ final class PartitionPipeline {
             }
             let closed = e.closedCount
             counters.closed += closed
+            statistics[v].add(e, rows: 0..<closed)
             if view.online, let online = sinks.online {
-                online.add(view: view.name, partition: partition, emissions: e, created: created)
+                online.add(view: view.name, partition: partition, emissions: e, created: created, produced: produced)
                 core.recordCreated(view: v, created)
             }
             if view.offline, let offline = sinks.offline {

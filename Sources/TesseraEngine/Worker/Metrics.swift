@@ -1,6 +1,8 @@
 import Foundation
 import Metrics
 import Synchronization
+import TesseraOnline
+import TesseraTopology
 
 /// Every metric the worker exports, by name: the one place they are spelled (swift-metrics;
 /// `tessera run --metrics-port` exports them in the Prometheus text format).
@@ -48,8 +50,29 @@ public enum MetricName {
     /// How long the worker loop stopped to copy a partition's state for its checkpoint.
     public static let checkpointPause = "tessera_checkpoint_pause_seconds"
     public static let batchSize = "tessera_batch_size"
-    /// Event time → Redis write, per row written.
+    /// The input's produce time (its Kafka timestamp; the event time when the record has none) →
+    /// the row written to Redis, per row written: {view}.
     public static let freshness = "tessera_freshness_seconds"
+
+    // Feature quality (`QualityMonitor`): gauges {view, feature, window = rolling | all}.
+    public static let featureRows = "tessera_feature_rows"
+    public static let featureNullRatio = "tessera_feature_null_ratio"
+    public static let featureMin = "tessera_feature_min"
+    public static let featureMax = "tessera_feature_max"
+    public static let featureMean = "tessera_feature_mean"
+    public static let featureStddev = "tessera_feature_stddev"
+    public static let featureQuantile = "tessera_feature_quantile"                 // … and {quantile}
+    /// Drift of the rolling window from the view's baseline: {view, feature}.
+    public static let featurePSI = "tessera_feature_psi"
+    public static let featureKS = "tessera_feature_ks"
+    /// The view's drift thresholds (`quality:`), for the alert rules: {view}.
+    public static let psiThreshold = "tessera_view_psi_threshold"
+    public static let ksThreshold = "tessera_view_ks_threshold"
+    /// The view's `freshness_target` in seconds, and its rows written to Redis within the target
+    /// of the produce time of the input that changed them, and in all: {view}.
+    public static let freshnessTarget = "tessera_freshness_target_seconds"
+    public static let freshnessRows = "tessera_freshness_rows_total"
+    public static let freshnessWithinTarget = "tessera_freshness_within_target_total"
 
     /// The `component` label of `errors`: what failed.
     public static let components = ["redis", "kafka", "offline", "checkpoint", "dead_letters", "schema_registry"]
@@ -66,7 +89,19 @@ final class WorkerMetrics {
     let checkpointDuration = Metrics.Timer(label: MetricName.checkpointDuration)
     let loopIteration = Metrics.Timer(label: MetricName.loopIteration)
     let checkpointPause = Metrics.Timer(label: MetricName.checkpointPause)
-    let freshness = Recorder(label: MetricName.freshness, aggregate: true)
+
+    /// Per online view, its freshness histogram and counters (see `FreshnessRecorders`).
+    static func freshness(_ views: [FeatureView]) -> [String: FreshnessRecorders] {
+        var out: [String: FreshnessRecorders] = [:]
+        for v in views where v.online {
+            let labels = [("view", v.name)]
+            out[v.name] = FreshnessRecorders(seconds: Recorder(label: MetricName.freshness, dimensions: labels, aggregate: true),
+                                             rows: Counter(label: MetricName.freshnessRows, dimensions: labels),
+                                             withinTarget: v.freshnessTarget.map { _ in Counter(label: MetricName.freshnessWithinTarget, dimensions: labels) },
+                                             target: v.freshnessTarget)
+        }
+        return out
+    }
 
     private static func key(_ name: String, _ labels: [(String, String)]) -> String {
         labels.isEmpty ? name : name + "{" + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",") + "}"

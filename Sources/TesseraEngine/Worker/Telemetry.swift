@@ -51,6 +51,7 @@ public struct WorkerStats: Sendable {
 final class Telemetry {
     private let logger: Logger
     private let metrics = WorkerMetrics()
+    private let quality: QualityMonitor
     private let statsInterval: Duration?
     private let health: WorkerHealth?
     private let onProgress: (@Sendable (WorkerStats) -> Void)?
@@ -85,6 +86,8 @@ final class Telemetry {
         self.health = health
         self.onProgress = onProgress
         statsInterval = configuration.options.statsInterval
+        quality = QualityMonitor(views: configuration.allViews, metrics: metrics)
+        freshness = WorkerMetrics.freshness(configuration.allViews)
         nextStats = .now + (statsInterval ?? .zero)
         // Every counter is exported from the start, at 0.
         for source in configuration.sources {
@@ -114,7 +117,8 @@ final class Telemetry {
         }
     }
 
-    var freshness: Recorder { metrics.freshness }
+    /// Per online view, its freshness metrics (the online writer records them).
+    let freshness: [String: FreshnessRecorders]
 
     // MARK: - Events
 
@@ -298,6 +302,7 @@ final class Telemetry {
             metrics.set(MetricName.schemasCached, [], Double(schemas.fetched + schemas.missing))
         }
         guard gauges else { return }
+        quality.publish(pipelines: s.table.entries.map(\.pipeline))
         metrics.set(MetricName.checkpointAge, [], (ContinuousClock.now - lastCheckpoint) / .seconds(1))
         metrics.set(MetricName.retrying, [], stats.retrying == nil ? 0 : 1)
         metrics.set(MetricName.residentMemory, [], WorkerMetrics.residentBytes())

@@ -3,16 +3,16 @@ import TesseraCore
 
 /// One libcurl easy handle (freed in `deinit`): blocking HTTP GETs with a timeout, optional basic
 /// authentication and a CA file. Every libcurl call is in this file. Not Sendable: one thread uses it.
-final class CurlEasy {
+package final class CurlEasy {
     private let handle: UnsafeMutableRawPointer
 
-    struct Failure: Error {
-        var message: String
+    package struct Failure: Error {
+        package var message: String
         /// No answer at all (connection refused, timeout, TLS): worth retrying.
         var unreachable: Bool
     }
 
-    init() throws(Failure) {
+    package init() throws(Failure) {
         CurlEasy.initialize
         guard let h = curl_easy_init() else { throw Failure(message: "libcurl could not make a handle", unreachable: false) }
         handle = h
@@ -24,7 +24,7 @@ final class CurlEasy {
     private static let initialize: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     /// GETs `url`; returns the status and the body.
-    func get(_ url: String, user: String?, password: String?, caFile: String?, timeoutMillis: Int) throws(Failure) -> (status: Int, body: [UInt8]) {
+    package func get(_ url: String, user: String?, password: String?, caFile: String?, timeoutMillis: Int) throws(Failure) -> (status: Int, body: [UInt8]) {
         curl_easy_reset(handle)
         let sink = CurlSink()
         let context = Unmanaged.passRetained(sink)

@@ -1,5 +1,7 @@
 // A plain run of the core over generated reference events, for `perf record` / callgrind:
 //   swift build -c release --product core-profile && perf record -g .build/release/core-profile quick
+// `core-profile SCALE --statistics [--repeat N]`: the core alone against the core feeding the
+// worker's feature statistics, alternating; `core-profile statistics-micro`: the statistics alone.
 import Foundation
 import TesseraCore
 import TesseraSource
@@ -46,6 +48,23 @@ func decodeBenchmarks() throws {
     measure("decode-avro", AvroEventDecoder(source: source, schemas: Lookup())) { ReferenceWorkload.avro($0, schemaID: 1, into: &$1) }
     measure("decode-protobuf", ProtobufEventDecoder(source: source, schemas: Lookup())) { ReferenceWorkload.protobuf($0, schemaID: 2, into: &$1) }
 }
+/// The feature statistics alone (`ViewStatistics`), hot in cache: 4 096 rows of 5 features
+/// (2 integer, 3 double; random values) added 2 000 times, one hop.
+if scale == "statistics-micro" {
+    var e = EmissionBatch(keyTypes: [.int64], featureTypes: [.int64, .int64, .float64, .float64, .float64])
+    var rng = SeededGenerator(seed: 1)
+    for i in 0..<4_096 {
+        e.eventTimes.append(Int64(i) * 1_000); e.entityIds.append(0); e.closers.append(0); e.keys[0].append(int: 0)
+        e.features[0].append(int: Int64.random(in: 0...50, using: &rng)); e.features[1].append(int: Int64.random(in: 0...5_000, using: &rng))
+        for f in 2..<5 { e.features[f].append(double: Double.random(in: 1...1000, using: &rng)) }
+    }
+    var stats = ViewStatistics(features: 5, window: Time.hour, hop: 5 * Time.minute)
+    let started = ContinuousClock.now
+    for _ in 0..<2_000 { stats.add(e, rows: 0..<e.count) }
+    let s = (ContinuousClock.now - started) / .seconds(1)
+    print(String(format: "statistics: %.2f ns per value", s / Double(2_000 * 4_096 * 5) * 1e9))
+    exit(0)
+}
 if scale == "decode" {
     try decodeBenchmarks()
     exit(0)
@@ -79,7 +98,14 @@ var cores: [PartitionAggregator] = []
 /// The last 20 % of the batches go through here, so that a profiler can look at them alone
 /// (`valgrind --tool=callgrind --toggle-collect='*steadyIngest*'`).
 @inline(never) func steadyIngest(_ core: inout PartitionAggregator, _ batch: ColumnBatch) { core.ingest(batch) }
-for _ in 0..<repeats {
+// `--statistics`: every other repeat also feeds each partition's closed rows to the feature
+// statistics the worker keeps (`ViewStatistics`), to measure their cost against the core alone.
+let statistics = CommandLine.arguments.contains("--statistics")
+var withStatistics: [Double] = []
+var rowsGathered = 0, rowsPerPass = 0
+for r in 0..<(statistics ? 2 * repeats : repeats) {
+    let gathering = statistics && r % 2 == 1
+    var stats = (0..<partitions).map { _ in ViewStatistics(features: spec.features.count, window: Time.hour, hop: 5 * Time.minute) }
     cores = (0..<partitions).map { _ in PartitionAggregator(views: [spec], allowedLateness: topology.sources[0].allowedLateness) }
     let started = ContinuousClock.now
     emitted = 0
@@ -91,9 +117,20 @@ for _ in 0..<repeats {
         for p in 0..<partitions where b < batches[p].count {
             if b >= rounds * 8 / 10 { steadyIngest(&cores[p], batches[p][b]) } else { cores[p].ingest(batches[p][b]) }
             emitted += cores[p].views[0].emissions.count
+            if gathering {
+                let closed = cores[p].views[0].emissions.closedCount
+                stats[p].add(cores[p].views[0].emissions, rows: 0..<closed)
+                rowsGathered += closed
+            }
             cores[p].removeAllEmissions()
             if b >= rounds * 8 / 10 { tailEvents += batches[p][b].count }
         }
+    }
+    if gathering {
+        withStatistics.append((ContinuousClock.now - started) / .seconds(1))
+        rowsPerPass = rowsGathered
+        rowsGathered = 0
+        continue
     }
     times.append((ContinuousClock.now - started) / .seconds(1))
     tails.append((ContinuousClock.now - tailStart) / .seconds(1))
@@ -108,6 +145,11 @@ if CommandLine.arguments.contains("--memory") {
 let all = times.map { String(format: "%.2f", $0) }.joined(separator: " ")
 let total = min(limit, parameters.events)
 print("\(scale): \(total) events in \(String(format: "%.2f", seconds)) s = \(String(format: "%.2f", Double(total) / seconds / 1e6)) M events/s (best of \(all) s); last 20 %: \(String(format: "%.2f", Double(tailEvents) / tails.min()! / 1e6)) M events/s; \(emitted) emissions, state \(bytes >> 20) MiB")
+if statistics {
+    let on = withStatistics.min()!
+    print(String(format: "statistics: core alone %.3f s, core + feature statistics %.3f s (best of %d each, alternating): statistics cost %.1f %% of the core's time, %.1f ns per closed row (%d rows, %d features)",
+                 seconds, on, repeats, (on / seconds - 1) * 100, (on - seconds) / Double(rowsPerPass) * 1e9, rowsPerPass, spec.features.count))
+}
 if CommandLine.arguments.contains("--images") {
     // What a checkpoint costs the worker loop: each partition's state image, into a fresh
     // buffer (the first checkpoint, or a state that outgrew its buffer) and into the reused one.
