@@ -1,5 +1,7 @@
 """Feature quality through the tansu broker and a running worker:
 
+- Baselines: the one built from the offline log over a time range equals the one built from the
+  same rows as a training-set file.
 - Drift (features whose windows move a minute at a time, as the quality window does: a window
   sampling one phase of a coarser sawtooth would drift by itself): a baseline is built from the offline log (`tessera stats baseline`), the worker loads it;
   the amounts are then tripled from a given event time on (same users, same rate). Within two
@@ -214,6 +216,16 @@ def test_drift_and_statistics(services):
         f"select count(*) from {rows} where epoch_ms(event_timestamp) >= {T0 + 6 * MINUTE} and epoch_ms(event_timestamp) < {T0 + 20 * MINUTE}").fetchone()[0]
     assert b["rows"] > 14 * 600
     assert {f["name"] for f in b["features"]} == {"orders_5m", "amount_last", "amount_max_5m", "status_last"}
+    # The same rows as a training set (columns VIEW__FEATURE, written by DuckDB) give the same baseline.
+    training = os.path.join(state, "training.parquet")
+    duckdb.connect().execute(
+        f"copy (select {', '.join(f'{f} as {view}__{f}' for f in ('orders_5m', 'amount_last', 'amount_max_5m', 'status_last'))} from {rows} "
+        f"where epoch_ms(event_timestamp) >= {T0 + 6 * MINUTE} and epoch_ms(event_timestamp) < {T0 + 20 * MINUTE}) to '{training}' (format parquet)")
+    again = os.path.join(state, "from_training.json")
+    done = subprocess.run([TESSERA, "stats", "baseline", "--topology", topology, "--view", view, "--training-set", training, "--out", again],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert dict(json.load(open(again)), source=None) == dict(b, source=None)
 
     write_topology(topology, topic, view, quality=f"{{window: 2m, hop: 1m, min_rows: 200, baseline: {baseline}, psi_threshold: 0.2}}")
     worker = start_worker(env, state, ports, topology, offline, port, "drift", "quality-drift")
