@@ -81,7 +81,7 @@ public struct OnlineLayout: Sendable, Hashable {
             out.append(contentsOf: [UInt8(ascii: "."), UInt8(ascii: "0")])
             return
         }
-        out.append(contentsOf: value.description.utf8)
+        DecimalText.append(value, to: &out)
     }
 
     /// Parses a hash field back into a value of `type` (for `tessera get` and tests).

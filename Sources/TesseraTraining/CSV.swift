@@ -129,7 +129,7 @@ enum CSV {
                 DecimalText.append(column.ints[row], to: &out)
             }
         case .float64:
-            out.append(contentsOf: column.doubles[row].description.utf8)
+            DecimalText.append(column.doubles[row], to: &out)
         case .bool:
             out.append(contentsOf: column.ints[row] != 0 ? Array("true".utf8) : Array("false".utf8))
         }

@@ -135,4 +135,23 @@ struct DecimalTextTests {
         for v in [Int64.min, Int64.max, 0, -1, 10] { #expect(m(String(v), v)) }
         #expect(!m("", 0) && !m("-0", 0) && !m("-", 0) && !m("00", 0) && !m("1", -1) && !m("-1", 1))
     }
+
+    @Test("a double's text is its description, which reads back as the same double")
+    func doubles() {
+        func text(_ x: Double) -> String {
+            var out: [UInt8] = [0x2A]
+            DecimalText.append(x, to: &out)
+            return String(decoding: out.dropFirst(), as: UTF8.self)
+        }
+        var g = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            // Every bit pattern: any exponent, subnormals, infinities and NaNs included.
+            let x = Double(bitPattern: UInt64.random(in: 0 ... .max, using: &g))
+            #expect(text(x) == x.description)
+            if x.isFinite { #expect(Double(text(x)) == x) }
+        }
+        for x in [0.0, -0.0, 1, -1.5, 0.1, 1e-7, 123_456_789.125, .greatestFiniteMagnitude, .leastNonzeroMagnitude, .infinity, -.infinity] {
+            #expect(text(x) == x.description)
+        }
+    }
 }

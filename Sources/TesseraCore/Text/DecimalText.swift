@@ -1,6 +1,30 @@
-/// ASCII decimal text of integers, appended to a byte buffer without allocating: the one
+/// The Swift runtime's shortest round-trip formatter of doubles (what `Double.description` calls,
+/// bound the way the standard library binds it): writes into `buffer`, returns the length.
+@_silgen_name("swift_float64ToString")
+private func swiftFloat64ToString(_ buffer: UnsafeMutablePointer<UInt8>, _ bufferLength: UInt, _ value: Double, _ debug: Bool) -> UInt64
+
+/// ASCII decimal text of numbers, appended to a byte buffer without allocating: the one
 /// formatter of Redis commands and values, CSV training sets and Parquet-free text output.
 public enum DecimalText {
+    /// `value.description`'s bytes (the shortest text that reads back as the same double: `1.5`,
+    /// `1e-07`, `inf`, `nan`), without making a String.
+    public static func append(_ value: Double, to out: inout [UInt8]) {
+        if value.isNaN {
+            // Any NaN, whatever its sign and payload (which the formatter would print).
+            out.append(contentsOf: [UInt8(ascii: "n"), UInt8(ascii: "a"), UInt8(ascii: "n")])
+            return
+        }
+        // Filled with "0"s: the formatter leaves some of the zero digits it places (before the
+        // decimal point of 0.x, after it in 0.00x) as the buffer had them.
+        let zeros: UInt64 = 0x3030_3030_3030_3030
+        var buffer = (zeros, zeros, zeros, zeros, zeros)
+        withUnsafeMutableBytes(of: &buffer) { b in
+            let p = b.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            let n = Int(swiftFloat64ToString(p, UInt(b.count), value, false))
+            out.append(contentsOf: UnsafeBufferPointer(start: p, count: n))
+        }
+    }
+
     public static func append(_ value: Int64, to out: inout [UInt8]) {
         var magnitude = value.magnitude
         if value < 0 { out.append(UInt8(ascii: "-")) }
