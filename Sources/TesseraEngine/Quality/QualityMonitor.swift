@@ -39,7 +39,9 @@ final class QualityMonitor {
 
     func publish(pipelines: [PartitionPipeline]) {
         for view in views {
-            guard let (window, total) = Self.collect(view, from: pipelines) else { continue }
+            // No partition of the view here (any more): its figures are of no rows.
+            let empty = ViewStatistics(view: view).emptySummaries
+            let (window, total) = Self.collect(view, from: pipelines) ?? (empty, empty)
             for (f, feature) in view.features.enumerated() {
                 for (label, s) in [("rolling", window[f]), ("all", total[f])] {
                     let labels = [("view", view.name), ("feature", feature.name), ("window", label)]
