@@ -227,7 +227,7 @@ public final class Backfill {
         let p = PartitionPipeline(topic: source.topic, partition: partition, source: source, views: views,
                                   core: PartitionAggregator(views: views.map(\.spec), allowedLateness: source.allowedLateness),
                                   sinks: EmissionSinks(online: online, offline: offline), clock: clock,
-                                  maxMessageBytes: options.maxMessageBytes)
+                                  maxMessageBytes: options.maxMessageBytes, statistics: false)
         p.nextOffset = 0
         pipelines[Int(partition)] = p
         return p

@@ -57,7 +57,8 @@ final class PartitionPipeline {
     var lastCreated: Micros = 0
     private var created: [Micros] = []
     private var offsets: [Int64] = []
-    /// Per view, the statistics of its closed rows (`QualityMonitor` publishes them).
+    /// Per view, the statistics of its closed rows (`QualityMonitor` publishes them); none where
+    /// nobody reads them (`tessera backfill`).
     private(set) var statistics: [ViewStatistics]
     /// The memory of the last checkpoint's image, reused by the next.
     private var imageBuffer: [UInt8] = []
@@ -82,7 +83,7 @@ final class PartitionPipeline {
 
     init(topic: String, partition: Int32, source: Source, views: [FeatureView], core: PartitionAggregator,
          sinks: EmissionSinks, clock: any WallClock, maxMessageBytes: Int, schemas: SchemaRegistryClient? = nil,
-         descriptorDecoder: ProtobufEventDecoder? = nil) {
+         descriptorDecoder: ProtobufEventDecoder? = nil, statistics: Bool = true) {
         self.topic = topic
         self.partition = partition
         self.source = source.name
@@ -103,7 +104,7 @@ final class PartitionPipeline {
         keyCheck = source.key.flatMap { key in source.schema.index(of: key).map { KeyCheck(field: key, column: $0, policy: source.keyMismatch) } }
         maxFutureSkew = source.maxFutureSkew
         counters = Counters(views: views.count)
-        statistics = views.map(ViewStatistics.init(view:))
+        self.statistics = statistics ? views.map(ViewStatistics.init(view:)) : []
     }
 
     /// Takes the counters so far (and starts new ones).
@@ -219,7 +220,7 @@ final class PartitionPipeline {
             }
             let closed = e.closedCount
             counters.closed += closed
-            statistics[v].add(e, rows: 0..<closed)
+            if !statistics.isEmpty { statistics[v].add(e, rows: 0..<closed) }
             if view.online, let online = sinks.online {
                 online.add(view: view.name, partition: partition, emissions: e, created: created, produced: produced)
                 core.recordCreated(view: v, created)

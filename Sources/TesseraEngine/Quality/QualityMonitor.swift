@@ -28,7 +28,7 @@ final class QualityMonitor {
     static func collect(_ view: FeatureView, from pipelines: [PartitionPipeline]) -> (window: [FeatureSummary], total: [FeatureSummary])? {
         var parts: [ViewStatistics] = []
         for p in pipelines {
-            if let v = p.views.firstIndex(where: { $0.name == view.name }) { parts.append(p.statistics[v]) }
+            if let v = p.views.firstIndex(where: { $0.name == view.name }), v < p.statistics.count { parts.append(p.statistics[v]) }
         }
         guard let first = parts.first else { return nil }
         let newest = parts.map(\.newest).max()!
