@@ -92,21 +92,11 @@ public struct DriftBaseline: Sendable, Codable, Equatable {
                 if edges.isEmpty { edges = [sorted[0]] }
             }
             var counts = Array(repeating: 0, count: edges.count + 1)
-            for x in sorted { counts[Self.bin(x, edges)] += 1 }
+            edges.withUnsafeBufferPointer { e in for x in sorted { counts[DriftBins.bin(x, e)] += 1 } }
             let n = Double(max(1, sorted.count))
             out.append(Feature(name: f.name, rows: f.rows, nullFraction: nullFraction, edges: edges, fractions: counts.map { Double($0) / n }))
         }
         return DriftBaseline(view: view, source: source, rows: rows, features: out)
-    }
-
-    /// The bin of `x` among `edges` (see `Feature.edges`).
-    public static func bin(_ x: Double, _ edges: [Double]) -> Int {
-        var lo = 0, hi = edges.count
-        while lo < hi {
-            let mid = (lo + hi) >> 1
-            if edges[mid] < x { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
     }
 
     public static func read(path: String) throws -> DriftBaseline {

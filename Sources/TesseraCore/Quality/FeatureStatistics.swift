@@ -256,9 +256,9 @@ public struct FeatureSummary: Sendable {
 
 /// Bins of a baseline's values: edges e₁ < … < eₖ₋₁ make k bins, bin j holding (eⱼ, eⱼ₊₁]
 /// with e₀ = −∞ and eₖ = +∞.
-enum DriftBins {
+public enum DriftBins {
     @inline(__always)
-    static func bin(_ x: Double, _ edges: UnsafeBufferPointer<Double>) -> Int {
+    public static func bin(_ x: Double, _ edges: UnsafeBufferPointer<Double>) -> Int {
         var lo = 0, hi = edges.count
         while lo < hi {
             let mid = (lo + hi) >> 1
