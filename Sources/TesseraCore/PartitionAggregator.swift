@@ -156,6 +156,9 @@ public struct PartitionAggregator: Sendable {
         }
     }
 
+    /// Roughly the bytes of the state (what its image needs, give or take the free room).
+    public var memory: Int { views.reduce(1 << 16) { $0 + $1.memory } }
+
     public func image() -> Image {
         var buffer: [UInt8] = []
         return image(reusing: &buffer)
@@ -168,7 +171,7 @@ public struct PartitionAggregator: Sendable {
         var w = ByteWriter(taking: &buffer)
         // A quarter more than the state needs now, so that a growing state reuses the buffer for
         // a while instead of faulting in a larger one at every checkpoint.
-        let needed = views.reduce(1 << 16) { $0 + $1.memory }
+        let needed = memory
         if w.capacity < needed { w.reserveCapacity(needed + needed / 4) }
         w.write("tessera-partition")
         w.write(PartitionAggregator.formatVersion)

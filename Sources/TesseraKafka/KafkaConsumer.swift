@@ -59,6 +59,12 @@ public final class KafkaConsumer {
     /// once it appears), said in a warning once a minute.
     public private(set) var missingTopics: Set<String> = []
     private var missingWarned: ContinuousClock.Instant?
+    /// Partitions held back by `hold`: their records are fetched as usual but kept here, not
+    /// handed to `poll`'s body, until `release`.
+    public private(set) var held: Set<TopicPartition> = []
+    private var kept: [TopicPartition: [RDKafkaKeptMessage]] = [:]
+    /// Records of released partitions, handed over (in order) before any new batch.
+    private var released: [RDKafkaKeptMessage] = []
 
     /// - Parameters:
     ///   - properties: librdkafka properties; these defaults apply unless overridden:
@@ -111,6 +117,7 @@ public final class KafkaConsumer {
             logger.info("partitions assigned", metadata: ["partitions": "\(partitions.sorted())", "protocol": "\(cooperative ? "cooperative" : "eager")"])
         case RDKafkaClient.revokePartitions:
             listener?.revoked(partitions)
+            drop(Set(partitions))
             let result = client.assign(list, add: false)
             if result != RDKafkaCode.noError { logger.error("unassign failed: \(RDKafkaCode.name(result))") }
             assignment.subtract(partitions)
@@ -121,6 +128,7 @@ public final class KafkaConsumer {
             logger.error("rebalance error: \(RDKafkaCode.name(code))")
             client.unassignAll()
             listener?.revoked(Array(assignment))
+            drop(assignment)
             assignment = []
             paused = []
         }
@@ -144,6 +152,7 @@ public final class KafkaConsumer {
     /// the records are handled.
     @discardableResult
     public func poll(timeout: Int32, _ body: (UnsafeBufferPointer<KafkaRecord>) throws -> Void) throws -> Int {
+        if !released.isEmpty { return try deliverReleased(body) }
         var failure: KafkaError?
         records.removeAll(keepingCapacity: true)
         _ = try queue.consumeBatch(timeoutMs: timeout, limit: batchSize) { n, message in
@@ -167,19 +176,82 @@ public final class KafkaConsumer {
                     continue
                 }
                 guard let rkt = m.topic else { continue }
-                let topic: Int
-                if let t = topicIndex[rkt] { topic = t } else {
-                    topic = topics.firstIndex(of: RDKafkaQueue.topicName(of: rkt)) ?? 0
-                    topicIndex[rkt] = topic
-                }
-                records.append(KafkaRecord(topic: topic, partition: m.partition, offset: m.offset, payload: m.payload, key: m.key,
-                                           timestampMillis: m.timestampMillis, message: m.message))
+                let topic = index(of: rkt)
                 if !atEnd.isEmpty { atEnd.remove(TopicPartition(topics[topic], m.partition)) }
+                if !held.isEmpty {
+                    let tp = TopicPartition(topics[topic], m.partition)
+                    if held.contains(tp) {
+                        kept[tp, default: []].append(queue.keep(i))
+                        continue
+                    }
+                }
+                records.append(record(m, topic: topic))
             }
             try records.withUnsafeBufferPointer { try body($0) }
         }
         if let failure { throw failure }
         return records.count
+    }
+
+    private func index(of rkt: UnsafeRawPointer) -> Int {
+        if let t = topicIndex[rkt] { return t }
+        let t = topics.firstIndex(of: RDKafkaQueue.topicName(of: rkt)) ?? 0
+        topicIndex[rkt] = t
+        return t
+    }
+
+    private func record(_ m: RDKafkaMessage, topic: Int) -> KafkaRecord {
+        KafkaRecord(topic: topic, partition: m.partition, offset: m.offset, payload: m.payload, key: m.key,
+                    timestampMillis: m.timestampMillis, message: m.message)
+    }
+
+    // MARK: - Holding partitions back
+
+    /// Holds a partition's records back: from the next poll on, they are kept instead of handed
+    /// over, until `release`. (The worker holds a partition while a copy of its state is being
+    /// serialized, so that the state is not written meanwhile.) Fetching goes on.
+    public func hold(_ tp: TopicPartition) {
+        guard assignment.contains(tp) else { return }
+        held.insert(tp)
+    }
+
+    /// Ends a hold: the records kept meanwhile come first out of the next polls, in order.
+    public func release(_ tp: TopicPartition) {
+        guard held.remove(tp) != nil else { return }
+        if let k = kept.removeValue(forKey: tp) { released += k }
+    }
+
+    /// Whether records are kept back (held, or released and not yet handed over).
+    public var keepsRecords: Bool { !kept.isEmpty || !released.isEmpty }
+
+    /// Hands over up to a batch of released records (then frees them).
+    private func deliverReleased(_ body: (UnsafeBufferPointer<KafkaRecord>) throws -> Void) rethrows -> Int {
+        let n = min(released.count, batchSize)
+        defer {
+            for m in released[..<n] { m.destroy() }
+            released.removeFirst(n)
+        }
+        records.removeAll(keepingCapacity: true)
+        for kept in released[..<n] {
+            let m = kept.message
+            records.append(record(m, topic: index(of: m.topic!)))
+        }
+        try records.withUnsafeBufferPointer { try body($0) }
+        return n
+    }
+
+    /// Frees the records kept for partitions no longer assigned (their next owner reads them
+    /// from the last committed offset).
+    private func drop(_ partitions: Set<TopicPartition>) {
+        held.subtract(partitions)
+        for tp in partitions { kept.removeValue(forKey: tp)?.forEach { $0.destroy() } }
+        guard !released.isEmpty else { return }
+        released.removeAll { kept in
+            let m = kept.message
+            guard partitions.contains(TopicPartition(topics[index(of: m.topic!)], m.partition)) else { return false }
+            kept.destroy()
+            return true
+        }
     }
 
     /// Stops fetching partitions (a partition that yields only bad events, under that policy).
@@ -216,5 +288,8 @@ public final class KafkaConsumer {
         closed = true
         let code = client.consumerClose()
         if code != RDKafkaCode.noError { logger.warning("consumer close: \(RDKafkaCode.name(code))") }
+        drop(Set(kept.keys))
+        released.forEach { $0.destroy() }
+        released = []
     }
 }

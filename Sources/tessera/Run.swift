@@ -186,7 +186,8 @@ struct Run: AsyncParsableCommand {
                                               "dead_lettered": "\(stats.deadLettered)", "emissions": "\(stats.emissions)",
                                               "redis_writes": "\(stats.redisWrites)", "offline_rows": "\(stats.offlineRows)",
                                               "longest_loop_us": "\(stats.longestLoopMicros)",
-                                              "longest_checkpoint_pause_us": "\(stats.longestCheckpointPauseMicros)"])
+                                              "longest_checkpoint_pause_us": "\(stats.longestCheckpointPauseMicros)",
+                                              "longest_checkpoint_hold_us": "\(stats.longestCheckpointHoldMicros)"])
         case nil:
             break
         }

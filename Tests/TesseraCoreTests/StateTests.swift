@@ -1,20 +1,21 @@
+import Foundation
 import Testing
 import TesseraCore
 import TesseraTestSupport
 
 @Suite("Partition state: checkpoint, restore, refuse")
 struct StateTests {
-    static func stream(seed: UInt64) throws -> (ViewSpec, [ColumnBatch]) {
+    static func stream(seed: UInt64, batches count: Int = 30, users: Int = 5) throws -> (ViewSpec, [ColumnBatch]) {
         var g = SeededGenerator(seed: seed)
         let spec = try WindowPropertyTests.randomSpec(&g, multiKey: seed % 2 == 0)
         var batches: [ColumnBatch] = []
         var now: Micros = 0
-        for _ in 0..<30 {
+        for _ in 0..<count {
             var batch = ColumnBatch(schema: WindowPropertyTests.schema.types)
             for _ in 0..<Int.random(in: 1...40, using: &g) {
                 now += Micros.random(in: 0...700, using: &g)
                 let t = Bool.random(using: &g) ? now : now - Micros.random(in: 0...2_000, using: &g)
-                batch.append(time: t, WindowPropertyTests.randomRow(&g, users: 5))
+                batch.append(time: t, WindowPropertyTests.randomRow(&g, users: users))
             }
             batches.append(batch)
         }
@@ -317,5 +318,67 @@ struct StateTests {
             let restored = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: h.image.bytes + h.image.seal())
             #expect(restored.serialized() == h.expected)
         }
+    }
+
+    @Test("a copy imaged on another thread while the original keeps aggregating is the state of its moment; restored, it goes on exactly", arguments: 0..<6)
+    func imagedWhileAggregating(seed: Int) throws {
+        // Enough entities that the slabs grow several chunks and the copy shares all of them.
+        let (spec, batches) = try Self.stream(seed: UInt64(seed) &+ 900, batches: 160, users: 400)
+        var core = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        var witness = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        var next = 0
+        func run(_ a: inout PartitionAggregator, _ range: Range<Int>) -> [String] {
+            var out: [String] = []
+            for b in range {
+                a.ingest(batches[b])
+                out += Self.flatten(a.views[0].emissions)
+                a.removeAllEmissions()
+            }
+            return out
+        }
+        for cut in [10, 40, 90, 130] {
+            _ = run(&core, next..<cut)
+            _ = run(&witness, next..<cut)
+            next = cut
+            // The checkpoint's copy, imaged by another thread as the snapshot thread does, while
+            // this one aggregates the next batches into the original.
+            let copy = core
+            let imaged = Box()
+            let go = DispatchSemaphore(value: 0)
+            let done = DispatchSemaphore(value: 0)
+            let thread = Thread {
+                go.wait()
+                imaged.set(copy.image())
+                done.signal()
+            }
+            thread.start()
+            _ = run(&core, next..<next + 3)
+            go.signal()
+            let after = run(&core, next + 3..<min(next + 20, batches.count))
+            done.wait()
+            let image = try #require(imaged.get())
+            let expected = witness.serialized()
+            #expect(image.bytes + image.seal() == expected)
+            // Restored from the image, the next batches give what the original gave.
+            var restored = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: image.bytes + image.seal())
+            var replayed = run(&restored, next..<next + 3)
+            replayed += run(&restored, next + 3..<min(next + 20, batches.count))
+            var original = try PartitionAggregator(views: [spec], allowedLateness: 1_000, restoring: expected)
+            let straight = run(&original, next..<min(next + 20, batches.count))
+            #expect(!straight.isEmpty)
+            #expect(replayed == straight)
+            #expect(Array(straight.suffix(after.count)) == after)
+            #expect(restored.serialized() == core.serialized())
+            witness = original
+            next = min(next + 20, batches.count)
+        }
+    }
+
+    /// A value handed from one thread to another.
+    final class Box: @unchecked Sendable {  // guarded by `lock`
+        private let lock = NSLock()
+        private var image: PartitionAggregator.Image?
+        func set(_ i: PartitionAggregator.Image) { lock.withLock { image = i } }
+        func get() -> PartitionAggregator.Image? { lock.withLock { image } }
     }
 }

@@ -97,6 +97,46 @@ struct KafkaTests {
         #expect(count == 10 + 5)
         consumer.close()
     }
+
+    @Test("a held partition's records are kept back while the others flow, then come complete and in order once released")
+    func holdAndRelease() throws {
+        let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)
+        try cluster.createTopic("t", partitions: 2)
+        let producer = try KafkaProducer(brokers: cluster.bootstrapServers, logger: quiet)
+        for i in 0..<1_000 { try producer.send(topic: "t", partition: Int32(i % 2), key: [], value: Array("\(i)".utf8)) }
+        try producer.flush()
+        let consumer = try KafkaConsumer(brokers: cluster.bootstrapServers, group: "k", topics: ["t"],
+                                         properties: [("session.timeout.ms", "6000")], reportEndOfPartition: true, batchSize: 64, logger: quiet)
+        consumer.setListener(Recorder())
+        let p0 = TopicPartition("t", 0)
+        var seen: [Int32: [Int64]] = [:]
+        func poll() throws -> Int {
+            try consumer.poll(timeout: 100) { records in
+                for r in records {
+                    #expect(String(decoding: r.payload, as: UTF8.self) == "\(r.offset * 2 + Int64(r.partition))")
+                    seen[r.partition, default: []].append(r.offset)
+                }
+            }
+        }
+        while consumer.assignment.count < 2 { _ = try poll() }
+        consumer.hold(p0)
+        let before = seen[0, default: []].count
+        while seen[1, default: []].count < 500 || !consumer.atEnd.contains(TopicPartition("t", 1)) { _ = try poll() }
+        #expect(seen[0, default: []].count == before)
+        #expect(consumer.keepsRecords == (before < 500))
+        consumer.release(p0)
+        while seen[0, default: []].count < 500 { _ = try poll() }
+        #expect(!consumer.keepsRecords)
+        #expect(seen[0] == Array(0..<500))
+        #expect(seen[1] == Array(0..<500))
+        // Held again with records kept: closing (the partitions revoked) frees them.
+        for i in 0..<10 { try producer.send(topic: "t", partition: 0, key: [], value: Array("\(1_000 + 2 * i)".utf8)) }
+        try producer.flush()
+        consumer.hold(p0)
+        while !consumer.keepsRecords { #expect(try poll() == 0) }
+        consumer.close()
+        #expect(!consumer.keepsRecords)
+    }
 }
 
 @Suite struct RepeatedLogLines {

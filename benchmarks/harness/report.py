@@ -73,7 +73,7 @@ def rows(results):
             + "".join(f", {n / tessera['events']:.2f} {name.upper()}" for name, n in sorted(tessera.get("redis_commands_by_name", {}).items()) if name != "hset")
             + ")"
             + "".join(f"; {name} {cpu:.2f} CPU s / M" for name, cpu in sorted(tessera.get("server_cpu_seconds_per_million", {}).items()))
-            + (f"; longest loop iteration {tessera['longest_loop_ms']:.0f} ms (checkpoint copy {tessera['longest_checkpoint_pause_ms']:.0f} ms)"
+            + (f"; longest loop iteration {tessera['longest_loop_ms']:.0f} ms (checkpoint hand-over {tessera['longest_checkpoint_pause_ms']:.0f} ms; a partition held back at most {tessera.get('longest_checkpoint_hold_ms', 0):.0f} ms)"
                if "longest_loop_ms" in tessera else ""),
             tessera["cpu_seconds_per_million"], "CPU s per M events")
     scaling = m.get("scaling")
@@ -89,7 +89,7 @@ def rows(results):
         add("freshness", f"produce → visible in Redis at {rate(fresh['rate'])} ({load}), "
                          f"{fresh['visible']} of {fresh['probes']} probes",
             f"p50 {fresh['p50_ms']:.0f} ms, p99 {fresh['p99_ms']:.0f} ms, max {fresh['max_ms']:.0f} ms"
-            + (f"; longest loop iteration {fresh['longest_loop_ms']:.0f} ms (checkpoint copy {fresh['longest_checkpoint_pause_ms']:.0f} ms)"
+            + (f"; longest loop iteration {fresh['longest_loop_ms']:.0f} ms (checkpoint hand-over {fresh['longest_checkpoint_pause_ms']:.0f} ms; a partition held back at most {fresh.get('longest_checkpoint_hold_ms', 0):.0f} ms)"
                if fresh.get("longest_loop_ms") else ""), fresh["p99_ms"],
             "ms (p99)", baseline=f"load {rate(fresh['achieved_rate'])} achieved", target="p99 ≤ 250 ms",
             verdict=at_most(fresh["p99_ms"], 250) if fresh["lost"] == 0 else (False, f"{fresh['lost']} probes never visible"

@@ -70,6 +70,7 @@ CONTRACT = {
     "tessera_freshness_seconds": "histogram",
     "tessera_loop_iteration_seconds": "histogram",
     "tessera_checkpoint_pause_seconds": "histogram",
+    "tessera_checkpoint_hold_seconds": "histogram",
     "tessera_freshness_target_seconds": "gauge",
     "tessera_freshness_rows_total": "counter",
     "tessera_freshness_within_target_total": "counter",

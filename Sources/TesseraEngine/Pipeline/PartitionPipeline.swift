@@ -61,7 +61,6 @@ final class PartitionPipeline {
     /// nobody reads them (`tessera backfill`).
     private(set) var statistics: [ViewStatistics]
     /// The memory of the last checkpoint's image, reused by the next.
-    private var imageBuffer: [UInt8] = []
 
     /// What went through the pipeline since the owner last took the counters.
     struct Counters {
@@ -256,11 +255,9 @@ final class PartitionPipeline {
         return written
     }
 
-    /// The partition's checkpoint as of now: where its input and output stand, and its state
-    /// (copied into the last checkpoint's buffer, which the storage thread has released by then).
-    func snapshot(nextSequences: [String: Int64]) -> CheckpointStore.Snapshot {
-        CheckpointStore.Snapshot(position: .init(nextOffset: nextOffset, lastCreated: lastCreated, nextSequences: nextSequences),
-                                 state: core.image(reusing: &imageBuffer))
+    /// Where the partition's input and output stand, for its checkpoint (taken with its state).
+    func position(nextSequences: [String: Int64]) -> CheckpointStore.Position {
+        .init(nextOffset: nextOffset, lastCreated: lastCreated, nextSequences: nextSequences)
     }
 }
 

@@ -20,7 +20,8 @@ import TesseraOnline
 final class DurableWriter: @unchecked Sendable {
     enum Job: Sendable {
         case offline(OfflineLog.PendingFile)
-        case checkpoint(TopicPartition, CheckpointStore.Snapshot)
+        /// A partition's checkpoint: its position, and its image once `SnapshotTaker` has taken it.
+        case checkpoint(TopicPartition, CheckpointStore.Position, SnapshotTaker.Pending)
         /// Waits until Redis holds every row emitted before the checkpoints queued behind it: a
         /// checkpoint must not be written ahead of the online rows it counts as emitted, and
         /// the worker goes on consuming meanwhile.
@@ -31,7 +32,7 @@ final class DurableWriter: @unchecked Sendable {
         var bytes: Int {
             switch self {
             case .offline(let file): file.bytes
-            case .checkpoint(_, let c): c.bytes
+            case .checkpoint(_, _, let image): image.bytes
             case .online, .mark: 0
             }
         }
@@ -40,7 +41,7 @@ final class DurableWriter: @unchecked Sendable {
         var what: (task: String, component: String) {
             switch self {
             case .offline: ("write the offline log", "offline")
-            case .checkpoint(let tp, _): ("write the checkpoint of \(tp)", "checkpoint")
+            case .checkpoint(let tp, _, _): ("write the checkpoint of \(tp)", "checkpoint")
             case .online: ("write the online rows before a checkpoint", "redis")
             case .mark: ("", "")
             }
@@ -116,7 +117,7 @@ final class DurableWriter: @unchecked Sendable {
             let kept = queue[head...].filter { job in
                 switch job {
                 case .offline(let file): !partitions.contains(file.key.partition)
-                case .checkpoint(let tp, _): !partitions.contains(tp.partition)
+                case .checkpoint(let tp, _, _): !partitions.contains(tp.partition)
                 case .online, .mark: true
                 }
             }
@@ -165,7 +166,8 @@ final class DurableWriter: @unchecked Sendable {
             do {
                 switch job {
                 case .offline(let file): try offline.write(file)
-                case .checkpoint(let tp, let snapshot): try checkpoints?.save(topic: tp.topic, partition: tp.partition, snapshot)
+                case .checkpoint(let tp, let position, let image):
+                    try checkpoints?.save(topic: tp.topic, partition: tp.partition, .init(position: position, state: image.wait()))
                 case .online(let mark):
                     while try !mark.reached(within: 0.1) {
                         if condition.withLock({ stopping }) {

@@ -20,6 +20,7 @@ final class CommitCoordinator {
     private let offline: OfflineLog
     private let deadLetters: DeadLetterSink
     private let storage: DurableWriter
+    private let snapshots: SnapshotTaker
     private let checkpoints: CheckpointStore?
     private let consumer: KafkaConsumer
     private let table: PartitionTable
@@ -40,12 +41,13 @@ final class CommitCoordinator {
     /// The storage thread's failing write last reported.
     private var trouble: (task: String, error: String)?
 
-    init(online: OnlineWriter, offline: OfflineLog, deadLetters: DeadLetterSink, storage: DurableWriter, checkpoints: CheckpointStore?,
+    init(online: OnlineWriter, offline: OfflineLog, deadLetters: DeadLetterSink, storage: DurableWriter, snapshots: SnapshotTaker, checkpoints: CheckpointStore?,
          consumer: KafkaConsumer, table: PartitionTable, telemetry: Telemetry, logger: Logger, maxPendingBytes: Int) {
         self.online = online
         self.offline = offline
         self.deadLetters = deadLetters
         self.storage = storage
+        self.snapshots = snapshots
         self.checkpoints = checkpoints
         self.consumer = consumer
         self.table = table
@@ -58,11 +60,12 @@ final class CommitCoordinator {
     /// the partitions (all, or `only` these numbers) and commits their offsets behind the
     /// checkpoints and behind Redis holding every row they count as emitted.
     ///
-    /// A checkpoint round copies one partition's state at a time (`advanceRound`), spaced so that
-    /// the loop catches up between copies: the worker stops for one partition's copy at a time,
-    /// not for the whole state. Each partition's checkpoint is consistent on its own (its state,
-    /// offsets and offline sequences are taken together). With `wait` (a revoke, a stop) the
-    /// round is taken whole, here, after Redis has caught up, and waited for.
+    /// A checkpoint round takes one partition at a time (`advanceRound`): its state is handed to
+    /// the snapshot thread as a copy that shares the live state's memory, and its records are
+    /// held back until that thread has imaged it (`SnapshotTaker`), so the loop copies nothing.
+    /// Each partition's checkpoint is consistent on its own (its state, offsets and offline
+    /// sequences are taken together). With `wait` (a revoke, a stop) the round is taken whole,
+    /// here, after Redis has caught up, and waited for.
     func makeDurable(partitions only: Set<Int32>?, checkpoint: Bool, wait: Bool) throws {
         guard checkpoint else {
             storage.enqueue(offline.detach(partitions: only).map { DurableWriter.Job.offline($0) })
@@ -85,6 +88,9 @@ final class CommitCoordinator {
             do { try deadLetters.flush() } catch let e as any TesseraError { throw e } catch { throw StorageError("\(error)") }
         }
         open = OpenRound(started: .now, remaining: table.partitions.filter { only?.contains($0.partition) ?? true }, next: .now)
+        if checkpoints != nil && !wait {
+            snapshots.prepare(open!.remaining.compactMap { tp in table[tp].map { (tp, $0.pipeline.core.memory) } })
+        }
         try advanceRound(all: wait)
         if wait { try awaitStorage() }
     }
@@ -94,8 +100,8 @@ final class CommitCoordinator {
         var started: ContinuousClock.Instant
         var remaining: [TopicPartition]
         var commit: [TopicPartition: (Int64, PartitionTable.Entry)] = [:]
-        /// When the next partition may be copied: three times the last copy's pause later (at
-        /// least 100 ms), so that the loop spends at most a quarter of the round copying.
+        /// When the next partition may be taken (once the last one's image is taken, too): one
+        /// partition is held back at a time.
         var next: ContinuousClock.Instant
     }
     private var open: OpenRound?
@@ -106,7 +112,7 @@ final class CommitCoordinator {
     /// online rows it counts as emitted; the storage thread waits, the worker goes on), then its
     /// state. After the last partition, the round's mark.
     func advanceRound(all: Bool = false) throws {
-        guard var round = open, all || ContinuousClock.now >= round.next else { return }
+        guard var round = open, all || (ContinuousClock.now >= round.next && !snapshots.isBusy) else { return }
         while !round.remaining.isEmpty {
             let tp = round.remaining.removeFirst()
             guard let e = table[tp], e.pipeline.nextOffset >= 0 else { continue }
@@ -114,10 +120,12 @@ final class CommitCoordinator {
             jobs.append(.online(online.mark()))
             if checkpoints != nil {
                 let started = ContinuousClock.now
-                jobs.append(.checkpoint(tp, e.pipeline.snapshot(nextSequences: offline.nextSequences(partition: tp.partition))))
-                let pause = ContinuousClock.now - started
-                telemetry.paused(forCheckpoint: pause)
-                round.next = .now + max(.milliseconds(100), pause * 3)
+                // The state's copy shares its memory: the partition is held back until it is imaged.
+                let image = snapshots.take(tp, state: e.pipeline.core)
+                consumer.hold(tp)
+                jobs.append(.checkpoint(tp, e.pipeline.position(nextSequences: offline.nextSequences(partition: tp.partition)), image))
+                telemetry.paused(forCheckpoint: .now - started)
+                round.next = .now + .milliseconds(100)
             }
             if e.pipeline.nextOffset > e.committedOffset { round.commit[tp] = (e.pipeline.nextOffset, e) }
             storage.enqueue(jobs)
@@ -148,6 +156,7 @@ final class CommitCoordinator {
     /// consuming (waiting, reporting) while one of its writes fails. Samples the online store
     /// once after each round, at a moment the flusher has written all it was handed.
     func checkStorage() throws {
+        releaseHolds()
         try finishRounds()
         if storage.currentTrouble != nil { try awaitStorage() }
         if sampleDue && online.isFlusherIdle {
@@ -183,7 +192,16 @@ final class CommitCoordinator {
             telemetry.retrying = nil
             trouble = nil
         }
+        releaseHolds()
         try finishRounds()
+    }
+
+    /// Lets the records of the partitions whose images are taken through again.
+    private func releaseHolds() {
+        for image in snapshots.takeFinished() {
+            consumer.release(image.partition)
+            if let took = image.took { telemetry.held(forCheckpoint: took) }
+        }
     }
 
     /// Commits the offsets of every round now durable.

@@ -47,8 +47,10 @@ public enum MetricName {
     public static let checkpointDuration = "tessera_checkpoint_duration_seconds"
     /// How long one iteration of the worker loop took (poll, aggregate, sinks, commits).
     public static let loopIteration = "tessera_loop_iteration_seconds"
-    /// How long the worker loop stopped to copy a partition's state for its checkpoint.
+    /// How long the worker loop stopped to hand a partition's state over for its checkpoint.
     public static let checkpointPause = "tessera_checkpoint_pause_seconds"
+    /// How long a partition's records were held back while its state was imaged for a checkpoint.
+    public static let checkpointHold = "tessera_checkpoint_hold_seconds"
     public static let batchSize = "tessera_batch_size"
     /// The input's produce time (its Kafka timestamp; the event time when the record has none) →
     /// the row written to Redis, per row written: {view}.
@@ -89,6 +91,7 @@ final class WorkerMetrics {
     let checkpointDuration = Metrics.Timer(label: MetricName.checkpointDuration)
     let loopIteration = Metrics.Timer(label: MetricName.loopIteration)
     let checkpointPause = Metrics.Timer(label: MetricName.checkpointPause)
+    let checkpointHold = Metrics.Timer(label: MetricName.checkpointHold)
 
     /// Per online view, its freshness histogram and counters (see `FreshnessRecorders`).
     static func freshness(_ views: [FeatureView]) -> [String: FreshnessRecorders] {

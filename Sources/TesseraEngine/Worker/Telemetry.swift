@@ -36,10 +36,12 @@ public struct WorkerStats: Sendable {
     public var onlineMismatches = 0
     /// Partitions paused under `BadPartitionPolicy.pause`.
     public var paused: [TopicPartition] = []
-    /// The longest iteration of the worker loop so far, and the longest stop to copy a
-    /// partition's state for a checkpoint (µs).
+    /// The longest iteration of the worker loop so far, the longest stop to hand a partition's
+    /// state over for a checkpoint, and the longest a partition's records were held back while
+    /// its state was imaged (µs).
     public var longestLoopMicros: Int64 = 0
     public var longestCheckpointPauseMicros: Int64 = 0
+    public var longestCheckpointHoldMicros: Int64 = 0
 
     public init() {}
 }
@@ -197,11 +199,18 @@ final class Telemetry {
         stats.longestLoopMicros = max(stats.longestLoopMicros, ns / 1_000)
     }
 
-    /// The worker copied a partition's state for a checkpoint.
+    /// The worker handed a partition's state over for a checkpoint.
     func paused(forCheckpoint took: Duration) {
         let ns = Int64(took / .nanoseconds(1))
         metrics.checkpointPause.recordNanoseconds(ns)
         stats.longestCheckpointPauseMicros = max(stats.longestCheckpointPauseMicros, ns / 1_000)
+    }
+
+    /// A partition's records were held back this long while its state was imaged.
+    func held(forCheckpoint took: Duration) {
+        let ns = Int64(took / .nanoseconds(1))
+        metrics.checkpointHold.recordNanoseconds(ns)
+        stats.longestCheckpointHoldMicros = max(stats.longestCheckpointHoldMicros, ns / 1_000)
     }
 
     /// A partition left this worker: its gauges stop.

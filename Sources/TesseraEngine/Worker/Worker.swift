@@ -30,6 +30,8 @@ public final class Worker: RebalanceListener {
     private let router: RecordRouter
     /// Writes offline files and checkpoints off the worker's thread, in order.
     private let storage: DurableWriter
+    /// Takes checkpoint images off the worker's thread.
+    private let snapshots = SnapshotTaker()
     private let table: PartitionTable
     private let checkpoints: CheckpointStore?
     private let coordinator: CommitCoordinator
@@ -68,7 +70,7 @@ public final class Worker: RebalanceListener {
         storage = DurableWriter(offline: offline, checkpoints: checkpoints)
         table = try PartitionTable(configuration: configuration, topics: consumer.topics, checkpoints: checkpoints, offline: offline,
                                sinks: EmissionSinks(online: online, offline: offline), clock: clock, logger: logger)
-        coordinator = CommitCoordinator(online: online, offline: offline, deadLetters: deadLetters, storage: storage, checkpoints: checkpoints,
+        coordinator = CommitCoordinator(online: online, offline: offline, deadLetters: deadLetters, storage: storage, snapshots: snapshots, checkpoints: checkpoints,
                                         consumer: consumer, table: table, telemetry: telemetry, logger: logger,
                                         maxPendingBytes: options.maxPendingStorageBytes)
         coordinator.sampler = OnlineSampler(connection: RedisConnection(endpoint: options.redis, logger: logger), layout: OnlineLayout(prefix: options.keyPrefix),
@@ -85,6 +87,7 @@ public final class Worker: RebalanceListener {
     deinit {
         online.stop()
         storage.stop()
+        snapshots.stop()
     }
 
     // MARK: - Rebalances
@@ -157,6 +160,7 @@ public final class Worker: RebalanceListener {
         // worker writes them.
         online.discard(partitions: numbers)
         online.release(tps.map { OnlineWriter.Sentinel(topic: $0.topic, partition: $0.partition) })
+        snapshots.forget(tps)
         for tp in tps {
             table.leave(tp)
             telemetry.partitionGone(tp)
@@ -265,6 +269,7 @@ public final class Worker: RebalanceListener {
             case .stopWriters:
                 online.stop()
                 storage.stop()
+                snapshots.stop()
             }
         }
     }
@@ -368,7 +373,8 @@ public final class Worker: RebalanceListener {
     /// until its session times out, and they must not be mistaken for drained).
     private func drained(since: inout ContinuousClock.Instant?) -> Bool {
         let assignment = consumer.assignment
-        guard !assignment.isEmpty, consumer.atEnd.union(consumer.paused).isSuperset(of: assignment), !online.sentinelsPending else {
+        guard !assignment.isEmpty, consumer.atEnd.union(consumer.paused).isSuperset(of: assignment), !consumer.keepsRecords,
+              !online.sentinelsPending else {
             since = nil
             return false
         }

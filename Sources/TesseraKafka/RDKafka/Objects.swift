@@ -87,6 +87,13 @@ struct RDKafkaMessage {
     }
 }
 
+/// A message kept past its batch (`RDKafkaQueue.keep`); its owner frees it with `destroy`.
+struct RDKafkaKeptMessage {
+    let pointer: UnsafeMutablePointer<rd_kafka_message_t>
+    var message: RDKafkaMessage { RDKafkaQueue.message(pointer) }
+    func destroy() { rd_kafka_message_destroy(pointer) }
+}
+
 /// An `rd_kafka_queue_t` (destroyed in `deinit`), consumed in batches.
 final class RDKafkaQueue {
     private let queue: OpaquePointer
@@ -104,18 +111,28 @@ final class RDKafkaQueue {
             rd_kafka_consume_batch_queue(queue, timeoutMs, buffer.baseAddress, buffer.count)
         }
         guard n > 0 else { return 0 }
-        defer { for i in 0..<n { rd_kafka_message_destroy(messages[i]) } }
-        try body(n) { i in
-            let m = self.messages[i]!.pointee
-            return RDKafkaMessage(
-                code: m.err.rawValue, topic: m.rkt.map { UnsafeRawPointer($0) },
-                partition: m.partition, offset: m.offset,
-                payload: UnsafeRawBufferPointer(start: m.payload, count: m.payload == nil ? 0 : m.len),
-                key: UnsafeRawBufferPointer(start: m.key, count: m.key == nil ? 0 : m.key_len),
-                timestampMillis: rd_kafka_message_timestamp(self.messages[i], nil),
-                message: UnsafeMutableRawPointer(self.messages[i]))
-        }
+        defer { for i in 0..<n { if let m = messages[i] { rd_kafka_message_destroy(m) } } }
+        try body(n) { i in Self.message(self.messages[i]!) }
         return n
+    }
+
+    /// Keeps message `i` of the batch being handed to `consumeBatch`'s body past the batch: it is
+    /// not freed with the batch, but by `destroy`.
+    func keep(_ i: Int) -> RDKafkaKeptMessage {
+        let m = messages[i]!
+        messages[i] = nil
+        return RDKafkaKeptMessage(pointer: m)
+    }
+
+    static func message(_ m: UnsafeMutablePointer<rd_kafka_message_t>) -> RDKafkaMessage {
+        let p = m.pointee
+        return RDKafkaMessage(
+            code: p.err.rawValue, topic: p.rkt.map { UnsafeRawPointer($0) },
+            partition: p.partition, offset: p.offset,
+            payload: UnsafeRawBufferPointer(start: p.payload, count: p.payload == nil ? 0 : p.len),
+            key: UnsafeRawBufferPointer(start: p.key, count: p.key == nil ? 0 : p.key_len),
+            timestampMillis: rd_kafka_message_timestamp(m, nil),
+            message: UnsafeMutableRawPointer(m))
     }
 
     static func topicName(of topic: UnsafeRawPointer) -> String {

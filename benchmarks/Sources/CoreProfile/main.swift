@@ -164,4 +164,18 @@ if CommandLine.arguments.contains("--images") {
         }
         print("image, \(pass) buffer: " + line.joined(separator: "; "))
     }
+    // What the worker loop itself does for a checkpoint now: reads the state's size (to ready a
+    // buffer) and hands over a copy that shares the state's memory.
+    var line: [String] = []
+    for p in cores.indices {
+        let started = ContinuousClock.now
+        let bytes = cores[p].memory
+        let sized = ContinuousClock.now
+        let copy = cores[p]
+        let handed = ContinuousClock.now
+        line.append(String(format: "%d MiB sized in %.3f ms, handed over in %.3f ms", bytes >> 20,
+                           (sized - started) / .milliseconds(1), (handed - sized) / .milliseconds(1)))
+        withExtendedLifetime(copy) {}
+    }
+    print("hand-over: " + line.joined(separator: "; "))
 }
