@@ -39,6 +39,9 @@ public final class Worker: RebalanceListener {
     /// An error met inside a rebalance callback (or by the bad-partition policy) that stops the worker.
     private var fatal: EngineError?
     private var totalPartitions: Int?
+    /// When the newest record of the last poll was produced (ms since the epoch; -1: none polled,
+    /// or none with a timestamp).
+    private var newestProduced: Int64 = -1
     /// Set once the stop's final checkpoint round is durable: leaving the group then revokes
     /// partitions with nothing new to checkpoint.
     private var finalRoundDone = false
@@ -198,6 +201,7 @@ public final class Worker: RebalanceListener {
                 // A full batch: the worker is behind, polls return at once. Otherwise it is at the
                 // head of the stream, where a poll waits for its whole timeout unless the batch
                 // fills: wait briefly, so that records are processed as they come.
+                newestProduced = -1
                 let got = try consumer.poll(timeout: pollTimeout) { records in try self.process(records) }
                 let now = clock.now
                 if got >= consumer.batchSize {
@@ -206,14 +210,17 @@ public final class Worker: RebalanceListener {
                 } else {
                     pollTimeout = 5
                     behindSince = nil
-                    nextFlush = min(nextFlush, now + options.flushInterval)
                 }
+                // Behind by more than a second of input (catching up): the newest record polled
+                // was produced over a second ago (for records without a timestamp: a second of
+                // full batches). Then an entity's row goes to Redis at most once a second, which
+                // saves Redis most of its writes; at the head of the stream, every flush interval.
+                let behind = newestProduced >= 0
+                    ? SystemClock().now() - newestProduced * 1_000 > 1_000_000
+                    : behindSince.map { now - $0 >= .seconds(1) } ?? false
+                if !behind { nextFlush = min(nextFlush, now + options.flushInterval) }
                 if now >= nextFlush {
                     try online.flushIfIdle()
-                    // Behind by a second of full batches or more (catching up): an entity's row goes
-                    // to Redis at most once a second, which saves Redis most of its writes; at the
-                    // head of the stream, every flush interval.
-                    let behind = behindSince.map { now - $0 >= .seconds(1) } ?? false
                     nextFlush = now + (behind ? max(options.flushInterval, .seconds(1)) : options.flushInterval)
                 }
                 // Redis refused a write: poll no more until it holds every row (reporting meanwhile).
@@ -320,6 +327,7 @@ public final class Worker: RebalanceListener {
         var current: PartitionTable.Entry?
         var headers: [String] = []
         for (index, r) in records.enumerated() {
+            newestProduced = max(newestProduced, r.timestampMillis)
             // Records come in runs of one partition: look the partition up only when it changes.
             if current == nil || current!.tp.partition != r.partition || current!.topicIndex != r.topic {
                 current = table.lookup(topic: r.topic, partition: r.partition)
