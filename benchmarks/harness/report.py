@@ -90,7 +90,10 @@ def rows(results):
                          f"{fresh['visible']} of {fresh['probes']} probes",
             f"p50 {fresh['p50_ms']:.0f} ms, p99 {fresh['p99_ms']:.0f} ms, max {fresh['max_ms']:.0f} ms"
             + (f"; longest loop iteration {fresh['longest_loop_ms']:.0f} ms (checkpoint hand-over {fresh['longest_checkpoint_pause_ms']:.0f} ms; a partition held back at most {fresh.get('longest_checkpoint_hold_ms', 0):.0f} ms)"
-               if fresh.get("longest_loop_ms") else ""), fresh["p99_ms"],
+               if fresh.get("longest_loop_ms") else "")
+            + ("; cores used during the load (of the machine's " + str(os.cpu_count()) + "): "
+               + ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(fresh["cores_used"].items(), key=lambda kv: -kv[1]))
+               if fresh.get("cores_used") else ""), fresh["p99_ms"],
             "ms (p99)", baseline=f"load {rate(fresh['achieved_rate'])} achieved", target="p99 ≤ 250 ms",
             verdict=at_most(fresh["p99_ms"], 250) if fresh["lost"] == 0 else (False, f"{fresh['lost']} probes never visible"
                                                                                           + (f" ({len(fresh['undelivered'])} not taken by the broker)" if fresh.get("undelivered") else "")))

@@ -160,13 +160,13 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
         }
     }
 
-    /// `buffer` if it holds `bytes` and a quarter more, else a new buffer of half as much again
-    /// with every page written once (faulted in, so that an image runs at memory speed).
+    /// `buffer` if it holds `bytes` and a quarter more, else a new buffer with room for half as
+    /// much again whose first `bytes` are written once (faulted in, so that an image runs at
+    /// memory speed; the room beyond costs address space only until the state grows into it).
     static func prefaulted(_ buffer: [UInt8], bytes: Int) -> [UInt8] {
         guard buffer.capacity < bytes + bytes / 4 else { return buffer }
-        let capacity = bytes + bytes / 2
-        return [UInt8](unsafeUninitializedCapacity: capacity) { room, count in
-            room.baseAddress.map { _ = memset($0, 0, capacity) }
+        return [UInt8](unsafeUninitializedCapacity: bytes + bytes / 2) { room, count in
+            room.baseAddress.map { _ = memset($0, 0, bytes) }
             count = 0
         }
     }
