@@ -74,15 +74,22 @@ struct KafkaTests {
         again.close()
     }
 
-    @Test("the rebalance listener chooses where assigned partitions start")
-    func startOffsets() throws {
+    /// Topic "t" of two partitions holding records "0", "1", … alternately, and a consumer of it.
+    static func twoPartitions(records: Int, group: String, batchSize: Int = 8_192) throws -> (MockKafkaCluster, KafkaProducer, KafkaConsumer) {
         let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)
         try cluster.createTopic("t", partitions: 2)
         let producer = try KafkaProducer(brokers: cluster.bootstrapServers, logger: quiet)
-        for i in 0..<100 { try producer.send(topic: "t", partition: Int32(i % 2), key: [], value: Array("\(i)".utf8)) }
+        for i in 0..<records { try producer.send(topic: "t", partition: Int32(i % 2), key: [], value: Array("\(i)".utf8)) }
         try producer.flush()
-        let consumer = try KafkaConsumer(brokers: cluster.bootstrapServers, group: "h", topics: ["t"],
-                                         properties: [("session.timeout.ms", "6000")], reportEndOfPartition: true, logger: quiet)
+        let consumer = try KafkaConsumer(brokers: cluster.bootstrapServers, group: group, topics: ["t"],
+                                         properties: [("session.timeout.ms", "6000")], reportEndOfPartition: true, batchSize: batchSize, logger: quiet)
+        return (cluster, producer, consumer)
+    }
+
+    @Test("the rebalance listener chooses where assigned partitions start")
+    func startOffsets() throws {
+        let (cluster, producer, consumer) = try Self.twoPartitions(records: 100, group: "h")
+        defer { withExtendedLifetime((cluster, producer)) {} }
         let recorder = Recorder()
         recorder.start = [TopicPartition("t", 0): 40, TopicPartition("t", 1): 45]
         consumer.setListener(recorder)
@@ -100,13 +107,8 @@ struct KafkaTests {
 
     @Test("a held partition's records are kept back while the others flow, then come complete and in order once released")
     func holdAndRelease() throws {
-        let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)
-        try cluster.createTopic("t", partitions: 2)
-        let producer = try KafkaProducer(brokers: cluster.bootstrapServers, logger: quiet)
-        for i in 0..<1_000 { try producer.send(topic: "t", partition: Int32(i % 2), key: [], value: Array("\(i)".utf8)) }
-        try producer.flush()
-        let consumer = try KafkaConsumer(brokers: cluster.bootstrapServers, group: "k", topics: ["t"],
-                                         properties: [("session.timeout.ms", "6000")], reportEndOfPartition: true, batchSize: 64, logger: quiet)
+        let (cluster, producer, consumer) = try Self.twoPartitions(records: 1_000, group: "k", batchSize: 64)
+        defer { withExtendedLifetime(cluster) {} }
         consumer.setListener(Recorder())
         let p0 = TopicPartition("t", 0)
         var seen: [Int32: [Int64]] = [:]
