@@ -49,9 +49,6 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
                 return image!
             }
         }
-
-        /// The image if it is taken.
-        var taken: PartitionAggregator.Image? { condition.withLock { image } }
     }
 
     /// The copy of a state being imaged, let go of as soon as it is.
