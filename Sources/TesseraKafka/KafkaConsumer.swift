@@ -61,7 +61,7 @@ public final class KafkaConsumer {
     private var missingWarned: ContinuousClock.Instant?
     /// Partitions held back by `hold`: their records are fetched as usual but kept here, not
     /// handed to `poll`'s body, until `release`.
-    public private(set) var held: Set<TopicPartition> = []
+    private var held: Set<TopicPartition> = []
     private var kept: [TopicPartition: [RDKafkaKeptMessage]] = [:]
     /// Records of released partitions, handed over (in order) before any new batch.
     private var released: [RDKafkaKeptMessage] = []
@@ -177,9 +177,9 @@ public final class KafkaConsumer {
                 }
                 guard let rkt = m.topic else { continue }
                 let topic = index(of: rkt)
-                if !atEnd.isEmpty { atEnd.remove(TopicPartition(topics[topic], m.partition)) }
-                if !held.isEmpty {
+                if !atEnd.isEmpty || !held.isEmpty {
                     let tp = TopicPartition(topics[topic], m.partition)
+                    atEnd.remove(tp)
                     if held.contains(tp) {
                         kept[tp, default: []].append(queue.keep(i))
                         continue

@@ -60,7 +60,6 @@ final class PartitionPipeline {
     /// Per view, the statistics of its closed rows (`QualityMonitor` publishes them); none where
     /// nobody reads them (`tessera backfill`).
     private(set) var statistics: [ViewStatistics]
-    /// The memory of the last checkpoint's image, reused by the next.
 
     /// What went through the pipeline since the owner last took the counters.
     struct Counters {
