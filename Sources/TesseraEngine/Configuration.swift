@@ -22,6 +22,9 @@ public struct WorkerOptions: Sendable {
     public var flushInterval: Duration = .milliseconds(100)
     /// Offline files are rolled at this interval.
     public var rollInterval: Duration = .seconds(10)
+    /// Offline rows are encoded and compressed, as they come, in Parquet row groups of this many
+    /// rows; a roll writes the file from them.
+    public var offlineRowGroupRows = 1 << 17
     /// Partitions are checkpointed, and offsets committed behind the checkpoints, at this interval.
     public var checkpointInterval: Duration = .seconds(30)
     /// A stop finishes its flush, checkpoint and commit within this, or gives up with an error.
@@ -80,6 +83,9 @@ public struct WorkerConfiguration: Sendable {
         }
         try positive(options.flushInterval, "the flush interval")
         try positive(options.rollInterval, "the roll interval")
+        guard options.offlineRowGroupRows > 0 else {
+            throw EngineError(.configuration, "offline row groups need at least one row, got \(options.offlineRowGroupRows)")
+        }
         try positive(options.checkpointInterval, "the checkpoint interval")
         try positive(options.shutdownTimeout, "the shutdown timeout")
         if let idle = options.idleTimeout { try positive(idle, "the idle timeout") }

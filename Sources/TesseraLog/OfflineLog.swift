@@ -42,14 +42,37 @@ public final class OfflineLog: @unchecked Sendable {
         var columns: [Column]
         var firstOffset: Int64 = -1
         var lastOffset: Int64 = -1
+        /// The file these rows go to, once row groups of it have been handed over.
+        var image: FileImage?
+        /// Pieces of that file handed over so far.
+        var pieces = 0
         var rows: Int { columns.first?.count ?? 0 }
     }
 
+    /// A log file built in memory, row group by row group: each is encoded and compressed as it
+    /// is handed over (`takeRowGroups`), so the rows of a roll interval wait as compressed pages,
+    /// not as columns, and a roll writes bytes instead of encoding them all at once.
+    ///
+    /// `@unchecked Sendable`: made by the thread that owns the log, then touched only by the one
+    /// thread that writes the log's pending files, in their order.
+    package final class FileImage: @unchecked Sendable {
+        fileprivate var writer: ParquetFileWriter?
+        /// Pieces appended (a retried piece is not appended twice).
+        fileprivate var pieces = 0
+        fileprivate var rows = 0
+    }
+
+    /// Rows per row group: a buffer this full is handed over as one.
+    public let rowGroupRows: Int
+
     public static let offsetColumn = "_offset"
 
-    public init(directory: String, views: [FeatureView], compression: ParquetCompression = .zstd(level: 1)) throws {
+    public init(directory: String, views: [FeatureView], compression: ParquetCompression = .zstd(level: 1),
+                rowGroupRows: Int = 1 << 17) throws {
+        precondition(rowGroupRows > 0)
         self.directory = directory
         self.compression = compression
+        self.rowGroupRows = rowGroupRows
         self.views = Dictionary(uniqueKeysWithValues: views.map { ($0.name, $0) })
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
@@ -96,48 +119,70 @@ public final class OfflineLog: @unchecked Sendable {
 
     public var bufferedRows: Int { buffers.values.reduce(0) { $0 + $1.rows } }
 
-    /// One buffered (view, partition) taken out of the log with its file's sequence number: what
-    /// a storage thread needs to write it.
+    /// A piece of a (view, partition)'s next file taken out of the log: a row group of it, or its
+    /// end (the rows left, maybe none), after which the file is written. The pieces of a file must
+    /// be written (`write`) in the order they were taken, before a checkpoint that records the
+    /// sequences that follow them.
     package struct PendingFile: Sendable {
         package var key: Key
         var view: FeatureView
         var buffer: Buffer
         var sequence: Int64
+        let image: FileImage
+        /// The piece's place in its file.
+        let piece: Int
+        /// Whether the piece ends the file.
+        let ends: Bool
         package var rows: Int { buffer.rows }
         /// Roughly what it holds in memory (for back-pressure).
         package var bytes: Int { buffer.rows * buffer.columns.count * 9 }
     }
 
-    /// Takes every buffered (view, partition) out of the log, optionally only some partitions,
-    /// numbering their files: they must be written (`write`) in the order returned, before a
-    /// checkpoint that records the sequences that follow them.
+    /// Takes out, as row groups of their next file, the (view, partition)s with at least
+    /// `rowGroupRows` rows buffered.
+    package func takeRowGroups() -> [PendingFile] {
+        var pieces: [PendingFile] = []
+        for (key, buffer) in buffers where buffer.rows >= rowGroupRows {
+            guard let view = views[key.view] else { continue }
+            pieces.append(piece(key, view, buffer, ends: false))
+        }
+        return pieces.sorted { ($0.key.partition, $0.key.view) < ($1.key.partition, $1.key.view) }
+    }
+
+    /// Takes every buffered (view, partition) out of the log, optionally only some partitions, as
+    /// the end of its file, and numbers the next file.
     package func detach(partitions: Set<Int32>? = nil) -> [PendingFile] {
         var files: [PendingFile] = []
         for (key, buffer) in buffers.sorted(by: { ($0.key.partition, $0.key.view) < ($1.key.partition, $1.key.view) })
-        where buffer.rows > 0 && (partitions?.contains(key.partition) ?? true) {
+        where (buffer.rows > 0 || buffer.image != nil) && (partitions?.contains(key.partition) ?? true) {
             guard let view = views[key.view] else { continue }
-            let sequence = sequences[key, default: 0]
-            files.append(PendingFile(key: key, view: view, buffer: buffer, sequence: sequence))
-            sequences[key] = sequence + 1
-            buffers[key] = nil
+            files.append(piece(key, view, buffer, ends: true))
         }
         return files
     }
 
+    /// Takes a buffer's rows out as the next piece of its file.
+    private func piece(_ key: Key, _ view: FeatureView, _ buffer: Buffer, ends: Bool) -> PendingFile {
+        let image = buffer.image ?? FileImage()
+        let sequence = sequences[key, default: 0]
+        let file = PendingFile(key: key, view: view, buffer: buffer, sequence: sequence, image: image, piece: buffer.pieces, ends: ends)
+        if ends {
+            sequences[key] = sequence + 1
+            buffers[key] = nil
+        } else {
+            buffers[key] = Buffer(columns: buffer.columns.map { Column(type: $0.type) }, firstOffset: buffer.firstOffset,
+                                  lastOffset: buffer.lastOffset, image: image, pieces: buffer.pieces + 1)
+        }
+        return file
+    }
+
     /// Writes every buffered (view, partition) to its own file here and now, optionally only some
-    /// partitions. On failure nothing buffered is lost (the failed buffers stay and are retried).
+    /// partitions; returns the rows those files hold. A failure is thrown as it happens, and the
+    /// rows of the files not written are no longer in the log: the caller gives up (a backfill that
+    /// fails is run again; the worker writes through `detach` and its storage thread instead).
     @discardableResult
     package func roll(partitions: Set<Int32>? = nil) throws -> Int {
-        var rows = 0
-        for (key, buffer) in buffers where buffer.rows > 0 && (partitions?.contains(key.partition) ?? true) {
-            guard let view = views[key.view] else { continue }
-            let file = PendingFile(key: key, view: view, buffer: buffer, sequence: sequences[key, default: 0])
-            try write(file)
-            sequences[key] = file.sequence + 1
-            buffers[key] = nil
-            rows += file.rows
-        }
-        return rows
+        try detach(partitions: partitions).reduce(0) { $0 + (try write($1)) }
     }
 
     /// Drops what is buffered for partitions that are no longer ours (after a failed revoke).
@@ -149,21 +194,32 @@ public final class OfflineLog: @unchecked Sendable {
         "\(directory)/\(view)/partition=\(partition)"
     }
 
-    /// Writes one file, atomically. Safe on any thread (it touches only the file and the row
-    /// counters).
-    package func write(_ file: PendingFile) throws {
-        let key = file.key, buffer = file.buffer, view = file.view
+    /// Writes a piece of a file: encodes a row group into the file's image, and with the file's
+    /// end, writes the whole file, atomically. Safe on any thread (it touches only the file, its
+    /// image and the row counters); a piece that failed may be written again. Returns the rows of
+    /// the file written (0 for a row group).
+    @discardableResult
+    package func write(_ file: PendingFile) throws -> Int {
+        let key = file.key, buffer = file.buffer, view = file.view, image = file.image
+        if image.pieces == file.piece {
+            if image.writer == nil {
+                image.writer = try ParquetFileWriter(
+                    inMemory: OfflineLog.schema(of: view), compression: compression,
+                    metadata: [("tessera.view", key.view), ("tessera.partition", String(key.partition)),
+                               ("tessera.view_fingerprint", view.spec.fingerprint)])
+            }
+            try image.writer!.write(rowGroup: buffer.columns)
+            image.rows += buffer.rows
+            image.pieces += 1
+        }
+        guard file.ends, let writer = image.writer else { return 0 }
+        try writer.close()
         let dir = directory(view: key.view, partition: key.partition)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let name = OfflineLog.fileName(sequence: file.sequence, first: buffer.firstOffset, last: buffer.lastOffset)
-        try AtomicFile.replace("\(dir)/\(name)") { temporary in
-            let writer = try ParquetFileWriter(path: temporary, schema: OfflineLog.schema(of: view), compression: compression,
-                                               metadata: [("tessera.view", key.view), ("tessera.partition", String(key.partition)),
-                                                          ("tessera.view_fingerprint", view.spec.fingerprint)])
-            try writer.write(rowGroup: buffer.columns)
-            try writer.close()
-        }
-        written.withLock { $0[key.view, default: 0] += buffer.rows }
+        try AtomicFile.replace("\(dir)/\(name)", writing: { out in try writer.withImage { try out.write($0) } })
+        written.withLock { $0[key.view, default: 0] += image.rows }
+        return image.rows
     }
 
     /// `SEQUENCE-FIRST-LAST.parquet`: the file's number in its partition and the input offsets it covers.

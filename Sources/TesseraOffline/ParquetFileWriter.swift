@@ -15,6 +15,8 @@ import Darwin
 let parquetMagic: [UInt8] = Array("PAR1".utf8)
 
 /// Writes a Parquet file: `write(rowGroup:)` any number of times, then `close()` (footer + fsync).
+/// A writer made with `inMemory` builds the file's bytes in memory instead (`image` once closed):
+/// row groups are encoded and compressed as they come, and the file is written whole later.
 ///
 /// Pages are DataPage v1 with RLE definition levels for nullable fields; values PLAIN (booleans
 /// bit-packed), DELTA_BINARY_PACKED for 64-bit integer chunks whose values follow each other
@@ -28,6 +30,13 @@ public final class ParquetFileWriter {
     public init(path: String, schema: ParquetSchema, compression: ParquetCompression = .zstd(level: 3),
                 metadata: [(String, String)] = []) throws {
         core = try WriterCore(path: path, schema: schema, compression: compression, metadata: metadata)
+    }
+
+    /// A writer whose file is built in memory: `close()` finishes it (the footer) without I/O, and
+    /// `image` is then the whole file.
+    public init(inMemory schema: ParquetSchema, compression: ParquetCompression = .zstd(level: 3),
+                metadata: [(String, String)] = []) throws {
+        core = try WriterCore(path: nil, schema: schema, compression: compression, metadata: metadata)
     }
 
     deinit {
@@ -58,12 +67,23 @@ public final class ParquetFileWriter {
     public func close() throws {
         try core.close()
     }
+
+    /// Whether `close()` has finished the file.
+    public var isClosed: Bool { core.closed }
+
+    /// The whole file of a writer made `inMemory`, once closed.
+    public func withImage<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        precondition(core.inMemory && core.closed, "only a closed in-memory writer has an image")
+        return try core.chunk.withUnsafeBytes(body)
+    }
 }
 
 /// The writer's state; a struct so that the per-value loops run without dynamic exclusivity checks.
 struct WriterCore {
     let path: String
     let schema: ParquetSchema
+    /// The file is built in `chunk` (no file, no flushes).
+    let inMemory: Bool
     private(set) var rowCount: Int = 0
     var pageChecksums = true
 
@@ -79,7 +99,7 @@ struct WriterCore {
     private let compressor: PageCompressor
     private let keyValueMetadata: [(String, String)]
     private var rowGroups: [RowGroup] = []
-    private var closed = false
+    private(set) var closed = false
     private var failed: String?
 
     // Reusable buffers.
@@ -97,21 +117,27 @@ struct WriterCore {
     private var chunkUncompressed: Int64 = 0
     private var chunkCompressed: Int64 = 0
 
-    init(path: String, schema: ParquetSchema, compression: ParquetCompression, metadata: [(String, String)]) throws {
+    /// - Parameter path: the file to create; nil builds it in memory.
+    init(path: String?, schema: ParquetSchema, compression: ParquetCompression, metadata: [(String, String)]) throws {
         guard !schema.fields.isEmpty else { throw ParquetError("a Parquet schema needs at least one field") }
         var names = Set<String>()
         for f in schema.fields {
             guard !f.name.isEmpty else { throw ParquetError("a Parquet field needs a name") }
             guard names.insert(f.name).inserted else { throw ParquetError("field '\(f.name)' appears twice in the schema") }
         }
-        self.path = path
+        self.path = path ?? "(a file in memory)"
         self.schema = schema
         self.compressor = PageCompressor(compression)
         self.keyValueMetadata = metadata
-        let file = try OutputFile(creating: path)
-        try file.write(parquetMagic)
-        self.file = file
-        offset = 4
+        inMemory = path == nil
+        if let path {
+            let file = try OutputFile(creating: path)
+            try file.write(parquetMagic)
+            self.file = file
+            offset = 4
+        } else {
+            chunk = parquetMagic
+        }
     }
 
     /// Closes the descriptor of a writer dropped without `close()` (the file stays incomplete).
@@ -527,11 +553,11 @@ struct WriterCore {
         }
         chunkUncompressed += Int64(header.bytes.count + uncompressedSize)
         chunkCompressed += Int64(header.bytes.count + stored)
-        if chunk.count >= WriterCore.flushThreshold { try flush() }
+        if chunk.count >= WriterCore.flushThreshold && !inMemory { try flush() }
     }
 
     private mutating func flush() throws {
-        guard !chunk.isEmpty else { return }
+        guard !chunk.isEmpty && !inMemory else { return }
         guard let file else { throw ParquetError("\(path) is closed") }
         try file.write(chunk)
         offset += Int64(chunk.count)

@@ -30,6 +30,7 @@ struct WorkerFlags: ParsableArguments {
     @Flag(help: "Stop once every assigned partition is drained, after flushing everything.") var untilEnd = false
     @Option(help: "Online flush interval in milliseconds (default 100).") var flushMs: Int?
     @Option(help: "Offline roll interval in seconds (default 10).") var rollSeconds: Double?
+    @Option(help: "Offline rows per Parquet row group, encoded as they come (default 131072).") var rowGroupRows: Int?
     @Option(help: "Checkpoint (and offset commit) interval in seconds (default 30).") var checkpointSeconds: Double?
     @Option(help: "Seconds a stop (SIGTERM, SIGINT) may take to flush, checkpoint and commit before it gives up with an error (default 30); a second signal gives up at once.")
     var shutdownSeconds: Double?
@@ -82,6 +83,7 @@ struct WorkerFlags: ParsableArguments {
         options.untilEnd = s.isOn(untilEnd, "until-end")
         if let ms = try s.number(flushMs.map(Double.init), "flush-ms") { options.flushInterval = .milliseconds(Int(ms)) }
         if let v = try s.number(rollSeconds, "roll-seconds") { options.rollInterval = .milliseconds(Int(v * 1_000)) }
+        if let v = try s.number(rowGroupRows.map(Double.init), "row-group-rows") { options.offlineRowGroupRows = Int(v) }
         if let v = try s.number(checkpointSeconds, "checkpoint-seconds") { options.checkpointInterval = .milliseconds(Int(v * 1_000)) }
         if let v = try s.number(shutdownSeconds, "shutdown-seconds") { options.shutdownTimeout = .milliseconds(Int(v * 1_000)) }
         options.resetState = s.isOn(resetState, "reset-state")

@@ -101,6 +101,8 @@ func workerOptions(_ topology: Topology, brokers: String, redis: RedisServer, of
     o.untilEnd = untilEnd
     o.idleTimeout = nil
     o.rollInterval = .milliseconds(500)
+    // Small row groups: files are built piece by piece on the storage thread, as in production.
+    o.offlineRowGroupRows = 300
     o.checkpointInterval = .seconds(1)
     o.kafkaProperties = [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")]
     return o

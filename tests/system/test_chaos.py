@@ -43,7 +43,7 @@ def produce(env, brokers, topic, chunk):
 def worker(env, brokers, redis_url, offline, group, prefix, until_end=False, metrics_port=None, log=None, topology=TOPOLOGY):
     args = [TESSERA, "run", "--topology", topology, "--brokers", brokers, "--redis", redis_url,
             "--offline-dir", offline, "--group", group, "--key-prefix", prefix, "--idle-seconds", "0",
-            "--roll-seconds", "0.3", "--checkpoint-seconds", "1", "--stats-seconds", "0",
+            "--roll-seconds", "0.3", "--row-group-rows", "500", "--checkpoint-seconds", "1", "--stats-seconds", "0",
             "--kafka-config", "session.timeout.ms=6000", "--kafka-config", "heartbeat.interval.ms=500"]
     if until_end:
         args.append("--until-end")

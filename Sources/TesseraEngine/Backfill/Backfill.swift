@@ -159,6 +159,7 @@ public final class Backfill {
             defer { events.close() }
             while let chunk = try events.next() {
                 try process(chunk, file: path)
+                for group in offline.takeRowGroups() { try offline.write(group) }
                 sinceRoll += chunk.count
                 if sinceRoll >= options.rollEvents {
                     try makeDurable()

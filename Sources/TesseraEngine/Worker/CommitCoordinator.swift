@@ -95,6 +95,16 @@ final class CommitCoordinator {
         if wait { try awaitStorage() }
     }
 
+    /// Hands the offline rows that fill a row group to the storage thread, which encodes and
+    /// compresses them while the worker goes on: a roll then writes compressed bytes instead of
+    /// encoding the whole interval's rows at once, and what waits for it takes less memory.
+    func handOverRowGroups() throws {
+        let groups = offline.takeRowGroups()
+        guard !groups.isEmpty else { return }
+        storage.enqueue(groups.map { DurableWriter.Job.offline($0) })
+        if storage.pendingBytes > maxPendingBytes { try awaitStorage() }
+    }
+
     /// A checkpoint round being taken, one partition at a time.
     private struct OpenRound {
         var started: ContinuousClock.Instant

@@ -60,7 +60,8 @@ public final class Worker: RebalanceListener {
         online = OnlineWriter(layout: OnlineLayout(prefix: options.keyPrefix), connection: RedisConnection(endpoint: options.redis, logger: logger),
                               views: configuration.allViews, logger: logger, clock: clock, freshness: telemetry.freshness,
                               group: options.group)
-        offline = try OfflineLog(directory: options.offlineDirectory, views: configuration.allViews.filter(\.offline))
+        offline = try OfflineLog(directory: options.offlineDirectory, views: configuration.allViews.filter(\.offline),
+                                 rowGroupRows: options.offlineRowGroupRows)
         var producer: KafkaProducer?
         if case .topic = options.deadLetters {
             producer = try KafkaProducer(brokers: options.brokers, properties: options.kafkaProperties.filter { !$0.0.hasPrefix("group.") }, logger: logger)
@@ -228,6 +229,7 @@ public final class Worker: RebalanceListener {
                 let lost = online.takeLost()
                 if !lost.isEmpty { try rewriteLostRows(lost) }
                 if let fatal { throw fatal }
+                try coordinator.handOverRowGroups()
                 try coordinator.checkStorage()
                 try coordinator.advanceRound()
                 if now >= nextCheckpoint {
