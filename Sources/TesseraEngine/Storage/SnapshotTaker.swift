@@ -13,10 +13,12 @@ import TesseraKafka
 /// (a revoke, a stop, time passing on an idle partition), the write copies the shared slabs
 /// first: slower, never wrong. The image is what the storage thread later seals and writes.
 ///
-/// Each partition's image goes into the buffer of its last one. A round first readies the
-/// buffers (`prepare`: a buffer too small for the state is replaced by a larger one whose pages
-/// are faulted in here, before any partition is held), so an image runs at memory speed.
-final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` are used under it, `buffers` by the thread only
+/// A partition's image goes into a buffer readied beforehand (`prepare`: its pages faulted in
+/// here, before the partition is held), so an image runs at memory speed. Buffers are not kept:
+/// an image's memory is freed once the storage thread has written it and let go of it, and the
+/// taker is busy until then, so a round readies and holds one partition at a time and the worker
+/// carries at most one image besides its state.
+final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` are used under it, `buffers` and `sizes` by the thread only
     /// A partition's image, once taken.
     final class Pending: @unchecked Sendable {  // `image` is set once, under `condition`
         let partition: TopicPartition
@@ -27,12 +29,16 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
         private var image: PartitionAggregator.Image?
         /// How long the image took.
         private(set) var took: Duration?
+        /// Tells the taker that the image is gone.
+        fileprivate var released: (@Sendable () -> Void)?
 
         init(partition: TopicPartition, bytes: Int) {
             self.partition = partition
             self.bytes = bytes
             started = .now
         }
+
+        deinit { released?() }
 
         fileprivate func fulfil(_ image: PartitionAggregator.Image) {
             condition.withLock {
@@ -58,8 +64,9 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
     }
 
     private enum Job {
-        /// Makes the partition's buffer hold `bytes` and faults its pages in, before the partition
-        /// is held back: growing it during an image would hold the partition for page faults.
+        /// Readies a buffer with room for a state of `bytes` and faults in the pages its image is
+        /// expected to take, before the partition is held back: faulting them in during the
+        /// image would hold the partition for it.
         case prepare(TopicPartition, bytes: Int)
         case take(TopicPartition, Copy, Pending)
         case forget(TopicPartition)
@@ -70,8 +77,12 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
     private var finished: [Pending] = []
     private var busy = false
     private var stopping = false
-    /// Each partition's image buffer, reused from one checkpoint to the next (used by the thread only).
+    /// Images taken and not yet let go of.
+    private var live = 0
+    /// Buffers readied for the next image of their partition (used by the thread only).
     private var buffers: [TopicPartition: [UInt8]] = [:]
+    /// The size of each partition's last image (used by the thread only).
+    private var sizes: [TopicPartition: Int] = [:]
 
     init() {
         let thread = Thread { self.loop() }  // it keeps the taker alive until `stop()`
@@ -79,19 +90,28 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
         thread.start()
     }
 
-    /// Readies the buffers of a round's partitions for states of about these sizes.
-    func prepare(_ sizes: [(TopicPartition, Int)]) {
-        enqueue(sizes.map { .prepare($0.0, bytes: $0.1) })
+    /// Readies a buffer for the next image of a partition whose state holds about `bytes`.
+    func prepare(_ tp: TopicPartition, bytes: Int) {
+        enqueue([.prepare(tp, bytes: bytes)])
     }
 
     /// Queues the image of `state`, a copy of a partition's live state.
     func take(_ tp: TopicPartition, state: PartitionAggregator) -> Pending {
         let pending = Pending(partition: tp, bytes: state.memory)
+        pending.released = { [weak self] in self?.imageReleased() }
+        condition.withLock { live += 1 }
         enqueue([.take(tp, Copy(state), pending)])
         return pending
     }
 
-    /// Frees the buffers of partitions that left.
+    private func imageReleased() {
+        condition.withLock {
+            live -= 1
+            condition.broadcast()
+        }
+    }
+
+    /// Forgets partitions that left (their readied buffers are freed).
     func forget(_ tps: [TopicPartition]) { enqueue(tps.map { .forget($0) }) }
 
     private func enqueue(_ jobs: [Job]) {
@@ -110,8 +130,8 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
         }
     }
 
-    /// Whether an image is being taken or waits to be.
-    var isBusy: Bool { condition.withLock { busy || !queue.isEmpty } }
+    /// Whether a buffer is being readied, or an image taken or not yet let go of.
+    var isBusy: Bool { condition.withLock { busy || !queue.isEmpty || live > 0 } }
 
     /// Ends the thread once the images queued are taken.
     func stop() {
@@ -136,11 +156,11 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
             var done: Pending?
             switch job {
             case .prepare(let tp, let bytes):
-                buffers[tp] = Self.prefaulted(buffers.removeValue(forKey: tp) ?? [], bytes: bytes)
+                buffers[tp] = Self.prefaulted(room: bytes, expected: sizes[tp])
             case .take(let tp, let copy, let pending):
                 var buffer = buffers.removeValue(forKey: tp) ?? []
                 let image = copy.state!.image(reusing: &buffer)
-                buffers[tp] = buffer
+                sizes[tp] = image.bytes.count
                 // Let go of the copy before saying the image is taken: the worker finds its
                 // state unshared once it hears of it.
                 copy.state = nil
@@ -148,6 +168,7 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
                 done = pending
             case .forget(let tp):
                 buffers[tp] = nil
+                sizes[tp] = nil
             }
             condition.withLock {
                 busy = false
@@ -157,13 +178,16 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
         }
     }
 
-    /// `buffer` if it holds `bytes` and a quarter more, else a new buffer with room for half as
-    /// much again whose first `bytes` are written once (faulted in, so that an image runs at
-    /// memory speed; the room beyond costs address space only until the state grows into it).
-    static func prefaulted(_ buffer: [UInt8], bytes: Int) -> [UInt8] {
-        guard buffer.capacity < bytes + bytes / 4 else { return buffer }
-        return [UInt8](unsafeUninitializedCapacity: bytes + bytes / 2) { room, count in
-            room.baseAddress.map { _ = memset($0, 0, bytes) }
+    /// A buffer with room for the image of a state of `room` bytes (a quarter more, as
+    /// `PartitionAggregator.image(reusing:)` asks, so that it never grows during an image), whose
+    /// first bytes are written once: as many as the partition's last image and a quarter more
+    /// (the state grows), or the whole room before its first image. The room beyond costs address
+    /// space only.
+    static func prefaulted(room: Int, expected last: Int?) -> [UInt8] {
+        let capacity = room + room / 4
+        let touched = min(capacity, last.map { $0 + $0 / 4 } ?? room)
+        return [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+            buffer.baseAddress.map { _ = memset($0, 0, touched) }
             count = 0
         }
     }

@@ -88,9 +88,6 @@ final class CommitCoordinator {
             do { try deadLetters.flush() } catch let e as any TesseraError { throw e } catch { throw StorageError("\(error)") }
         }
         open = OpenRound(started: .now, remaining: table.partitions.filter { only?.contains($0.partition) ?? true }, next: .now)
-        if checkpoints != nil && !wait {
-            snapshots.prepare(open!.remaining.compactMap { tp in table[tp].map { (tp, $0.pipeline.core.memory) } })
-        }
         try advanceRound(all: wait)
         if wait { try awaitStorage() }
     }
@@ -110,22 +107,38 @@ final class CommitCoordinator {
         var started: ContinuousClock.Instant
         var remaining: [TopicPartition]
         var commit: [TopicPartition: (Int64, PartitionTable.Entry)] = [:]
-        /// When the next partition may be taken (once the last one's image is taken, too): one
-        /// partition is held back at a time.
+        /// When the next partition may be taken (once the last one's image is written, too): one
+        /// partition is held back, and one image kept, at a time.
         var next: ContinuousClock.Instant
+        /// The partition a buffer is being readied for (it is taken once the buffer is ready).
+        var prepared: TopicPartition?
     }
     private var open: OpenRound?
 
     /// Between polls: checkpoints the next partition of the round being taken once its time has
-    /// come (every one left, now, with `all`). Its offline files are handed over first, then a
-    /// wait for Redis to hold the rows so far (a checkpoint must not be written ahead of the
-    /// online rows it counts as emitted; the storage thread waits, the worker goes on), then its
-    /// state. After the last partition, the round's mark.
+    /// come and the last partition's image is written (every one left, now, with `all`). A buffer
+    /// for its image is readied first. Its offline files are handed over first, then a wait for
+    /// Redis to hold the rows so far (a checkpoint must not be written ahead of the online rows it
+    /// counts as emitted; the storage thread waits, the worker goes on), then its state. After the
+    /// last partition, the round's mark.
     func advanceRound(all: Bool = false) throws {
         guard var round = open, all || (ContinuousClock.now >= round.next && !snapshots.isBusy) else { return }
-        while !round.remaining.isEmpty {
-            let tp = round.remaining.removeFirst()
-            guard let e = table[tp], e.pipeline.nextOffset >= 0 else { continue }
+        while let tp = round.remaining.first {
+            guard let e = table[tp], e.pipeline.nextOffset >= 0 else {
+                round.remaining.removeFirst()
+                continue
+            }
+            if checkpoints != nil {
+                if all {
+                    // Taken whole, still one image at a time: the last one is written first.
+                    if snapshots.isBusy { try awaitStorage() }
+                } else if round.prepared != tp {
+                    snapshots.prepare(tp, bytes: e.pipeline.core.memory)
+                    round.prepared = tp
+                    break
+                }
+            }
+            round.remaining.removeFirst()
             var jobs = offline.detach(partitions: [tp.partition]).map { DurableWriter.Job.offline($0) }
             jobs.append(.online(online.mark()))
             if checkpoints != nil {
