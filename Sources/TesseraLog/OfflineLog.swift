@@ -43,23 +43,35 @@ public final class OfflineLog: @unchecked Sendable {
         var firstOffset: Int64 = -1
         var lastOffset: Int64 = -1
         /// The file these rows go to, once row groups of it have been handed over.
-        var image: FileImage?
+        var file: OpenFile?
         /// Pieces of that file handed over so far.
         var pieces = 0
         var rows: Int { columns.first?.count ?? 0 }
     }
 
-    /// A log file built in memory, row group by row group: each is encoded and compressed as it
-    /// is handed over (`takeRowGroups`), so the rows of a roll interval wait as compressed pages,
-    /// not as columns, and a roll writes bytes instead of encoding them all at once.
+    /// A log file being written row group by row group: each is encoded, compressed and written to
+    /// a temporary file as it is handed over (`takeRowGroups`), so the rows of a roll interval do
+    /// not wait in memory and a roll does not encode them all at once. The file's end renames the
+    /// temporary file into place (the `AtomicFile` protocol); one left behind by a crash or a
+    /// revoke is removed by the partition's recovery, and one dropped unfinished removes itself.
     ///
     /// `@unchecked Sendable`: made by the thread that owns the log, then touched only by the one
     /// thread that writes the log's pending files, in their order.
-    package final class FileImage: @unchecked Sendable {
+    package final class OpenFile: @unchecked Sendable {
         fileprivate var writer: ParquetFileWriter?
-        /// Pieces appended (a retried piece is not appended twice).
+        fileprivate var temporary: String?
+        /// Pieces written (a retried piece is not written twice).
         fileprivate var pieces = 0
         fileprivate var rows = 0
+        fileprivate var placed = false
+
+        deinit {
+            writer = nil
+            if !placed, let temporary { unlink(temporary) }
+        }
+
+        /// Temporary files this process has started (for unique names).
+        fileprivate static let started = Atomic<Int>(0)
     }
 
     /// Rows per row group: a buffer this full is handed over as one.
@@ -128,7 +140,7 @@ public final class OfflineLog: @unchecked Sendable {
         var view: FeatureView
         var buffer: Buffer
         var sequence: Int64
-        let image: FileImage
+        let file: OpenFile
         /// The piece's place in its file.
         let piece: Int
         /// Whether the piece ends the file.
@@ -154,7 +166,7 @@ public final class OfflineLog: @unchecked Sendable {
     package func detach(partitions: Set<Int32>? = nil) -> [PendingFile] {
         var files: [PendingFile] = []
         for (key, buffer) in buffers.sorted(by: { ($0.key.partition, $0.key.view) < ($1.key.partition, $1.key.view) })
-        where (buffer.rows > 0 || buffer.image != nil) && (partitions?.contains(key.partition) ?? true) {
+        where (buffer.rows > 0 || buffer.file != nil) && (partitions?.contains(key.partition) ?? true) {
             guard let view = views[key.view] else { continue }
             files.append(piece(key, view, buffer, ends: true))
         }
@@ -163,17 +175,17 @@ public final class OfflineLog: @unchecked Sendable {
 
     /// Takes a buffer's rows out as the next piece of its file.
     private func piece(_ key: Key, _ view: FeatureView, _ buffer: Buffer, ends: Bool) -> PendingFile {
-        let image = buffer.image ?? FileImage()
+        let file = buffer.file ?? OpenFile()
         let sequence = sequences[key, default: 0]
-        let file = PendingFile(key: key, view: view, buffer: buffer, sequence: sequence, image: image, piece: buffer.pieces, ends: ends)
+        let piece = PendingFile(key: key, view: view, buffer: buffer, sequence: sequence, file: file, piece: buffer.pieces, ends: ends)
         if ends {
             sequences[key] = sequence + 1
             buffers[key] = nil
         } else {
             buffers[key] = Buffer(columns: buffer.columns.map { Column(type: $0.type) }, firstOffset: buffer.firstOffset,
-                                  lastOffset: buffer.lastOffset, image: image, pieces: buffer.pieces + 1)
+                                  lastOffset: buffer.lastOffset, file: file, pieces: buffer.pieces + 1)
         }
-        return file
+        return piece
     }
 
     /// Writes every buffered (view, partition) to its own file here and now, optionally only some
@@ -194,32 +206,36 @@ public final class OfflineLog: @unchecked Sendable {
         "\(directory)/\(view)/partition=\(partition)"
     }
 
-    /// Writes a piece of a file: encodes a row group into the file's image, and with the file's
-    /// end, writes the whole file, atomically. Safe on any thread (it touches only the file, its
-    /// image and the row counters); a piece that failed may be written again. Returns the rows of
-    /// the file written (0 for a row group).
+    /// Writes a piece of a file: a row group of it, and with the file's end, the footer and the
+    /// rename into place. Safe on any thread (it touches only the file and the row counters); a
+    /// piece that failed may be written again (a failed write leaves the file as it was). Returns
+    /// the rows of the file placed (0 for a row group).
     @discardableResult
-    package func write(_ file: PendingFile) throws -> Int {
-        let key = file.key, buffer = file.buffer, view = file.view, image = file.image
-        if image.pieces == file.piece {
-            if image.writer == nil {
-                image.writer = try ParquetFileWriter(
-                    inMemory: OfflineLog.schema(of: view), compression: compression,
+    package func write(_ piece: PendingFile) throws -> Int {
+        let key = piece.key, buffer = piece.buffer, view = piece.view, file = piece.file
+        let dir = directory(view: key.view, partition: key.partition)
+        if file.pieces == piece.piece {
+            if file.writer == nil {
+                if file.temporary == nil {
+                    let n = OpenFile.started.add(1, ordering: .relaxed).newValue
+                    file.temporary = "\(dir)/.\(String(format: "%010lld", piece.sequence))-\(getpid())-\(n).tmp"
+                }
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                file.writer = try ParquetFileWriter(
+                    path: file.temporary!, schema: OfflineLog.schema(of: view), compression: compression,
                     metadata: [("tessera.view", key.view), ("tessera.partition", String(key.partition)),
                                ("tessera.view_fingerprint", view.spec.fingerprint)])
             }
-            try image.writer!.write(rowGroup: buffer.columns)
-            image.rows += buffer.rows
-            image.pieces += 1
+            try file.writer!.write(rowGroup: buffer.columns)
+            file.rows += buffer.rows
+            file.pieces += 1
         }
-        guard file.ends, let writer = image.writer else { return 0 }
+        guard piece.ends, let writer = file.writer, let temporary = file.temporary else { return 0 }
         try writer.close()
-        let dir = directory(view: key.view, partition: key.partition)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let name = OfflineLog.fileName(sequence: file.sequence, first: buffer.firstOffset, last: buffer.lastOffset)
-        try AtomicFile.replace("\(dir)/\(name)", writing: { out in try writer.withImage { try out.write($0) } })
-        written.withLock { $0[key.view, default: 0] += image.rows }
-        return image.rows
+        try AtomicFile.moveIntoPlace(temporary, "\(dir)/\(OfflineLog.fileName(sequence: piece.sequence, first: buffer.firstOffset, last: buffer.lastOffset))")
+        file.placed = true
+        written.withLock { $0[key.view, default: 0] += file.rows }
+        return file.rows
     }
 
     /// `SEQUENCE-FIRST-LAST.parquet`: the file's number in its partition and the input offsets it covers.

@@ -61,6 +61,13 @@ public final class OutputFile {
         if let failed { throw failed }
     }
 
+    /// Cuts the file back to `size` bytes; the next write goes there.
+    public func truncate(to size: Int64) throws(FileError) {
+        guard fd >= 0 else { throw FileError("truncate", path, code: EBADF) }
+        guard ftruncate(fd, off_t(size)) == 0 else { throw FileError("truncate", path) }
+        guard lseek(fd, off_t(size), SEEK_SET) == off_t(size) else { throw FileError("seek in", path) }
+    }
+
     /// Makes everything written durable (fsync) and closes the file. Closing twice is a no-op.
     public func close() throws(FileError) {
         guard fd >= 0 else { return }
@@ -92,11 +99,17 @@ public enum AtomicFile {
         let temporary = temporary ?? temporaryPath(for: path)
         do {
             try write(temporary)
-            guard rename(temporary, path) == 0 else { throw FileError("rename into place", temporary) }
+            try moveIntoPlace(temporary, path)
         } catch {
             unlink(temporary)
             throw error
         }
+    }
+
+    /// The end of `replace` for a temporary file written and fsynced by other means: renames it
+    /// over `path` and fsyncs the directory. On failure both files are left as they are.
+    public static func moveIntoPlace(_ temporary: String, _ path: String) throws(FileError) {
+        guard rename(temporary, path) == 0 else { throw FileError("rename into place", temporary) }
         syncDirectory(of: path)
     }
 

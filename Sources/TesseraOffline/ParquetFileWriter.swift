@@ -15,8 +15,8 @@ import Darwin
 let parquetMagic: [UInt8] = Array("PAR1".utf8)
 
 /// Writes a Parquet file: `write(rowGroup:)` any number of times, then `close()` (footer + fsync).
-/// A writer made with `inMemory` builds the file's bytes in memory instead (`image` once closed):
-/// row groups are encoded and compressed as they come, and the file is written whole later.
+/// A write or close that fails on I/O leaves the file as it was before it (truncated back), so it
+/// can be retried.
 ///
 /// Pages are DataPage v1 with RLE definition levels for nullable fields; values PLAIN (booleans
 /// bit-packed), DELTA_BINARY_PACKED for 64-bit integer chunks whose values follow each other
@@ -30,13 +30,6 @@ public final class ParquetFileWriter {
     public init(path: String, schema: ParquetSchema, compression: ParquetCompression = .zstd(level: 3),
                 metadata: [(String, String)] = []) throws {
         core = try WriterCore(path: path, schema: schema, compression: compression, metadata: metadata)
-    }
-
-    /// A writer whose file is built in memory: `close()` finishes it (the footer) without I/O, and
-    /// `image` is then the whole file.
-    public init(inMemory schema: ParquetSchema, compression: ParquetCompression = .zstd(level: 3),
-                metadata: [(String, String)] = []) throws {
-        core = try WriterCore(path: nil, schema: schema, compression: compression, metadata: metadata)
     }
 
     deinit {
@@ -58,23 +51,16 @@ public final class ParquetFileWriter {
     /// Writes one row group: one column per schema field, all with the same count.
     /// int32/int64/timestampMicros and bool fields read `ints`, double reads `doubles`, string reads
     /// `offsets`/`bytes`; nulls come from `validity` (a null in a non-nullable field is an error).
-    /// Invalid input throws before anything is written, and the writer stays usable.
+    /// Invalid input throws before anything is written, a failed write after truncating the file
+    /// back to where the row group began; either way the writer stays usable.
     public func write(rowGroup columns: [Column]) throws {
         try core.write(rowGroup: columns)
     }
 
-    /// Writes the footer, flushes the file to disk (fsync) and closes it. Closing twice is a no-op.
+    /// Writes the footer, flushes the file to disk (fsync) and closes it. Closing twice is a no-op;
+    /// a close that failed (the footer truncated away again) may be retried.
     public func close() throws {
         try core.close()
-    }
-
-    /// Whether `close()` has finished the file.
-    public var isClosed: Bool { core.closed }
-
-    /// The whole file of a writer made `inMemory`, once closed.
-    public func withImage<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        precondition(core.inMemory && core.closed, "only a closed in-memory writer has an image")
-        return try core.chunk.withUnsafeBytes(body)
     }
 }
 
@@ -82,8 +68,6 @@ public final class ParquetFileWriter {
 struct WriterCore {
     let path: String
     let schema: ParquetSchema
-    /// The file is built in `chunk` (no file, no flushes).
-    let inMemory: Bool
     private(set) var rowCount: Int = 0
     var pageChecksums = true
 
@@ -99,7 +83,7 @@ struct WriterCore {
     private let compressor: PageCompressor
     private let keyValueMetadata: [(String, String)]
     private var rowGroups: [RowGroup] = []
-    private(set) var closed = false
+    private var closed = false
     private var failed: String?
 
     // Reusable buffers.
@@ -117,27 +101,21 @@ struct WriterCore {
     private var chunkUncompressed: Int64 = 0
     private var chunkCompressed: Int64 = 0
 
-    /// - Parameter path: the file to create; nil builds it in memory.
-    init(path: String?, schema: ParquetSchema, compression: ParquetCompression, metadata: [(String, String)]) throws {
+    init(path: String, schema: ParquetSchema, compression: ParquetCompression, metadata: [(String, String)]) throws {
         guard !schema.fields.isEmpty else { throw ParquetError("a Parquet schema needs at least one field") }
         var names = Set<String>()
         for f in schema.fields {
             guard !f.name.isEmpty else { throw ParquetError("a Parquet field needs a name") }
             guard names.insert(f.name).inserted else { throw ParquetError("field '\(f.name)' appears twice in the schema") }
         }
-        self.path = path ?? "(a file in memory)"
+        self.path = path
         self.schema = schema
         self.compressor = PageCompressor(compression)
         self.keyValueMetadata = metadata
-        inMemory = path == nil
-        if let path {
-            let file = try OutputFile(creating: path)
-            try file.write(parquetMagic)
-            self.file = file
-            offset = 4
-        } else {
-            chunk = parquetMagic
-        }
+        let file = try OutputFile(creating: path)
+        try file.write(parquetMagic)
+        self.file = file
+        offset = 4
     }
 
     /// Closes the descriptor of a writer dropped without `close()` (the file stays incomplete).
@@ -174,7 +152,7 @@ struct WriterCore {
             }
             try flush()
         } catch {
-            failed = "\(error)"
+            truncate(to: groupStart, after: error)
             throw error
         }
         rowGroups.append(RowGroup(
@@ -553,11 +531,11 @@ struct WriterCore {
         }
         chunkUncompressed += Int64(header.bytes.count + uncompressedSize)
         chunkCompressed += Int64(header.bytes.count + stored)
-        if chunk.count >= WriterCore.flushThreshold && !inMemory { try flush() }
+        if chunk.count >= WriterCore.flushThreshold { try flush() }
     }
 
     private mutating func flush() throws {
-        guard !chunk.isEmpty && !inMemory else { return }
+        guard !chunk.isEmpty else { return }
         guard let file else { throw ParquetError("\(path) is closed") }
         try file.write(chunk)
         offset += Int64(chunk.count)
@@ -599,15 +577,29 @@ struct WriterCore {
         chunk.append(contentsOf: footer.bytes)
         withUnsafeBytes(of: length.littleEndian) { chunk.append(contentsOf: $0) }
         chunk.append(contentsOf: parquetMagic)
+        let footerStart = offset
         do {
             try flush()
             try file?.close()
         } catch {
-            failed = "\(error)"
+            truncate(to: footerStart, after: error)
             throw error
         }
         closed = true
         file = nil
+    }
+
+    /// After a failed write: the file back to `size` bytes (what was written before), so that the
+    /// write can be retried; if even that fails, the writer refuses every later call.
+    private mutating func truncate(to size: Int64, after error: any Error) {
+        chunk.removeAll(keepingCapacity: true)
+        do {
+            guard let file else { throw ParquetError("\(path) is closed") }
+            try file.truncate(to: size)
+            offset = size
+        } catch {
+            failed = "\(error)"
+        }
     }
 }
 

@@ -58,8 +58,17 @@ struct OfflineLogTests {
             let ends = pieces.detach()
             #expect(ends.count == 1)
             for end in ends {
+                if file == 1 {
+                    // The view's directory gone (a file in its place): the end fails, and is
+                    // written once it is back.
+                    let viewDirectory = dir + "/pieces/user_stats"
+                    try FileManager.default.moveItem(atPath: viewDirectory, toPath: viewDirectory + ".away")
+                    #expect(FileManager.default.createFile(atPath: viewDirectory, contents: Data("not a directory".utf8)))
+                    #expect(throws: (any Error).self) { try pieces.write(end) }
+                    try FileManager.default.removeItem(atPath: viewDirectory)
+                    try FileManager.default.moveItem(atPath: viewDirectory + ".away", toPath: viewDirectory)
+                }
                 written += try pieces.write(end)
-                if file == 0 { try pieces.write(end) }  // the end retried: the same file again
             }
             try whole.roll()
         }
@@ -79,5 +88,28 @@ struct OfflineLogTests {
             #expect(try bf.readAll() == rf.readAll())
         }
         #expect(groups > 2)
+        // No temporary file is left behind.
+        let partition = dir + "/pieces/user_stats/partition=3"
+        #expect(try FileManager.default.contentsOfDirectory(atPath: partition).filter { $0.hasPrefix(".") } == [])
+    }
+
+    @Test("a file dropped unfinished (its partition revoked) leaves no temporary file")
+    func dropped() throws {
+        let view = try growth().views[0]
+        let dir = temporaryDirectory("offline-dropped")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try OfflineLog(directory: dir, views: [view], rowGroupRows: 10)
+        var g = SeededGenerator(seed: 9)
+        let (batch, created, offsets) = emissions(view, from: 0, count: 25, using: &g)
+        log.append(view: view.name, partition: 0, emissions: batch, count: 25, created: created, offsets: offsets)
+        let partition = dir + "/user_stats/partition=0"
+        do {
+            let groups = log.takeRowGroups()
+            #expect(groups.count == 1)
+            for group in groups { try log.write(group) }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: partition).filter { $0.hasSuffix(".tmp") }.count == 1)
+        }
+        log.discard(partitions: [0])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: partition) == [])
     }
 }
