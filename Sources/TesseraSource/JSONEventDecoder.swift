@@ -283,7 +283,8 @@ public struct JSONEventDecoder: Sendable {
 
     private mutating func parseValue(_ s: inout Scanner, field f: Int, alsoTimestamp: Bool) throws(Rejection) {
         let type = schema.types[columns[f]]
-        let name = schema.names[columns[f]]
+        // Only messages need the name: not read (nor retained) for good values.
+        var name: String { schema.names[columns[f]] }
         guard let c = s.peek else { throw Rejection(.notJSON, "unexpected end of input") }
         let start = s.position
         switch c {
@@ -401,8 +402,10 @@ struct Scanner {
     @inline(__always)
     func head(_ span: Range<Int>) -> UInt64 {
         let n = span.count
-        if n >= 8 && span.lowerBound + 8 <= count {
-            return UInt64(littleEndian: UnsafeRawPointer(base + span.lowerBound).loadUnaligned(as: UInt64.self))
+        if span.lowerBound + 8 <= count {
+            // One load, the bytes past the span masked off.
+            let word = UInt64(littleEndian: UnsafeRawPointer(base + span.lowerBound).loadUnaligned(as: UInt64.self))
+            return n >= 8 ? word : word & ((1 &<< UInt64(8 &* n)) &- 1)
         }
         var v: UInt64 = 0
         for k in 0..<min(n, 8) { v |= UInt64(base[span.lowerBound + k]) << UInt64(8 * k) }
@@ -585,6 +588,7 @@ struct Scanner {
 
     /// Reads a JSON number (RFC 8259 grammar).
     mutating func number() throws(Rejection) -> NumberToken {
+        if let token = shortNumber() { return token }
         let start = position
         var i = position
         var negative = false
@@ -661,6 +665,43 @@ struct Scanner {
         }
         return NumberToken(span: start..<i, exactInt: exactInt, mantissa: mantissa, exponent: exponent,
                            truncated: truncated, negative: negative)
+    }
+
+    /// The common numbers, in one pass: at most 17 digits in all, an optional fraction, no
+    /// exponent (ids, counts, epoch timestamps, amounts). Anything else — a leading zero, an
+    /// exponent, more digits, a malformed number — is left to `number`'s general path (nil).
+    @inline(__always)
+    private mutating func shortNumber() -> NumberToken? {
+        let start = position
+        var i = position
+        let negative = i < count && base[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        let first = i
+        var v: UInt64 = 0
+        while i < count, case let d = base[i] &- 0x30, d < 10 {
+            v = v &* 10 &+ UInt64(d)
+            i += 1
+        }
+        let integerDigits = i - first
+        guard integerDigits > 0, integerDigits < 18, integerDigits == 1 || base[first] != UInt8(ascii: "0") else { return nil }
+        let integer = v
+        var exponent = 0
+        var zeroFraction = true
+        if i < count && base[i] == UInt8(ascii: ".") {
+            i += 1
+            let fraction = i
+            while i < count, case let d = base[i] &- 0x30, d < 10 {
+                v = v &* 10 &+ UInt64(d)
+                if d != 0 { zeroFraction = false }
+                i += 1
+            }
+            exponent = fraction - i
+            guard exponent < 0, integerDigits - exponent < 18 else { return nil }
+        }
+        if i < count && (base[i] == UInt8(ascii: "e") || base[i] == UInt8(ascii: "E")) { return nil }
+        position = i
+        let exact: Int64? = zeroFraction ? (negative ? -Int64(integer) : Int64(integer)) : nil
+        return NumberToken(span: start..<i, exactInt: exact, mantissa: v, exponent: exponent, truncated: false, negative: negative)
     }
 
     /// The value of eight ASCII digits at `p` (the first the most significant), or nil when one
