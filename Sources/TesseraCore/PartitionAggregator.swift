@@ -165,8 +165,8 @@ public struct PartitionAggregator: Sendable {
     }
 
     /// The image, written into `buffer`'s memory when no one else still holds it: a checkpoint
-    /// reuses the last one's pages instead of faulting in fresh ones, so the copy runs at memory
-    /// speed. `buffer` is left holding the image's bytes, for the next call.
+    /// passes a buffer whose pages are already faulted in, so the copy runs at memory speed.
+    /// `buffer` is left holding the image's bytes.
     public func image(reusing buffer: inout [UInt8]) -> Image {
         var w = ByteWriter(taking: &buffer)
         // A quarter more than the state needs now, so that a growing state reuses the buffer for

@@ -116,8 +116,8 @@ final class CommitCoordinator {
     private var open: OpenRound?
 
     /// Between polls: checkpoints the next partition of the round being taken once its time has
-    /// come and the last partition's image is written (every one left, now, with `all`). A buffer
-    /// for its image is readied first. Its offline files are handed over first, then a wait for
+    /// come and the last partition's image is written (every one left, now, with `all`), once a
+    /// buffer for its image is ready. Its offline files are handed over first, then a wait for
     /// Redis to hold the rows so far (a checkpoint must not be written ahead of the online rows it
     /// counts as emitted; the storage thread waits, the worker goes on), then its state. After the
     /// last partition, the round's mark.
