@@ -22,8 +22,8 @@ public struct WorkerOptions: Sendable {
     public var flushInterval: Duration = .milliseconds(100)
     /// Offline files are rolled at this interval.
     public var rollInterval: Duration = .seconds(10)
-    /// Offline rows are encoded and compressed, as they come, in Parquet row groups of this many
-    /// rows; a roll writes the file from them.
+    /// Offline rows are encoded, compressed and written to the file being built, as they come, in
+    /// Parquet row groups of this many rows; a roll writes the rest and the footer.
     public var offlineRowGroupRows = 1 << 17
     /// Partitions are checkpointed, and offsets committed behind the checkpoints, at this interval.
     public var checkpointInterval: Duration = .seconds(30)

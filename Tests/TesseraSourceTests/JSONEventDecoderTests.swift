@@ -146,6 +146,40 @@ struct JSONEventDecoderTests {
         }
     }
 
+    @Test("numbers of every length around the one-pass path's bounds read as Swift reads their text", arguments: 0..<4)
+    func numberLengths(seed: Int) {
+        var g = SeededGenerator(seed: UInt64(seed))
+        var decoder = referenceDecoder()
+        for _ in 0..<2_000 {
+            // 1-19 integer digits, no fraction or 1-6 fraction digits (sometimes all zeros), either sign.
+            let digits = Int.random(in: 1...19, using: &g)
+            var integer = String(Int.random(in: 1...9, using: &g))
+            for _ in 1..<digits { integer += String(Int.random(in: 0...9, using: &g)) }
+            if Int.random(in: 0..<8, using: &g) == 0 { integer = "0" }
+            let fraction = Bool.random(using: &g) ? ""
+                : "." + (0..<Int.random(in: 1...6, using: &g)).map { _ in Bool.random(using: &g) ? "0" : String(Int.random(in: 0...9, using: &g)) }.joined()
+            let text = (Bool.random(using: &g) ? "-" : "") + integer + fraction
+            var batch = ColumnBatch(schema: decoder.schema.types)
+            let r = decode(&decoder, #"{"event_timestamp": 1, "amount": \#(text), "order_id": \#(text)}"#, into: &batch)
+            let exact = fraction.allSatisfy { $0 == "." || $0 == "0" } ? Int64(text.split(separator: ".")[0]) : nil
+            guard let exact else {
+                #expect(r?.reason == .wrongType, "\(text)")
+                continue
+            }
+            #expect(r == nil, "\(text)")
+            #expect(batch.columns[0].value(at: 0) == .int(exact), "\(text)")
+            #expect(batch.columns[3].value(at: 0) == .double(Double(exact)), "\(text)")
+        }
+        // Non-integral ones, as a float64 field alone.
+        for _ in 0..<2_000 {
+            let text = (Bool.random(using: &g) ? "-" : "") + String(Int.random(in: 0...99_999_999, using: &g)) + "."
+                + String(format: "%0\(Int.random(in: 1...9, using: &g))d", Int.random(in: 0...999_999_999, using: &g) % 1_000_000_000)
+            var batch = ColumnBatch(schema: decoder.schema.types)
+            #expect(decode(&decoder, #"{"event_timestamp": 1, "amount": \#(text)}"#, into: &batch) == nil, "\(text)")
+            #expect(batch.columns[3].value(at: 0) == .double(Double(text)!), "\(text)")
+        }
+    }
+
     @Test("random valid documents decode like Foundation's JSONSerialization reads them", arguments: 0..<20)
     func differential(seed: Int) throws {
         var g = SeededGenerator(seed: UInt64(seed))

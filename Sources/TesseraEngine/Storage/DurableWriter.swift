@@ -165,7 +165,7 @@ final class DurableWriter: @unchecked Sendable {
             var abandoned = false
             do {
                 switch job {
-                case .offline(let file): _ = try offline.write(file)
+                case .offline(let file): try offline.write(file)
                 case .checkpoint(let tp, let position, let image):
                     try checkpoints?.save(topic: tp.topic, partition: tp.partition, .init(position: position, state: image.wait()))
                 case .online(let mark):

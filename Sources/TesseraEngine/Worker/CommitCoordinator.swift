@@ -92,9 +92,9 @@ final class CommitCoordinator {
         if wait { try awaitStorage() }
     }
 
-    /// Hands the offline rows that fill a row group to the storage thread, which encodes and
-    /// compresses them while the worker goes on: a roll then writes compressed bytes instead of
-    /// encoding the whole interval's rows at once, and what waits for it takes less memory.
+    /// Hands the offline rows that fill a row group to the storage thread, which encodes,
+    /// compresses and writes them to the file being built while the worker goes on: a roll then
+    /// writes only the rest and the footer, and no interval's rows wait in memory for it.
     func handOverRowGroups() throws {
         let groups = offline.takeRowGroups()
         guard !groups.isEmpty else { return }
