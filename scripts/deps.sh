@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing and benchmarking Tessera needs on Debian 12, idempotently:
 # Debian packages (only the missing ones, after one `apt-get update`), Python test and benchmark
-# tools, and a virtual environment for the Quix Streams peer of the benchmarks.
+# tools, and virtual environments for the streaming peers of the benchmarks (Quix Streams; Bytewax
+# and Pathway).
 set -euo pipefail
 
 # C libraries Tessera links, the servers its tests start, and GNU time (peak RSS in benchmarks).
@@ -70,4 +71,19 @@ if ! "$quix_venv/bin/python" -c "import quixstreams, sys; sys.exit(quixstreams._
   echo "installing quixstreams==$quix_version into $quix_venv" >&2
   python3 -m venv "$quix_venv"
   "$quix_venv/bin/python" -m pip install --quiet --disable-pip-version-check "quixstreams==$quix_version"
+fi
+
+# Bytewax and Pathway (the other streaming peers) bring dependencies of their own (Pathway alone
+# ~1.5 GB with its pinned pandas, numpy, pyarrow): a virtual environment beside Quix's.
+peers_venv=${TESSERA_PEERS_VENV:-$HOME/.cache/tessera/peers-venv}
+bytewax_version=0.21.1
+pathway_version=0.33.0
+if ! "$peers_venv/bin/python" -c "
+import sys
+from importlib.metadata import version
+sys.exit(version('bytewax') != '$bytewax_version' or version('pathway') != '$pathway_version')" 2>/dev/null; then
+  echo "installing bytewax==$bytewax_version pathway==$pathway_version into $peers_venv" >&2
+  python3 -m venv "$peers_venv"
+  "$peers_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "bytewax==$bytewax_version" "pathway==$pathway_version" "confluent-kafka==2.16.1"
 fi

@@ -4,13 +4,19 @@ import os
 
 # Every row a complete run produces, in table order (the CI smoke test checks them all).
 ROW_IDS = ["ceiling", "tessera", "tessera_resources", "scaling_1", "scaling_2", "freshness", "hot",
-           "quix_view", "quix_tumbling", "quix_agreement", "core", "core_steady", "duckdb",
+           "quix_view", "quix_tumbling", "quix_agreement", "bytewax_view", "bytewax_tumbling", "bytewax_agreement",
+           "pathway_view", "pathway_tumbling", "pathway_agreement", "core", "core_steady", "duckdb",
            "historical_tessera", "historical_duckdb", "historical_polars", "historical_pandas"]
 MEASUREMENT_OF_ROW = {"ceiling": "ceiling", "tessera": "tessera", "tessera_resources": "tessera", "scaling_1": "scaling",
                       "scaling_2": "scaling", "freshness": "freshness", "hot": "hot", "quix_view": "quix",
-                      "quix_tumbling": "quix", "quix_agreement": "quix", "core": "core", "core_steady": "core", "duckdb": "duckdb",
+                      "quix_tumbling": "quix", "quix_agreement": "quix", "bytewax_view": "bytewax",
+                      "bytewax_tumbling": "bytewax", "bytewax_agreement": "bytewax", "pathway_view": "pathway",
+                      "pathway_tumbling": "pathway", "pathway_agreement": "pathway", "core": "core", "core_steady": "core", "duckdb": "duckdb",
                       "historical_tessera": "historical", "historical_duckdb": "historical",
                       "historical_polars": "historical", "historical_pandas": "historical"}
+# The streaming peers: measurement, name in the table, package (its version key), Tessera's target ratio.
+PEERS = [("quix", "Quix Streams", "quixstreams", 100), ("bytewax", "Bytewax", "bytewax", None),
+         ("pathway", "Pathway", "pathway", None)]
 HISTORICAL_ENGINES = {"historical_tessera": "tessera historical", "historical_duckdb": "DuckDB ASOF JOIN → Parquet",
                       "historical_polars": "polars join_asof", "historical_pandas": "pandas merge_asof"}
 
@@ -105,19 +111,23 @@ def rows(results):
             baseline=f"bound {hot['entities_written']:,} entities × {1000 / hot['flush_ms']:.0f} flushes/s = {hot['bound_writes_per_second']:,.0f}/s",
             ratio=hot["max_writes_per_second"] / hot["bound_writes_per_second"], target="≤ 1 write per entity per flush",
             verdict=(True, "met") if hot["within_bound"] else (False, f"over by {hot['max_writes_per_second'] / hot['bound_writes_per_second']:.2f}×"))
-    quix = m.get("quix")
-    if quix:
-        v, t, a = quix["view"], quix["tumbling"], quix["agreement"]
-        add("quix_view", f"Quix Streams, the same view, first {v['events']:,} events of the stream", rate(v["rate"]), v["rate"],
+    for name, title, _, target in PEERS:
+        peer = m.get(name)
+        if not peer:
+            continue
+        v, t, a = peer["view"], peer["tumbling"], peer["agreement"]
+        add(f"{name}_view", f"{title}, the same view, first {v['events']:,} events of the stream", rate(v["rate"]), v["rate"],
             "events/s", baseline=f"Tessera {rate(tessera['rate']) if tessera else '—'} (full topic)",
-            ratio=quix["tessera_ratio_view"], target="Tessera ≥ 100 × Quix", verdict=at_least(quix["tessera_ratio_view"], 100))
-        add("quix_tumbling", f"Quix Streams, one tumbling 1 h count (its best case), first {t['events']:,} events",
+            ratio=peer["tessera_ratio_view"], target=f"Tessera ≥ {target} × {title}" if target else "",
+            verdict=at_least(peer["tessera_ratio_view"], target) if target else (None, ""))
+        add(f"{name}_tumbling", f"{title}, one tumbling 1 h count (its best case), first {t['events']:,} events",
             rate(t["rate"]), t["rate"], "events/s", baseline=f"Tessera {rate(tessera['rate']) if tessera else '—'}",
-            ratio=quix["tessera_ratio_tumbling"])
-        add("quix_agreement", f"Quix vs Tessera on the first {quix['prefix_events']:,} events: sampled users' final rows",
+            ratio=peer["tessera_ratio_tumbling"])
+        agree = a["mismatches"] == 0 and a["users"] > 0
+        add(f"{name}_agreement", f"{title} vs Tessera on the first {peer['prefix_events']:,} events: sampled users' final rows",
             f"{a['values'] - a['mismatches']} of {a['values']} values agree ({a['users']} users; distinct counts within "
             f"{a['distinct_max_relative_error'] * 100:.1f} %)", a["mismatches"], "mismatches",
-            target="all agree", verdict=(a["mismatches"] == 0 and a["users"] > 0, "met" if a["mismatches"] == 0 and a["users"] > 0 else "disagree"))
+            target="all agree", verdict=(agree, "met" if agree else "disagree"))
     core, duck = m.get("core"), m.get("duckdb")
     if core:
         add("core", "aggregation core alone, same events in memory, one core (core-profile)",
@@ -174,7 +184,7 @@ def summary(name, m):
         return f"p50 {m['p50_ms']:.0f} ms, p99 {m['p99_ms']:.0f} ms, max {m['max_ms']:.0f} ms at {rate(m['rate'])}"
     if name == "hot":
         return f"max {m['max_writes_per_second']:,.0f} writes/s, bound {m['bound_writes_per_second']:,.0f}/s"
-    if name == "quix":
+    if name in ("quix", "bytewax", "pathway"):
         a = m["agreement"]
         return (f"view {rate(m['view']['rate'])}, tumbling {rate(m['tumbling']['rate'])}, "
                 f"{a['values'] - a['mismatches']}/{a['values']} values agree")
@@ -229,6 +239,17 @@ def markdown(results, table):
                      f"so that Quix reads exactly the prefix. Rate = events / time from its first event to its stop (final checkpoint "
                      f"included), against Tessera's rate on the full topic. Agreement: Tessera runs on the same prefix topic and each "
                      f"sampled user's final Redis row is compared with Quix's window ending at the row's `_event_ts`.")
+    if "bytewax" in m:
+        lines.append(f"- Bytewax {m['bytewax']['view'].get('bytewax')}, one worker: the same windows as Quix (sliding windows of "
+                     "length W + hop and offset hop, folded per user; an event clock waiting the source's 5 s lateness) on the "
+                     "same prefix topics, read to their end (`tail=False`); every window is emitted when it closes. Rate = "
+                     "events / the dataflow's whole run.")
+    if "pathway" in m:
+        lines.append(f"- Pathway {m['pathway']['view'].get('pathway')}: the same windows as `windowby` sliding windows and a "
+                     "group-by for the lifetime features, its Kafka reader in `static` mode over copies of the prefix topics "
+                     "(one record past the prefix appended to each partition, dropped by the peer: tansu reports a partition's "
+                     "high watermark as its last batch's first offset); the sampled users' windows joined out inside Pathway. "
+                     "Rate = events / the whole `pw.run()`, the engine's start included.")
     if "duckdb" in m:
         lines.append("- DuckDB: the same events loaded from JSON lines (not timed), then one CREATE TABLE AS SELECT of all "
                      "ten features with RANGE windows per user, each in DuckDB's fastest windowed form (exact count(DISTINCT); "
@@ -262,9 +283,10 @@ def charts(results, out):
         bars.append(("Tessera core (1 core)", m["core"]["rate"]))
     if "duckdb" in m:
         bars.append(("DuckDB windows", m["duckdb"]["rate"]))
-    if "quix" in m:
-        bars.append(("Quix, tumbling 1 h", m["quix"]["tumbling"]["rate"]))
-        bars.append(("Quix, the view", m["quix"]["view"]["rate"]))
+    for name, title, _, _ in PEERS:
+        if name in m:
+            bars.append((f"{title}, tumbling 1 h", m[name]["tumbling"]["rate"]))
+            bars.append((f"{title}, the view", m[name]["view"]["rate"]))
     if bars:
         fig, ax = plt.subplots(figsize=(8, 0.5 * len(bars) + 1.2))
         ax.barh([b[0] for b in bars][::-1], [b[1] for b in bars][::-1], color="#4c72b0")

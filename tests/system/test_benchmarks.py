@@ -1,8 +1,8 @@
 """Smoke test of the benchmark harness: `benchmarks/run --scale quick` produces every row.
 
 It checks that each measurement ran and reported a number, that the markdown table and the
-charts were written, and that the Quix Streams peer agreed with Tessera on its sample; it does not
-judge the numbers (benchmarks report, tests do not time things).
+charts were written, and that each streaming peer (Quix Streams, Bytewax, Pathway) agreed with
+Tessera on its sample; it does not judge the numbers (benchmarks report, tests do not time things).
 """
 import json
 import os
@@ -29,8 +29,10 @@ def test_quick_benchmarks_produce_every_row(tmp_path):
     for row_id, row in rows.items():
         assert row["value"] is not None, row_id
         assert not row["result"].startswith("failed"), row
-    assert results["measurements"]["quix"]["agreement"]["users"] > 0
-    assert results["measurements"]["quix"]["agreement"]["mismatches"] == 0, results["measurements"]["quix"]["agreement"]
+    for peer in ("quix", "bytewax", "pathway"):
+        agreement = results["measurements"][peer]["agreement"]
+        assert agreement["users"] > 0, peer
+        assert agreement["mismatches"] == 0, (peer, agreement)
 
     table = open(os.path.join(out, "results.md")).read()
     for row in rows.values():
