@@ -9,7 +9,9 @@ final class RecordRouter {
     private var touched: [PartitionPipeline] = []
     private var isTouched: Set<ObjectIdentifier> = []
     /// Records come in runs of one partition: the set is consulted only when the pipeline changes.
-    private weak var last: PartitionPipeline?
+    /// An identity, not a weak reference: a weak reference gives every pipeline a side table, and
+    /// each retain and release of it then takes the runtime's slow path (per record).
+    private var last: ObjectIdentifier?
 
     init(deadLetters: DeadLetterSink) { self.deadLetters = deadLetters }
 
@@ -20,9 +22,10 @@ final class RecordRouter {
     func decode(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer? = nil, timestampMillis: Int64 = -1,
                 header: (Int) -> UnsafeRawBufferPointer? = { _ in nil }, offset: Int64, record: Int, into pipeline: PartitionPipeline,
                 origin: @autoclosure () -> DeadLetterOrigin) throws {
-        if pipeline !== last {
-            last = pipeline
-            if isTouched.insert(ObjectIdentifier(pipeline)).inserted { touched.append(pipeline) }
+        let id = ObjectIdentifier(pipeline)
+        if id != last {
+            last = id
+            if isTouched.insert(id).inserted { touched.append(pipeline) }
         }
         if let rejection = pipeline.decode(payload, key: key, timestampMillis: timestampMillis, header: header, offset: offset, record: record) {
             try deadLetters.record(origin(), rejection: rejection, payload: payload)
