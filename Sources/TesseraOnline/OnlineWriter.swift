@@ -143,25 +143,47 @@ package final class OnlineWriter {
         }
         for f in 0..<nf {
             let column = e.features[f]
-            let allValid = column.validity.allSet
-            for i in 0..<e.count {
-                let at = Int(slots[i]) * nf + f
-                let present = allValid || column.validity[i]
-                p.valid[at] = present
-                guard present else { continue }
-                switch column.type {
-                case .int64, .bool: p.bits[at] = UInt64(bitPattern: column.ints[i])
-                case .float64: p.bits[at] = column.doubles[i].bitPattern
-                case .string:
+            if column.type == .string {
+                for i in 0..<e.count {
+                    let at = Int(slots[i]) * nf + f
+                    let present = column.validity[i]
+                    p.valid[at] = present
+                    guard present else { continue }
                     let start = p.text.count
                     column.withUTF8(at: i) { p.text.append(contentsOf: $0) }
                     p.textRanges[at] = start..<p.text.count
                 }
+                continue
+            }
+            // Numbers: int64 and bool columns hold ints, float64 doubles; either is 8 bytes of bits.
+            let words = column.validity.allSet ? nil : column.validity.words
+            if column.type == .float64 {
+                column.doubles.withUnsafeBytes { Self.copy($0.baseAddress!, validity: words, slots: slots, feature: f, of: nf, into: &p) }
+            } else {
+                column.ints.withUnsafeBytes { Self.copy($0.baseAddress!, validity: words, slots: slots, feature: f, of: nf, into: &p) }
             }
         }
         self.slots = slots
         pending[key] = p
         slotOf[key] = index
+    }
+
+    /// Writes feature `f` (of `nf`) of every added row — 8-byte values at `values`, valid where
+    /// `validity` (a bitmap's words; nil: all) has the row's bit — into the row's slot of `p`.
+    private static func copy(_ values: UnsafeRawPointer, validity: [UInt64]?, slots: [Int32], feature f: Int, of nf: Int,
+                             into p: inout Rows) {
+        slots.withUnsafeBufferPointer { slots in
+            p.bits.withUnsafeMutableBufferPointer { bits in
+                p.valid.withUnsafeMutableBufferPointer { valid in
+                    for i in 0..<slots.count {
+                        let at = Int(slots[i]) &* nf &+ f
+                        let present = validity.map { ($0[i &>> 6] &>> UInt64(i & 63)) & 1 != 0 } ?? true
+                        valid[at] = present
+                        if present { bits[at] = values.load(fromByteOffset: i &* 8, as: UInt64.self) }
+                    }
+                }
+            }
+        }
     }
 
     /// At a flush interval: hands the pending rows to the flusher if it is idle (else they keep
