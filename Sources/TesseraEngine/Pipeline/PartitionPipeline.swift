@@ -206,16 +206,27 @@ final class PartitionPipeline {
             let e = core.views[v].emissions
             guard e.count > 0 else { continue }
             counters.emitted[v] += e.count
+            // Filled in locals (taken out of the pipeline and put back, keeping their capacity):
+            // the class's properties would be checked for exclusive access row by row.
+            var created = self.created, offsets = self.offsets, last = lastCreated
+            self.created = []
+            self.offsets = []
             created.removeAll(keepingCapacity: true)
             offsets.removeAll(keepingCapacity: true)
-            for i in 0..<e.count {
-                lastCreated = max(now, lastCreated + 1)
-                created.append(lastCreated)
-                // The input offset that closed the row: the record that moved stream time past it,
-                // or the next offset when the end of the batch or of the input closed it.
-                let closer = Int(e.closers[i])
-                offsets.append(closer >= 0 && closer < rowOffsets.count ? rowOffsets[closer] : nextOffset)
+            let next = nextOffset
+            rowOffsets.withUnsafeBufferPointer { rowOffsets in
+                e.closers.withUnsafeBufferPointer { closers in
+                    for i in 0..<closers.count {
+                        last = max(now, last + 1)
+                        created.append(last)
+                        // The input offset that closed the row: the record that moved stream time
+                        // past it, or the next offset when the end of the batch or of the input closed it.
+                        let closer = Int(closers[i])
+                        offsets.append(closer >= 0 && closer < rowOffsets.count ? rowOffsets[closer] : next)
+                    }
+                }
             }
+            lastCreated = last
             let closed = e.closedCount
             counters.closed += closed
             if !statistics.isEmpty { statistics[v].add(e, rows: 0..<closed) }
@@ -226,6 +237,8 @@ final class PartitionPipeline {
             if view.offline, let offline = sinks.offline {
                 offline.append(view: view.name, partition: partition, emissions: e, count: closed, created: created, offsets: offsets)
             }
+            self.created = created
+            self.offsets = offsets
         }
         core.removeAllEmissions()
     }
