@@ -19,11 +19,12 @@ check (benchmarks/run: compare_with_peer).
 
 `--mode tumbling` is Bytewax's best case: one tumbling 1-hour window counting orders per user.
 """
-import argparse
 import json
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+
+import peer
 
 GRACE = timedelta(seconds=5)     # the source's allowed_lateness
 MINUTE, HOUR = 60_000, 3_600_000
@@ -64,7 +65,7 @@ def fold(group):
     return (lambda: [0, None, None]), folder, None
 
 
-def result(group, a):
+def aggregates(group, a):
     if group == "1h":
         return {"total_orders_1h": a[0]}
     if group == "1d":
@@ -79,14 +80,7 @@ def result(group, a):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--brokers", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--events", type=int, required=True, help="events the topic holds")
-    parser.add_argument("--mode", choices=["view", "tumbling"], default="view")
-    parser.add_argument("--sample", default="", help="comma-separated user ids whose values are written out")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = peer.arguments(__doc__, (("--events",), dict(type=int, required=True, help="events the topic holds")))
     started_process = time.perf_counter()
 
     from importlib.metadata import version
@@ -128,7 +122,7 @@ def main():
             closed[0] += 1
             user, (number, accumulator) = item
             if user in sample:
-                folded[(user, number)] = result(group, accumulator)
+                folded[(user, number)] = aggregates(group, accumulator)
         op.inspect(f"meta{group}", out.meta, meta)
         op.inspect(f"down{group}", out.down, down)
 
@@ -147,10 +141,10 @@ def main():
         raise SystemExit(f"bytewax peer read {seen[0]} of {args.events} events")
     values = {}            # user → group → window start → aggregates
     for group, opened, folded in windows:
-        for (user, number), aggregates in folded.items():
+        for (user, number), row in folded.items():
             start = 0 if group == "lifetime" else int((opened[(user, number)] - EPOCH) / timedelta(milliseconds=1))
-            values.setdefault(user, {}).setdefault(group, {})[str(start)] = aggregates
-    result_ = {
+            values.setdefault(user, {}).setdefault(group, {})[str(start)] = row
+    result = {
         "mode": args.mode, "events": seen[0], "windows_closed": closed[0],
         "seconds": done - first,                  # the whole run of the dataflow
         "process_seconds": done - started_process,
@@ -158,9 +152,7 @@ def main():
         "bytewax": version("bytewax"),
         "values": values,
     }
-    with open(args.out, "w") as f:
-        json.dump(result_, f)
-    print(json.dumps({k: v for k, v in result_.items() if k != "values"}))
+    peer.write(result, args.out)
 
 
 if __name__ == "__main__":

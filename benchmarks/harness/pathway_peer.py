@@ -19,25 +19,18 @@ is computed from the window's count, sum and sum of squares (Pathway has no such
 
 `--mode tumbling` is Pathway's best case: one tumbling 1-hour window counting orders per user.
 """
-import argparse
-import json
 import math
 import sys
 import time
+
+import peer
 
 MINUTE, HOUR = 60_000, 3_600_000
 GROUPS = {"1h": (HOUR, 5 * MINUTE), "1d": (24 * HOUR, HOUR), "7d": (7 * 24 * HOUR, HOUR)}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--brokers", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--events", type=int, required=True, help="events the topic holds")
-    parser.add_argument("--mode", choices=["view", "tumbling"], default="view")
-    parser.add_argument("--sample", default="", help="comma-separated user ids whose values are written out")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = peer.arguments(__doc__, (("--events",), dict(type=int, required=True, help="events the topic holds")))
     started_process = time.perf_counter()
 
     import pathway as pw
@@ -128,9 +121,7 @@ def main():
         "pathway": pw.__version__,
         "values": values,
     }
-    with open(args.out, "w") as f:
-        json.dump(result, f)
-    print(json.dumps({k: v for k, v in result.items() if k != "values"}))
+    peer.write(result, args.out)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ an in-memory sink; the values of the sampled users are written to FILE for the a
 
 `--mode tumbling` is Quix's best case: one tumbling 1-hour window counting orders per user.
 """
-import argparse
-import json
 import os
 import sys
 import time
+
+import peer
 
 GRACE_MS = 5_000          # the source's allowed_lateness
 MINUTE, HOUR = 60_000, 3_600_000
@@ -39,16 +39,8 @@ LIFETIME_MS = 1 << 41     # one tumbling window from the epoch to 2039 holds eve
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--brokers", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--prefix", type=int, required=True, help="process the events with order_id <= N")
-    parser.add_argument("--mode", choices=["view", "tumbling"], default="view")
-    parser.add_argument("--group", default=f"quix-peer-{os.getpid()}")
-    parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--sample", default="", help="comma-separated user ids whose values are written out")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = peer.arguments(__doc__, (("--prefix",), dict(type=int, required=True, help="process the events with order_id <= N")),
+                          (("--group",), dict(default=f"quix-peer-{os.getpid()}")), (("--state-dir",), dict(required=True)))
     started_process = time.perf_counter()
 
     import logging
@@ -179,9 +171,7 @@ def main():
         "quixstreams": quixstreams.__version__,
         "values": values,
     }
-    with open(args.out, "w") as f:
-        json.dump(result, f)
-    print(json.dumps({k: v for k, v in result.items() if k != "values"}))
+    peer.write(result, args.out)
 
 
 if __name__ == "__main__":
