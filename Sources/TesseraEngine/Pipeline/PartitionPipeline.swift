@@ -30,26 +30,14 @@ final class PartitionPipeline {
     private(set) var core: PartitionAggregator
     private let sinks: EmissionSinks
     private let clock: any WallClock
-    /// The payload decoder of the source's format (one of the three).
-    private var json: JSONEventDecoder?
-    private var avro: AvroEventDecoder?
-    private var protobuf: ProtobufEventDecoder?
+    /// The decoders and the rows decoded and waiting for `aggregate`.
+    private var intake: Intake
     /// Where the source's writer schemas are, for a format that names its schema.
     let schemas: SchemaRegistryClient?
-    /// The fields the source takes from the Kafka record (key, timestamp, headers), if any.
-    private var recordFields: RecordFields?
     /// The header names `decode`'s `header` lookup is asked for.
-    var headerNames: [String] { recordFields?.headerNames ?? [] }
-    private var batch: ColumnBatch
-    /// Input offset of each decoded row, and the caller's index of the record it came from.
-    private var rowOffsets: [Int64] = []
-    private var rowRecords: [Int] = []
-    /// When each row's record was produced (ms, -1 if unknown), and the bound on each row's
-    /// event time computed from it (`aggregate`).
-    private var rowStamps: [Int64] = []
+    var headerNames: [String] { intake.recordFields?.headerNames ?? [] }
+    /// The bound on each pending row's event time (`aggregate`).
     private var rowLimits: [Micros] = []
-    /// How the record key is checked against the event (nil: the source has no key field).
-    private let keyCheck: KeyCheck?
     private let maxFutureSkew: Micros
     /// The offset of the next input record.
     var nextOffset: Int64 = -1
@@ -90,16 +78,18 @@ final class PartitionPipeline {
         self.sinks = sinks
         self.clock = clock
         self.schemas = schemas
+        intake = Intake(batch: ColumnBatch(schema: source.schema.types), recordFields: RecordFields(source: source),
+                        keyCheck: source.key.flatMap { key in
+                            source.schema.index(of: key).map { KeyCheck(field: key, column: $0, policy: source.keyMismatch) }
+                        })
         switch source.format {
-        case .json: json = JSONEventDecoder(source: source, maxBytes: maxMessageBytes)
+        case .json: intake.json = JSONEventDecoder(source: source, maxBytes: maxMessageBytes)
         case .avro:
-            avro = AvroEventDecoder(source: source, schemas: RegistryLookup(client: schemas), maxBytes: maxMessageBytes)
+            intake.avro = AvroEventDecoder(source: source, schemas: RegistryLookup(client: schemas), maxBytes: maxMessageBytes)
         case .protobuf:
-            protobuf = descriptorDecoder ?? ProtobufEventDecoder(source: source, schemas: RegistryLookup(client: schemas), maxBytes: maxMessageBytes)
+            intake.protobuf = descriptorDecoder
+                ?? ProtobufEventDecoder(source: source, schemas: RegistryLookup(client: schemas), maxBytes: maxMessageBytes)
         }
-        recordFields = RecordFields(source: source)
-        batch = ColumnBatch(schema: source.schema.types)
-        keyCheck = source.key.flatMap { key in source.schema.index(of: key).map { KeyCheck(field: key, column: $0, policy: source.keyMismatch) } }
         maxFutureSkew = source.maxFutureSkew
         counters = Counters(views: views.count)
         self.statistics = statistics ? views.map(ViewStatistics.init(view:)) : []
@@ -112,7 +102,7 @@ final class PartitionPipeline {
     }
 
     /// Rows decoded and waiting for `aggregate`.
-    var pending: Int { batch.count }
+    var pending: Int { intake.batch.count }
 
     /// Decodes one input record into the pending batch, or returns why it is rejected (the
     /// caller dead-letters it). `key` is the record key, checked against the event's key field
@@ -124,25 +114,17 @@ final class PartitionPipeline {
                 header: (Int) -> UnsafeRawBufferPointer? = { _ in nil }, offset: Int64, record: Int) -> Rejection? {
         nextOffset = offset + 1
         counters.consumed += 1
-        if recordFields != nil, let rejection = recordFields!.read(key: key, timestampMillis: timestampMillis, header: header) {
+        switch intake.decode(payload, key: key, timestampMillis: timestampMillis, header: header, offset: offset, record: record) {
+        case .accepted:
+            consecutiveBad = 0
+            return nil
+        case .acceptedMisKeyed(let reason):
+            counters.acceptedMisKeyed[reason, default: 0] += 1
+            consecutiveBad = 0
+            return nil
+        case .rejected(let rejection):
             return reject(rejection)
         }
-        let rejection = json != nil ? json!.decode(payload, into: &batch)
-            : (avro != nil ? avro!.decode(payload, into: &batch) : protobuf!.decode(payload, into: &batch))
-        if let rejection { return reject(rejection) }
-        recordFields?.append(into: &batch)
-        if let key, let keyCheck, let mismatch = keyCheck.mismatch(key, batch) {
-            if keyCheck.policy == .deadLetter {
-                batch.removeLast()
-                return reject(mismatch)
-            }
-            counters.acceptedMisKeyed[mismatch.reason, default: 0] += 1
-        }
-        consecutiveBad = 0
-        rowOffsets.append(offset)
-        rowRecords.append(record)
-        rowStamps.append(timestampMillis)
-        return nil
     }
 
     private func reject(_ rejection: Rejection) -> Rejection {
@@ -155,19 +137,19 @@ final class PartitionPipeline {
     /// core rejected (late, too far ahead, a join key missing), with the caller's record index
     /// and the offset of each.
     func aggregate() -> [(record: Int, offset: Int64, rejection: Rejection)] {
-        guard batch.count > 0 else { return [] }
+        guard intake.batch.count > 0 else { return [] }
         // The bound on the future: the time the record was produced (or now, if that is unknown
         // or later), plus the source's skew. A replay computes the same bounds.
         let now = clock.now()
         rowLimits.removeAll(keepingCapacity: true)
-        for stamp in rowStamps {
+        for stamp in intake.rowStamps {
             let produced = stamp >= 0 && stamp < now / 1_000 ? stamp * 1_000 : now
             rowLimits.append(produced > Int64.max - maxFutureSkew ? Int64.max : produced + maxFutureSkew)
         }
-        let rejected = core.ingest(batch, notAfter: rowLimits).map {
-            (record: rowRecords[$0.row], offset: rowOffsets[$0.row], rejection: Rejection($0.reason))
+        let rejected = core.ingest(intake.batch, notAfter: rowLimits).map {
+            (record: intake.rowRecords[$0.row], offset: intake.rowOffsets[$0.row], rejection: Rejection($0.reason))
         }
-        let aggregated = batch.count - rejected.count
+        let aggregated = intake.batch.count - rejected.count
         counters.aggregated += aggregated
         for r in rejected {
             counters.rejected[r.rejection.reason, default: 0] += 1
@@ -176,12 +158,9 @@ final class PartitionPipeline {
         if aggregated == 0 { consecutiveBad += rejected.count }
         // The batch's rows are as fresh as its earliest record: produced → visible is measured
         // from there (never reported fresher than it is).
-        let earliest = rowStamps.lazy.filter { $0 >= 0 }.min()
+        let earliest = intake.rowStamps.lazy.filter { $0 >= 0 }.min()
         emit(produced: earliest.map { $0 * 1_000 })
-        batch.removeAll()
-        rowOffsets.removeAll(keepingCapacity: true)
-        rowRecords.removeAll(keepingCapacity: true)
-        rowStamps.removeAll(keepingCapacity: true)
+        intake.removeAll()
         return rejected
     }
 
@@ -214,7 +193,7 @@ final class PartitionPipeline {
             created.removeAll(keepingCapacity: true)
             offsets.removeAll(keepingCapacity: true)
             let next = nextOffset
-            rowOffsets.withUnsafeBufferPointer { rowOffsets in
+            intake.rowOffsets.withUnsafeBufferPointer { rowOffsets in
                 e.closers.withUnsafeBufferPointer { closers in
                     for i in 0..<closers.count {
                         last = max(now, last + 1)
@@ -270,6 +249,70 @@ final class PartitionPipeline {
     /// Where the partition's input and output stand, for its checkpoint (taken with its state).
     func position(nextSequences: [String: Int64]) -> CheckpointStore.Position {
         .init(nextOffset: nextOffset, lastCreated: lastCreated, nextSequences: nextSequences)
+    }
+}
+
+/// A partition's decoders and the rows they decoded, waiting for `aggregate`: one value, so that
+/// decoding a record is one access to the pipeline's state rather than one per property, each
+/// checked for exclusivity at run time.
+private struct Intake {
+    /// The payload decoder of the source's format (one of the three).
+    var json: JSONEventDecoder?
+    var avro: AvroEventDecoder?
+    var protobuf: ProtobufEventDecoder?
+    var batch: ColumnBatch
+    /// The fields the source takes from the Kafka record (key, timestamp, headers), if any.
+    var recordFields: RecordFields?
+    /// How the record key is checked against the event (nil: the source has no key field).
+    let keyCheck: KeyCheck?
+    /// Input offset of each decoded row, and the caller's index of the record it came from.
+    var rowOffsets: [Int64] = []
+    var rowRecords: [Int] = []
+    /// When each row's record was produced (ms, -1 if unknown).
+    var rowStamps: [Int64] = []
+
+    init(batch: ColumnBatch, recordFields: RecordFields?, keyCheck: KeyCheck?) {
+        self.batch = batch
+        self.recordFields = recordFields
+        self.keyCheck = keyCheck
+    }
+
+    enum Outcome {
+        case accepted
+        /// Accepted although its key is not its event's (`KeyMismatchPolicy.accept`).
+        case acceptedMisKeyed(DeadLetterReason)
+        case rejected(Rejection)
+    }
+
+    /// See `PartitionPipeline.decode`.
+    mutating func decode(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer?, timestampMillis: Int64,
+                         header: (Int) -> UnsafeRawBufferPointer?, offset: Int64, record: Int) -> Outcome {
+        if recordFields != nil, let rejection = recordFields!.read(key: key, timestampMillis: timestampMillis, header: header) {
+            return .rejected(rejection)
+        }
+        let rejection = json != nil ? json!.decode(payload, into: &batch)
+            : (avro != nil ? avro!.decode(payload, into: &batch) : protobuf!.decode(payload, into: &batch))
+        if let rejection { return .rejected(rejection) }
+        recordFields?.append(into: &batch)
+        var outcome = Outcome.accepted
+        if let key, let keyCheck, let mismatch = keyCheck.mismatch(key, batch) {
+            if keyCheck.policy == .deadLetter {
+                batch.removeLast()
+                return .rejected(mismatch)
+            }
+            outcome = .acceptedMisKeyed(mismatch.reason)
+        }
+        rowOffsets.append(offset)
+        rowRecords.append(record)
+        rowStamps.append(timestampMillis)
+        return outcome
+    }
+
+    mutating func removeAll() {
+        batch.removeAll()
+        rowOffsets.removeAll(keepingCapacity: true)
+        rowRecords.removeAll(keepingCapacity: true)
+        rowStamps.removeAll(keepingCapacity: true)
     }
 }
 
