@@ -7,7 +7,7 @@
 Runs in the streaming peers' virtual environment (scripts/deps.sh). Pathway's Kafka reader runs in
 `static` mode: it reads each partition up to the high watermark it finds at its start, then the
 computation ends. The topic holds the first N events of the stream (`order_id <= N`) and, after
-them, one record on each partition that the peer drops (benchmarks/run: copy_with_end_markers).
+them, one record on each partition that the peer drops (benchmarks/run: append_end_markers).
 The measured time is the whole `pw.run()`, the engine's start included.
 
 `--mode view` computes every feature with Pathway's own windows and reducers, the windows chosen as

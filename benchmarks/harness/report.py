@@ -246,7 +246,7 @@ def markdown(results, table):
                      "events / the dataflow's whole run.")
     if "pathway" in m:
         lines.append(f"- Pathway {m['pathway']['view'].get('pathway')}: the same windows as `windowby` sliding windows and a "
-                     "group-by for the lifetime features, its Kafka reader in `static` mode over copies of the prefix topics "
+                     "group-by for the lifetime features, its Kafka reader in `static` mode over prefix topics of its own "
                      "(one record past the prefix appended to each partition, dropped by the peer: tansu reports a partition's "
                      "high watermark as its last batch's first offset); the sampled users' windows joined out inside Pathway. "
                      "Rate = events / the whole `pw.run()`, the engine's start included.")
