@@ -5,19 +5,26 @@ import TesseraCore
 import TesseraRedis
 import TesseraTopology
 
-/// The online store writer: keeps the latest row of every entity changed since the last flush
-/// and writes each once per flush, however hot the key (docs/design.md, "The online store").
+/// The online store writer: keeps the latest row of every entity changed since it was last
+/// handed over, and writes an entity at most once per interval, however hot the key
+/// (docs/design.md, "The online store").
 ///
-/// Rows are written by a flusher thread while the worker goes on aggregating: at each flush
-/// interval the rows gathered so far are handed over if the flusher is idle; otherwise they keep
-/// coalescing until it is. Before offsets are committed, `flush()` waits until Redis holds every
-/// row added so far. While Redis is down the flusher retries with backoff, and the worker stops
-/// at its next commit (or when too many rows are pending): nothing buffers without bound.
+/// Rows are written by a flusher thread while the worker goes on aggregating: whenever the worker
+/// asks and the flusher is idle, the rows gathered so far are handed over — except those of
+/// entities handed over less than `interval` ago, which keep coalescing until their interval has
+/// passed. Before offsets are committed, `flush()` waits until Redis holds every row added so
+/// far. While Redis is down the flusher retries with backoff, and the worker stops at its next
+/// commit (or when too many rows are pending): nothing buffers without bound.
 package final class OnlineWriter {
     let layout: OnlineLayout
     private let views: [String: ViewCodec]
     private var pending: [Key: Rows] = [:]
     private var slotOf: [Key: [Int32]] = [:]
+    /// By entity id: when the entity's row was last handed over (`clock`, µs; `.min`: never).
+    private var handedAt: [Key: [Micros]] = [:]
+    /// An entity's rows are handed over at most once per this (µs), `flush()` apart.
+    let interval: Micros
+    private let clock: any WallClock
     private var slots: [Int32] = []
     private let flusher: RedisFlusher
     /// A `mark()` was taken while the flusher was busy: the next hand-over is owed to it, even
@@ -45,11 +52,39 @@ package final class OnlineWriter {
         var text: [UInt8] = []
         var textRanges: [Range<Int>] = []
         var count: Int { entities.count }
+
+        /// The entity of a slot whose row was taken out (kept back for later): not written.
+        static let taken = UInt32.max
+
+        /// Appends the row in `slot` of `other` (`nf` features) as a new slot.
+        mutating func append(_ slot: Int, of other: Rows, features nf: Int) {
+            entities.append(other.entities[slot])
+            keyBytes.append(contentsOf: other.keyBytes[(slot == 0 ? 0 : other.keyEnds[slot - 1])..<other.keyEnds[slot]])
+            keyEnds.append(keyBytes.count)
+            eventTime.append(other.eventTime[slot])
+            createdTime.append(other.createdTime[slot])
+            producedTime.append(other.producedTime[slot])
+            let values = slot * nf..<(slot + 1) * nf
+            bits.append(contentsOf: other.bits[values])
+            valid.append(contentsOf: other.valid[values])
+            for at in values {
+                let r = other.textRanges[at]
+                guard !r.isEmpty else { textRanges.append(0..<0); continue }
+                let start = text.count
+                text.append(contentsOf: other.text[r])
+                textRanges.append(start..<text.count)
+            }
+        }
     }
 
+    /// - Parameter interval: an entity's rows are handed to the flusher at most once per this
+    ///   (`flush()` apart, which hands over every row).
     package init(layout: OnlineLayout, connection: RedisConnection, views: [FeatureView], logger: Logger,
-                 clock: any WallClock = SystemClock(), freshness: [String: FreshnessRecorders] = [:], maxPendingRows: Int = 2_000_000, group: String? = nil) {
+                 clock: any WallClock = SystemClock(), interval: Duration = .milliseconds(100),
+                 freshness: [String: FreshnessRecorders] = [:], maxPendingRows: Int = 2_000_000, group: String? = nil) {
         self.layout = layout
+        self.clock = clock
+        self.interval = Micros(interval / .microseconds(1))
         self.group = group
         self.maxPendingRows = maxPendingRows
         var codecs: [String: ViewCodec] = [:]
@@ -186,12 +221,15 @@ package final class OnlineWriter {
         }
     }
 
-    /// At a flush interval: hands the pending rows to the flusher if it is idle (else they keep
-    /// coalescing). Waits when too many rows are pending. Throws what Redis refused.
+    /// Hands the pending rows whose entity's interval has passed to the flusher if it is idle
+    /// (the others, and all of them while it is busy, keep coalescing). Waits when too many rows
+    /// are pending. Throws what Redis refused.
     package func flushIfIdle() throws {
         try flusher.checkFailure()
         if pendingRows > maxPendingRows { try flush(); return }
-        try handOverIfIdle()
+        guard !pending.isEmpty || handOverOwed, flusher.isIdle else { return }
+        // A hand-over owed to a mark takes every row pending when the mark was taken.
+        handOver(due: handOverOwed ? nil : clock.now())
     }
 
     /// Hands the pending rows (or a hand-over a mark is owed) to the flusher if it is idle;
@@ -261,19 +299,52 @@ package final class OnlineWriter {
             pending[key] = nil
             slotOf[key] = nil
         }
+        for key in handedAt.keys where partitions.contains(key.partition) { handedAt[key] = nil }
         flusher.forget(partitions: partitions)
     }
 
     package func stop() { flusher.stop() }
 
-    private func handOver() {
-        let job = pending
-        pending = [:]
+    /// Hands the pending rows to the flusher: all of them, or (`due`: the time now) those whose
+    /// entity was last handed over at least `interval` ago — the others stay pending (taken out of
+    /// the job: their slot there is marked `Rows.taken`). Submits nothing when no row is due.
+    private func handOver(due now: Micros? = nil) {
+        let time = now ?? clock.now()
+        @inline(__always) func isDue(_ e: Int, _ handed: [Micros]) -> Bool {
+            guard now != nil, e < handed.count, handed[e] != .min else { return true }
+            return time &- handed[e] >= interval
+        }
+        var job: [Key: Rows] = [:]
+        for (key, rows) in pending {
+            let handed = handedAt[key] ?? []
+            if now != nil && !rows.entities.contains(where: { isDue(Int($0), handed) }) { continue }
+            job[key] = rows
+        }
+        guard !job.isEmpty || handOverOwed else { return }
         handOverOwed = false
-        for (key, rows) in job {
+        for key in Array(job.keys) {
+            pending[key] = nil
             guard var index = slotOf.removeValue(forKey: key) else { continue }
-            for e in rows.entities { index[Int(e)] = -1 }
+            var handed = handedAt.removeValue(forKey: key) ?? []
+            if handed.count < index.count { handed.append(contentsOf: repeatElement(.min, count: index.count - handed.count)) }
+            var rows = job.removeValue(forKey: key)!
+            var kept = Rows()
+            let nf = views[key.view]?.fields.count ?? 0
+            for slot in 0..<rows.count {
+                let e = Int(rows.entities[slot])
+                if isDue(e, handed) {
+                    index[e] = -1
+                    handed[e] = time
+                } else {
+                    index[e] = Int32(kept.count)
+                    kept.append(slot, of: rows, features: nf)
+                    rows.entities[slot] = Rows.taken
+                }
+            }
+            job[key] = rows
+            if kept.count > 0 { pending[key] = kept }
             slotOf[key] = index
+            handedAt[key] = handed
         }
         flusher.submit(job)
     }
@@ -295,7 +366,7 @@ package struct FreshnessRecorders: Sendable {
         self.target = target
     }
 
-    func record(_ produced: ArraySlice<Micros>, visibleAt now: Micros) {
+    func record(_ produced: [Micros], visibleAt now: Micros) {
         var within = 0
         for t in produced {
             seconds.record(Double(now - t) / 1_000_000)
@@ -658,8 +729,12 @@ final class RedisFlusher: @unchecked Sendable {
                 let nowMillis = clock.now() / 1_000
                 resp.removeAll()
                 written.removeAll(keepingCapacity: true)
-                for slot in start..<end {
+                for slot in start..<end where p.entities[slot] != OnlineWriter.Rows.taken {
                     written.append(RedisFlusher.encode(slot, p, v, memory: memory, nowMillis: nowMillis, into: &resp, scratch: &scratch))
+                }
+                guard !written.isEmpty else {
+                    start = end
+                    continue
                 }
                 let (errors, first) = try connection.sendChecked(resp, integers: &replies)
                 if errors > 0 {
@@ -683,10 +758,10 @@ final class RedisFlusher: @unchecked Sendable {
                     let renewed = w.setExpiry || (v.ttlMillis > 0 && replies[w.hset] == Int64(w.fields))
                     memory.record(Int(p.entities[w.slot]), hash: w.hash, present: w.present, expirySet: renewed ? nowMillis : nil)
                 }
-                writes += end - start
-                byView[key.view, default: 0] += end - start
+                writes += written.count
+                byView[key.view, default: 0] += written.count
                 if let freshness = freshness[key.view] {
-                    freshness.record(p.producedTime[start..<end], visibleAt: clock.now())
+                    freshness.record(written.map { p.producedTime[$0.slot] }, visibleAt: clock.now())
                 }
                 start = end
             }

@@ -28,7 +28,7 @@ struct WorkerFlags: ParsableArguments {
     var kafkaConfig: [String] = []
     @Option(help: "A file of librdkafka properties, one KEY=VALUE per line.") var kafkaConfigFile: String?
     @Flag(help: "Stop once every assigned partition is drained, after flushing everything.") var untilEnd = false
-    @Option(help: "Online flush interval in milliseconds (default 100).") var flushMs: Int?
+    @Option(help: "An entity's online row is written at most once per this many milliseconds (default 100).") var flushMs: Int?
     @Option(help: "Offline roll interval in seconds (default 10).") var rollSeconds: Double?
     @Option(help: "Offline rows per Parquet row group, encoded as they come (default 131072).") var rowGroupRows: Int?
     @Option(help: "Checkpoint (and offset commit) interval in seconds (default 30).") var checkpointSeconds: Double?

@@ -122,6 +122,42 @@ struct OnlineWriterTests {
         #expect(c["pexpire"] == 4 && c["hdel"] == 3)
     }
 
+    @Test("an entity's row is handed over at most once per interval; its latest row follows once the interval has passed; flush() writes every row")
+    func oncePerInterval() throws {
+        let s = try setup()
+        let first = s.view.features[0].name
+        func handOver() throws {
+            try s.writer.flushIfIdle()
+            for _ in 0..<1_000 where !s.writer.isFlusherIdle { Thread.sleep(forTimeInterval: 0.01) }
+        }
+        add(s, [(0, 1, false)])
+        try handOver()
+        #expect(try calls(s)["hset"] == 1)
+        // 40 ms later user 1 changes again and user 2 appears: only user 2 is due.
+        s.clock.advance(by: 40_000)
+        add(s, [(0, 1, true), (1, 2, false)])
+        try handOver()
+        #expect(try calls(s)["hset"] == 2)
+        #expect(try fields(s, user: 1).contains(first), "user 1's second row was written within the interval")
+        #expect(s.writer.hasPendingRow(view: "user_stats", partition: 0, entity: 0))
+        #expect(!s.writer.hasPendingRow(view: "user_stats", partition: 0, entity: 1))
+        // Still within the interval: nothing is due, nothing is written.
+        s.clock.advance(by: 59_000)
+        try handOver()
+        #expect(try calls(s)["hset"] == 2)
+        // 100 ms after it was handed over, user 1's latest row is.
+        s.clock.advance(by: 1_000)
+        try handOver()
+        #expect(try calls(s)["hset"] == 3)
+        #expect(try fields(s, user: 1).contains(first) == false)
+        #expect(!s.writer.hasPendingRow(view: "user_stats", partition: 0, entity: 0))
+        // flush() (before a commit) writes every pending row, within the interval or not.
+        add(s, [(0, 1, false), (1, 2, true)])
+        try s.writer.flush()
+        #expect(try calls(s)["hset"] == 5)
+        #expect(try fields(s, user: 1).contains(first) && !(try fields(s, user: 2).contains(first)))
+    }
+
     @Test("a key Redis lost is written whole and given its expiry; an entity id reused for another key counts as unknown")
     func lostAndReused() throws {
         let s = try setup()

@@ -58,8 +58,8 @@ public final class Worker: RebalanceListener {
                                      properties: options.kafkaProperties, reportEndOfPartition: options.untilEnd,
                                      batchSize: options.batchSize, logger: logger)
         online = OnlineWriter(layout: OnlineLayout(prefix: options.keyPrefix), connection: RedisConnection(endpoint: options.redis, logger: logger),
-                              views: configuration.allViews, logger: logger, clock: clock, freshness: telemetry.freshness,
-                              group: options.group)
+                              views: configuration.allViews, logger: logger, clock: clock, interval: options.flushInterval,
+                              freshness: telemetry.freshness, group: options.group)
         offline = try OfflineLog(directory: options.offlineDirectory, views: configuration.allViews.filter(\.offline),
                                  rowGroupRows: options.offlineRowGroupRows)
         var producer: KafkaProducer?
@@ -214,15 +214,15 @@ public final class Worker: RebalanceListener {
                 }
                 // Behind by more than a second of input (catching up): the newest record polled
                 // was produced over a second ago (for records without a timestamp: a second of
-                // full batches). Then an entity's row goes to Redis at most once a second, which
-                // saves Redis most of its writes; at the head of the stream, every flush interval.
+                // full batches). Then rows go to Redis once a second, which saves Redis most of its
+                // writes; at the head of the stream, as soon as the flusher is idle, each entity's
+                // at most once per flush interval (the writer keeps the others back).
                 let behind = newestProduced >= 0
                     ? SystemClock().now() - newestProduced * 1_000 > 1_000_000
                     : behindSince.map { now - $0 >= .seconds(1) } ?? false
-                if !behind { nextFlush = min(nextFlush, now + options.flushInterval) }
-                if now >= nextFlush {
+                if !behind || now >= nextFlush {
                     try online.flushIfIdle()
-                    nextFlush = now + (behind ? max(options.flushInterval, .seconds(1)) : options.flushInterval)
+                    nextFlush = now + max(options.flushInterval, .seconds(1))
                 }
                 // Redis refused a write: poll no more until it holds every row (reporting meanwhile).
                 if online.isRetrying { try coordinator.flushOnline() }
