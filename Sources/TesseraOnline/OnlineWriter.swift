@@ -47,17 +47,28 @@ package final class OnlineWriter {
         var createdTime: [Micros] = []
         /// When the input that made the row was produced (for the freshness metrics).
         var producedTime: [Micros] = []
+        /// Per row, per feature: the value's bits (int64 and bool: an int, float64: a double's;
+        /// string: where its bytes are in `text`, see `textRange`), and whether it is present.
         var bits: [UInt64] = []
         var valid: [Bool] = []
         var text: [UInt8] = []
-        var textRanges: [Range<Int>] = []
         var count: Int { entities.count }
+
+        /// The bits of a string value whose bytes are `text[range]`.
+        static func textBits(_ range: Range<Int>) -> UInt64 { UInt64(range.lowerBound) << 32 | UInt64(range.count) }
+
+        /// Where the bytes of a string value with these bits are in `text`.
+        static func textRange(_ bits: UInt64) -> Range<Int> {
+            let start = Int(bits >> 32)
+            return start..<start + Int(bits & 0xFFFF_FFFF)
+        }
 
         /// The entity of a slot whose row was taken out (kept back for later): not written.
         static let taken = UInt32.max
 
-        /// Appends the row in `slot` of `other` (`nf` features) as a new slot.
-        mutating func append(_ slot: Int, of other: Rows, features nf: Int) {
+        /// Appends the row in `slot` of `other` (features of these types) as a new slot.
+        mutating func append(_ slot: Int, of other: Rows, types: [ValueType]) {
+            let nf = types.count
             entities.append(other.entities[slot])
             keyBytes.append(contentsOf: other.keyBytes[(slot == 0 ? 0 : other.keyEnds[slot - 1])..<other.keyEnds[slot]])
             keyEnds.append(keyBytes.count)
@@ -67,12 +78,10 @@ package final class OnlineWriter {
             let values = slot * nf..<(slot + 1) * nf
             bits.append(contentsOf: other.bits[values])
             valid.append(contentsOf: other.valid[values])
-            for at in values {
-                let r = other.textRanges[at]
-                guard !r.isEmpty else { textRanges.append(0..<0); continue }
+            for f in 0..<nf where types[f] == .string && other.valid[slot * nf + f] {
                 let start = text.count
-                text.append(contentsOf: other.text[r])
-                textRanges.append(start..<text.count)
+                text.append(contentsOf: other.text[Rows.textRange(other.bits[slot * nf + f])])
+                bits[bits.count - nf + f] = Rows.textBits(start..<text.count)
             }
         }
     }
@@ -169,7 +178,6 @@ package final class OnlineWriter {
                 p.producedTime.append(0)
                 p.bits.append(contentsOf: repeatElement(0, count: nf))
                 p.valid.append(contentsOf: repeatElement(false, count: nf))
-                p.textRanges.append(contentsOf: repeatElement(0..<0, count: nf))
             }
             p.eventTime[slot] = e.eventTimes[i]
             p.createdTime[slot] = created[i]
@@ -186,7 +194,7 @@ package final class OnlineWriter {
                     guard present else { continue }
                     let start = p.text.count
                     column.withUTF8(at: i) { p.text.append(contentsOf: $0) }
-                    p.textRanges[at] = start..<p.text.count
+                    p.bits[at] = Rows.textBits(start..<p.text.count)
                 }
                 continue
             }
@@ -329,7 +337,7 @@ package final class OnlineWriter {
             if handed.count < index.count { handed.append(contentsOf: repeatElement(.min, count: index.count - handed.count)) }
             var rows = job.removeValue(forKey: key)!
             var kept = Rows()
-            let nf = views[key.view]?.fields.count ?? 0
+            let types = views[key.view]?.types ?? []
             for slot in 0..<rows.count {
                 let e = Int(rows.entities[slot])
                 if isDue(e, handed) {
@@ -337,7 +345,7 @@ package final class OnlineWriter {
                     handed[e] = time
                 } else {
                     index[e] = Int32(kept.count)
-                    kept.append(slot, of: rows, features: nf)
+                    kept.append(slot, of: rows, types: types)
                     rows.entities[slot] = Rows.taken
                 }
             }
@@ -802,7 +810,7 @@ final class RedisFlusher: @unchecked Sendable {
                 scratch.removeAll(keepingCapacity: true)
                 let bits = p.bits[slot * nf + f]
                 if v.types[f] == .string {
-                    v.appendString(p.text[p.textRanges[slot * nf + f]], to: &scratch)
+                    v.appendString(p.text[OnlineWriter.Rows.textRange(bits)], to: &scratch)
                 } else {
                     v.appendValue(bits: bits, type: v.types[f], to: &scratch)
                 }
