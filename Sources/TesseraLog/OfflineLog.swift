@@ -113,7 +113,7 @@ public final class OfflineLog: @unchecked Sendable {
     package func append(view: String, partition: Int32, emissions: EmissionBatch, count: Int, created: [Micros], offsets: [Int64]) {
         guard let spec = views[view], count > 0 else { return }
         let key = Key(view: view, partition: partition)
-        var buffer = buffers.removeValue(forKey: key) ?? Buffer(columns: OfflineLog.schema(of: spec).fields.map { Column(type: OfflineLog.valueType($0.type)) })
+        var buffer = buffers.removeValue(forKey: key) ?? Buffer(columns: freshColumns(OfflineLog.schema(of: spec).fields.map { OfflineLog.valueType($0.type) }))
         var c = 0
         let rows = 0..<count
         for k in emissions.keys { buffer.columns[c].append(contentsOf: k, range: rows); c += 1 }
@@ -173,6 +173,17 @@ public final class OfflineLog: @unchecked Sendable {
         return files
     }
 
+    /// Empty columns with room for a row group and a batch more, allocated once: grown by
+    /// doubling from nothing, each row group's columns would be reallocated a dozen times and end
+    /// up to twice their size, in memory the allocator keeps (they are freed on another thread).
+    private func freshColumns(_ types: [ValueType]) -> [Column] {
+        types.map {
+            var column = Column(type: $0)
+            column.reserveCapacity(rowGroupRows + rowGroupRows / 8)
+            return column
+        }
+    }
+
     /// Takes a buffer's rows out as the next piece of its file.
     private func piece(_ key: Key, _ view: FeatureView, _ buffer: Buffer, ends: Bool) -> PendingFile {
         let file = buffer.file ?? OpenFile()
@@ -182,7 +193,7 @@ public final class OfflineLog: @unchecked Sendable {
             sequences[key] = sequence + 1
             buffers[key] = nil
         } else {
-            buffers[key] = Buffer(columns: buffer.columns.map { Column(type: $0.type) }, firstOffset: buffer.firstOffset,
+            buffers[key] = Buffer(columns: freshColumns(buffer.columns.map(\.type)), firstOffset: buffer.firstOffset,
                                   lastOffset: buffer.lastOffset, file: file, pieces: buffer.pieces + 1)
         }
         return piece

@@ -17,6 +17,10 @@ static inline double tessera_exp(double x) { return __builtin_exp(x); }
 void *tessera_map(size_t bytes);
 void tessera_unmap(void *pointer, size_t bytes);
 
+/// Makes malloc serve blocks of `bytes` and more with memory of their own, returned to the
+/// system when freed (glibc's `M_MMAP_THRESHOLD`, which also ends its adaptive threshold).
+void tessera_malloc_own_memory_from(size_t bytes);
+
 /// CRC-32C (Castagnoli) of `count` bytes, continuing from `crc` (0 to start): the SSE 4.2
 /// instruction where the CPU has it (8 bytes per instruction), a table otherwise.
 unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count);

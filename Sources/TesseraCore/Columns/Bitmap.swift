@@ -97,6 +97,9 @@ public struct Bitmap: Sendable, Equatable {
         }
     }
 
+    /// Makes room for `n` bits.
+    public mutating func reserveCapacity(_ n: Int) { words.reserveCapacity((n + 63) / 64) }
+
     /// Appends `n` set bits.
     public mutating func appendSet(count n: Int) {
         var left = n

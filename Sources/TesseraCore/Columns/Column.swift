@@ -25,6 +25,16 @@ public struct Column: Sendable, Equatable {
 
     public var count: Int { validity.count }
 
+    /// Makes room for `rows` rows (their values; string bytes grow as they come).
+    public mutating func reserveCapacity(_ rows: Int) {
+        switch type {
+        case .int64, .bool: ints.reserveCapacity(rows)
+        case .float64: doubles.reserveCapacity(rows)
+        case .string: offsets.reserveCapacity(rows + 1)
+        }
+        validity.reserveCapacity(rows)
+    }
+
     public mutating func removeAll() {
         ints.removeAll(keepingCapacity: true)
         doubles.removeAll(keepingCapacity: true)
