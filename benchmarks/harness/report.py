@@ -54,6 +54,16 @@ def at_most(value, target):
     return (True, "met") if value <= target else (False, f"missed by {factor(value / target)}")
 
 
+def missing_probe(fresh):
+    """Where the first probe never seen in Redis went: its partition and offset, and how long the
+    broker took to take it."""
+    first = next((p for p in fresh.get("never_visible", []) if isinstance(p, dict) and "offset" in p), None)
+    if first is None:
+        return ""
+    return (f"; the first, {first['key']}, is at partition {first['partition']} offset {first['offset']}, "
+            f"taken by the broker {1000 * (first['delivered_at'] - first['produced_at']):.0f} ms after it was produced")
+
+
 def rows(results):
     m, errors = results["measurements"], results["errors"]
     out = []
@@ -102,7 +112,8 @@ def rows(results):
                if fresh.get("cores_used") else ""), fresh["p99_ms"],
             "ms (p99)", baseline=f"load {rate(fresh['achieved_rate'])} achieved", target="p99 ≤ 250 ms",
             verdict=at_most(fresh["p99_ms"], 250) if fresh["lost"] == 0 else (False, f"{fresh['lost']} probes never visible"
-                                                                                          + (f" ({len(fresh['undelivered'])} not taken by the broker)" if fresh.get("undelivered") else "")))
+                                                                                          + (f" ({len(fresh['undelivered'])} not taken by the broker)" if fresh.get("undelivered") else "")
+                                                                                          + missing_probe(fresh)))
     hot = m.get("hot")
     if hot:
         add("hot", f"hot keys ({hot['events']:,} events, {hot['users']:,} users): Redis writes/s, busiest second",
