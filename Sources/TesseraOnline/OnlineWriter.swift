@@ -719,59 +719,84 @@ final class RedisFlusher: @unchecked Sendable {
         var fields: Int
     }
 
-    /// Writes every row, in chunks of a few thousand commands per round trip.
+    /// A pipeline queued on the connection whose replies are not read yet: a chunk of rows, or
+    /// the expiries its replies asked for (`written` empty).
+    private struct InFlight {
+        var written: [Written]
+        var commands: Int
+        var nowMillis: Int64
+        var expiries: Bool { written.isEmpty }
+    }
+
+    /// Writes every row, in chunks of a few thousand commands. The next chunk is queued before
+    /// the replies of the one before are read, so Redis works on it meanwhile: the rows of one
+    /// hand-over are distinct entities, so what one chunk's replies teach `memory` never changes
+    /// how another chunk is encoded.
     private func write(_ rows: [OnlineWriter.Key: OnlineWriter.Rows], _ resp: inout RESPBuffer, _ scratch: inout [UInt8]) throws -> (Int, Int, [String: Int]) {
         var writes = 0, commands = 0
         var byView: [String: Int] = [:]
         let chunk = 2_000
-        var written: [Written] = []
         var replies: [Int64] = []
         var again = RESPBuffer()
+        var spare: [[Written]] = []
         for (key, p) in rows where p.count > 0 {
             guard let v = views[key.view] else { continue }
             var memory = self.memory.removeValue(forKey: key) ?? KeyMemory()
             defer { self.memory[key] = memory }
+            var inFlight: [InFlight] = []
             var start = 0
-            while start < p.count {
-                let end = min(p.count, start + chunk)
-                let nowMillis = clock.now() / 1_000
-                resp.removeAll()
-                written.removeAll(keepingCapacity: true)
-                for slot in start..<end where p.entities[slot] != OnlineWriter.Rows.taken {
-                    written.append(RedisFlusher.encode(slot, p, v, memory: memory, nowMillis: nowMillis, into: &resp, scratch: &scratch))
-                }
-                guard !written.isEmpty else {
+            while true {
+                // Queue chunks until one waits behind the oldest whose replies are unread.
+                while start < p.count && inFlight.count < 2 {
+                    let end = min(p.count, start + chunk)
+                    let nowMillis = clock.now() / 1_000
+                    resp.removeAll()
+                    var written = spare.popLast() ?? []
+                    for slot in start..<end where p.entities[slot] != OnlineWriter.Rows.taken {
+                        written.append(RedisFlusher.encode(slot, p, v, memory: memory, nowMillis: nowMillis, into: &resp, scratch: &scratch))
+                    }
                     start = end
-                    continue
+                    if written.isEmpty {
+                        spare.append(written)
+                        continue
+                    }
+                    try connection.queue(resp)
+                    inFlight.append(InFlight(written: written, commands: resp.commands, nowMillis: nowMillis))
                 }
-                let (errors, first) = try connection.sendChecked(resp, integers: &replies)
-                if errors > 0 {
-                    throw RedisError(message: "Redis refused \(errors) writes of view \(key.view): \(first ?? "")", isRetriable: false)
-                }
-                commands += resp.commands
-                // A key that HSET created although it was known (Redis lost it: restarted empty,
-                // flushed, evicted) is given its expiry now.
-                again.removeAll()
-                for w in written where !w.setExpiry && v.ttlMillis > 0 && replies[w.hset] == Int64(w.fields) {
-                    RedisFlusher.encodeExpiry(p, slot: w.slot, v, into: &again, scratch: &scratch)
-                }
-                if again.commands > 0 {
-                    let (errors, first) = try connection.sendChecked(again)
+                guard !inFlight.isEmpty else { break }
+                var f = inFlight.removeFirst()
+                let (errors, first) = try connection.collectChecked(f.commands, integers: &replies)
+                commands += f.commands
+                if f.expiries {
                     if errors > 0 {
                         throw RedisError(message: "Redis refused \(errors) expiries of view \(key.view): \(first ?? "")", isRetriable: false)
                     }
-                    commands += again.commands
+                    continue
                 }
-                for w in written {
+                if errors > 0 {
+                    throw RedisError(message: "Redis refused \(errors) writes of view \(key.view): \(first ?? "")", isRetriable: false)
+                }
+                // A key that HSET created although it was known (Redis lost it: restarted empty,
+                // flushed, evicted) is given its expiry now.
+                again.removeAll()
+                for w in f.written where !w.setExpiry && v.ttlMillis > 0 && replies[w.hset] == Int64(w.fields) {
+                    RedisFlusher.encodeExpiry(p, slot: w.slot, v, into: &again, scratch: &scratch)
+                }
+                if again.commands > 0 {
+                    try connection.queue(again)
+                    inFlight.append(InFlight(written: [], commands: again.commands, nowMillis: f.nowMillis))
+                }
+                for w in f.written {
                     let renewed = w.setExpiry || (v.ttlMillis > 0 && replies[w.hset] == Int64(w.fields))
-                    memory.record(Int(p.entities[w.slot]), hash: w.hash, present: w.present, expirySet: renewed ? nowMillis : nil)
+                    memory.record(Int(p.entities[w.slot]), hash: w.hash, present: w.present, expirySet: renewed ? f.nowMillis : nil)
                 }
-                writes += written.count
-                byView[key.view, default: 0] += written.count
+                writes += f.written.count
+                byView[key.view, default: 0] += f.written.count
                 if let freshness = freshness[key.view] {
-                    freshness.record(written.map { p.producedTime[$0.slot] }, visibleAt: clock.now())
+                    freshness.record(f.written.map { p.producedTime[$0.slot] }, visibleAt: clock.now())
                 }
-                start = end
+                f.written.removeAll(keepingCapacity: true)
+                spare.append(f.written)
             }
         }
         return (writes, commands, byView)

@@ -71,11 +71,30 @@ public final class RedisConnection {
     }
 
     private func exchange(_ pipeline: RESPBuffer, _ integer: (Int64) -> Void) throws(RedisError) -> (errors: Int, first: String?) {
+        try queue(pipeline)
+        return try collect(pipeline.commands, integer)
+    }
+
+    /// Queues a pipeline without waiting for its replies: it is sent with the next `collect`,
+    /// so a caller can queue the next pipeline before reading the replies of the previous one
+    /// and Redis works on one while the caller reads the other. Replies come in queuing order.
+    public func queue(_ pipeline: RESPBuffer) throws(RedisError) {
         let c = try connected()
         guard c.append(pipeline.bytes) else { throw fail(c, "write") }
+    }
+
+    /// Reads the replies of the `commands` oldest commands queued (sending what is queued first)
+    /// as `sendChecked(_:integers:)` does.
+    public func collectChecked(_ commands: Int, integers: inout [Int64]) throws(RedisError) -> (errors: Int, first: String?) {
+        integers.removeAll(keepingCapacity: true)
+        return try collect(commands) { integers.append($0) }
+    }
+
+    private func collect(_ commands: Int, _ integer: (Int64) -> Void) throws(RedisError) -> (errors: Int, first: String?) {
+        guard let c = context else { throw RedisError(message: "not connected", isRetriable: true) }
         var errors = 0
         var first: String?
-        for _ in 0..<pipeline.commands {
+        for _ in 0..<commands {
             let reply = c.checkReply()
             if reply.failed { throw fail(c, "read") }
             integer(reply.integer)

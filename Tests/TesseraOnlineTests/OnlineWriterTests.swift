@@ -177,6 +177,30 @@ struct OnlineWriterTests {
         #expect(try pttl(s, user: 9) > Self.ttlMillis)
     }
 
+    @Test("a hand-over of several pipelined chunks writes every row, and every key Redis lost in between gets its expiry back")
+    func severalChunks() throws {
+        let s = try setup()
+        let n = 5_500   // three chunks of the flusher's 2 000 rows
+        let users = (0..<n).map { (entity: UInt32($0), user: Int64(10_000 + $0)) }
+        try write(s, users.map { ($0.entity, $0.user, false) })
+        _ = try s.connection.command(["FLUSHALL"])
+        s.clock.advance(by: 1_000_000)
+        let before = try calls(s)
+        // Every key was lost (the writer does not know it); even entities' first feature goes null.
+        try write(s, users.map { ($0.entity, $0.user, $0.entity % 2 == 0) })
+        let after = try calls(s)
+        let c = after.mapValues { $0 }.merging(before) { $0 - $1 }
+        #expect(c["hset"] == n && c["hdel"] == n / 2 && c["pexpire"] == n, "\(c)")
+        let first = s.view.features[0].name
+        for u in users {
+            let f = try fields(s, user: u.user)
+            #expect(f.count == s.view.features.count + 2 - (u.entity % 2 == 0 ? 1 : 0) && f.contains(first) == (u.entity % 2 == 1),
+                    "user \(u.user): \(f.sorted())")
+            let t = try pttl(s, user: u.user)
+            #expect(t > Self.ttlMillis && t <= Self.ttlMillis + Self.ttlMillis / 10, "user \(u.user): PTTL \(t)")
+        }
+    }
+
     @Test("a mark is reached only once Redis holds every row added before it, rows still pending and a hand-over owed included")
     func markWaitsForTheRowsBeforeIt() throws {
         let s = try setup()
