@@ -156,8 +156,10 @@ public struct PartitionAggregator: Sendable {
         }
     }
 
-    /// Roughly the bytes of the state (what its image needs, give or take the free room).
+    /// The bytes the state reserves (slab chunks are mapped lazily: not all of it is resident).
     public var memory: Int { views.reduce(1 << 16) { $0 + $1.memory } }
+    /// Roughly the bytes of the state in use: what its image needs, give or take the key index.
+    public var usedBytes: Int { views.reduce(1 << 16) { $0 + $1.usedBytes } }
 
     public func image() -> Image {
         var buffer: [UInt8] = []
@@ -171,7 +173,7 @@ public struct PartitionAggregator: Sendable {
         var w = ByteWriter(taking: &buffer)
         // A quarter more than the state needs now, so that a growing state reuses the buffer for
         // a while instead of faulting in a larger one at every checkpoint.
-        let needed = memory
+        let needed = usedBytes
         if w.capacity < needed { w.reserveCapacity(needed + needed / 4) }
         w.write("tessera-partition")
         w.write(PartitionAggregator.formatVersion)

@@ -775,6 +775,8 @@ public struct ViewAggregator: Sendable {
         public var tiles: Int
         /// Bytes held by the state (reserved, not just what is used).
         public var bytes: Int
+        /// Bytes of it in use (about what is resident).
+        public var usedBytes: Int
     }
 
     public var footprint: Footprint {
@@ -783,7 +785,7 @@ public struct ViewAggregator: Sendable {
             let record = records.pointer(UInt32(e))
             for r in rings { tiles += Int(r.header(record).count) }
         }
-        return Footprint(entities: keys.count, tiles: tiles, bytes: memory)
+        return Footprint(entities: keys.count, tiles: tiles, bytes: memory, usedBytes: usedBytes)
     }
 
     /// Where the state's memory goes, for benchmarks and profiling.
@@ -799,6 +801,15 @@ public struct ViewAggregator: Sendable {
         }
         for (i, q) in quantileStores.enumerated() { lines.append("percentile \(i): \(q.memory >> 20) MiB") }
         return lines.joined(separator: "\n")
+    }
+
+    /// Bytes of the state in use — about what is resident, and what an image holds besides the
+    /// key index's slots (`memory` counts the room reserved too).
+    var usedBytes: Int {
+        var bytes = records.usedBytes + keys.usedBytes + rings.reduce(0) { $0 + $1.usedBytes } + openEntities.count * 4
+        bytes += distinctStores.reduce(0) { $0 + $1.usedBytes } + quantileStores.reduce(0) { $0 + $1.usedBytes }
+        bytes += dictionaries.reduce(0) { $0 + $1.storageBytes }
+        return bytes
     }
 
     /// Bytes held by the state.

@@ -5,13 +5,13 @@ import os
 # Every row a complete run produces, in table order (the CI smoke test checks them all).
 ROW_IDS = ["ceiling", "tessera", "tessera_resources", "scaling_1", "scaling_2", "freshness", "hot",
            "quix_view", "quix_tumbling", "quix_agreement", "bytewax_view", "bytewax_tumbling", "bytewax_agreement",
-           "pathway_view", "pathway_tumbling", "pathway_agreement", "core", "core_steady", "duckdb",
-           "historical_tessera", "historical_duckdb", "historical_polars", "historical_pandas"]
+           "pathway_view", "pathway_tumbling", "pathway_agreement", "core", "core_steady", "core_state",
+           "duckdb", "historical_tessera", "historical_duckdb", "historical_polars", "historical_pandas"]
 MEASUREMENT_OF_ROW = {"ceiling": "ceiling", "tessera": "tessera", "tessera_resources": "tessera", "scaling_1": "scaling",
                       "scaling_2": "scaling", "freshness": "freshness", "hot": "hot", "quix_view": "quix",
                       "quix_tumbling": "quix", "quix_agreement": "quix", "bytewax_view": "bytewax",
                       "bytewax_tumbling": "bytewax", "bytewax_agreement": "bytewax", "pathway_view": "pathway",
-                      "pathway_tumbling": "pathway", "pathway_agreement": "pathway", "core": "core", "core_steady": "core", "duckdb": "duckdb",
+                      "pathway_tumbling": "pathway", "pathway_agreement": "pathway", "core": "core", "core_steady": "core", "core_state": "core", "duckdb": "duckdb",
                       "historical_tessera": "historical", "historical_duckdb": "historical",
                       "historical_polars": "historical", "historical_pandas": "historical"}
 # The streaming peers: measurement, name in the table, package (its version key), Tessera's target ratio.
@@ -151,6 +151,11 @@ def rows(results):
                 steady["rate"], "events/s", baseline=f"standard {rate(core['rate'])}",
                 ratio=core["steady_cost_ratio"], target="≥ 10 M events/s; steady ÷ standard cost per event ≤ 1.25",
                 verdict=at_least(1.25 / core["steady_cost_ratio"], 1.0) if steady["rate"] >= 1e7 else (False, f"missed by {1e7 / steady['rate']:.1f}×"))
+    if core and "entities" in core:
+        add("core_state", "aggregation state after the core's run (all partitions)",
+            f"{core['state_mib']:,} MiB in use ({core['state_reserved_mib']:,} MiB reserved): {core['entities']:,} entities, "
+            f"{core['tiles']:,} non-empty tiles, {core['state_mib'] * 2**20 / core['entities']:,.0f} B per entity",
+            core["state_mib"], "MiB", target="≤ 0.5 GiB", verdict=at_most(core["state_mib"], 512))
     if duck:
         add("duckdb", "DuckDB window functions (RANGE), every event's features, 2 threads", rate(duck["rate"]), duck["rate"],
             "events/s", baseline=f"core {rate(core['rate'])}" if core else "", ratio=duck.get("core_ratio"),

@@ -179,6 +179,10 @@ struct DistinctStore: Sendable {
     var memory: Int {
         sets.reduce(cells.memory) { $0 + ($1?.memory ?? 0) } + sketches.reduce(sketches.capacity * MemoryLayout<SlidingHLL>.stride) { $0 + $1.memory }
     }
+    /// The bytes in use (see `Slab.usedBytes`).
+    var usedBytes: Int {
+        sets.reduce(cells.usedBytes) { $0 + ($1?.usedBytes ?? 0) } + sketches.reduce(sketches.count * MemoryLayout<SlidingHLL>.stride) { $0 + $1.memory }
+    }
 
     func serialize(into w: inout ByteWriter) {
         for c in sets.indices {

@@ -168,6 +168,10 @@ struct QuantileStore: Sendable {
     var memory: Int {
         lists.reduce(0) { $0 + ($1?.memory ?? 0) } + bags.reduce(bags.capacity * MemoryLayout<QuantileBag>.stride) { $0 + $1.memory }
     }
+    /// The bytes in use (see `Slab.usedBytes`).
+    var usedBytes: Int {
+        lists.reduce(0) { $0 + ($1?.usedBytes ?? 0) } + bags.reduce(bags.count * MemoryLayout<QuantileBag>.stride) { $0 + $1.memory }
+    }
 
     func serialize(into w: inout ByteWriter) {
         for c in lists.indices {

@@ -53,6 +53,8 @@ struct KeyIndex: @unchecked Sendable {  // the slot array is copied before a sha
     }
 
     var memory: Int { capacity * MemoryLayout<Slot>.stride + keyOffsets.capacity * 4 + keyBytes.capacity }
+    /// The bytes in use: the slots and the encoded keys.
+    var usedBytes: Int { capacity * MemoryLayout<Slot>.stride + keyOffsets.count * 4 + keyBytes.count }
 
     mutating func makeUnique() {
         guard !isKnownUniquelyReferenced(&owner) else { return }

@@ -86,6 +86,9 @@ struct Slab: Sendable {
     var itemBytes: Int { core.itemBytes }
     /// Items in use.
     var liveCount: Int { Int(highWater) - free.count }
+    /// Bytes of the items handed out and the free list: what the slab's image holds, and about
+    /// what of `memory` is resident.
+    var usedBytes: Int { Int(highWater) * core.itemBytes + free.count * 4 + 24 }
     /// Bytes of memory reserved (chunks are mapped lazily: resident memory is what was touched).
     var memory: Int {
         var bytes = free.capacity * 4

@@ -84,6 +84,8 @@ struct RingStore: Sendable {
     var core: RingCore { RingCore(layout: layout, slots: slots.cores) }
 
     var memory: Int { blocks.reduce(roster.memory) { $0 + ($1?.memory ?? 0) } }
+    /// The bytes in use (see `Slab.usedBytes`).
+    var usedBytes: Int { blocks.reduce(roster.memory) { $0 + ($1?.usedBytes ?? 0) } }
 
     mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&slots) { slots = SlabTable() }

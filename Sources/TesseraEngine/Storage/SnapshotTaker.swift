@@ -97,7 +97,7 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
 
     /// Queues the image of `state`, a copy of a partition's live state.
     func take(_ tp: TopicPartition, state: PartitionAggregator) -> Pending {
-        let pending = Pending(partition: tp, bytes: state.memory)
+        let pending = Pending(partition: tp, bytes: state.usedBytes)
         pending.released = { [weak self] in self?.imageReleased() }
         condition.withLock { live += 1 }
         enqueue([.take(tp, Copy(state), pending)])

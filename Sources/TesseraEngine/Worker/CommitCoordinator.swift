@@ -133,7 +133,7 @@ final class CommitCoordinator {
                     // Taken whole, still one image at a time: the last one is written first.
                     if snapshots.isBusy { try awaitStorage() }
                 } else if round.prepared != tp {
-                    snapshots.prepare(tp, bytes: e.pipeline.core.memory)
+                    snapshots.prepare(tp, bytes: e.pipeline.core.usedBytes)
                     round.prepared = tp
                     break
                 }

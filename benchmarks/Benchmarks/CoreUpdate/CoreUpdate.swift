@@ -97,7 +97,7 @@ let benchmarks: @Sendable () -> Void = {
             let seconds = (ContinuousClock.now - started) / .seconds(1)
             benchmark.stopMeasurement()
             let footprints = cores.map { $0.views[0].footprint }
-            let bytes = footprints.reduce(0) { $0 + $1.bytes }
+            let bytes = footprints.reduce(0) { $0 + $1.usedBytes }   // in use (about what is resident), not reserved
             let entities = footprints.reduce(0) { $0 + $1.entities }
             let tiles = footprints.reduce(0) { $0 + $1.tiles }
             benchmark.measurement(Report.eventsPerSecond, Int(Double(bench.events) / seconds))

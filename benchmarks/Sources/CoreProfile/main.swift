@@ -136,15 +136,15 @@ for r in 0..<(statistics ? 2 * repeats : repeats) {
     tails.append((ContinuousClock.now - tailStart) / .seconds(1))
 }
 let seconds = times.min()!
-let bytes = cores.reduce(0) { $0 + $1.views[0].footprint.bytes }
+let footprints = cores.map { $0.views[0].footprint }
+let bytes = footprints.reduce(0) { $0 + $1.bytes }, used = footprints.reduce(0) { $0 + $1.usedBytes }
+let entities = footprints.reduce(0) { $0 + $1.entities }, tiles = footprints.reduce(0) { $0 + $1.tiles }
 if CommandLine.arguments.contains("--memory") {
     for c in cores { print(c.views[0].memoryReport) }
-    let f = cores.map { $0.views[0].footprint }
-    print("entities \(f.reduce(0) { $0 + $1.entities }), tiles \(f.reduce(0) { $0 + $1.tiles })")
 }
 let all = times.map { String(format: "%.2f", $0) }.joined(separator: " ")
 let total = min(limit, parameters.events)
-print("\(scale): \(total) events in \(String(format: "%.2f", seconds)) s = \(String(format: "%.2f", Double(total) / seconds / 1e6)) M events/s (best of \(all) s); last 20 %: \(String(format: "%.2f", Double(tailEvents) / tails.min()! / 1e6)) M events/s; \(emitted) emissions, state \(bytes >> 20) MiB")
+print("\(scale): \(total) events in \(String(format: "%.2f", seconds)) s = \(String(format: "%.2f", Double(total) / seconds / 1e6)) M events/s (best of \(all) s); last 20 %: \(String(format: "%.2f", Double(tailEvents) / tails.min()! / 1e6)) M events/s; \(emitted) emissions, state \(used >> 20) MiB in use (\(bytes >> 20) MiB reserved): \(entities) entities, \(tiles) non-empty tiles, \(used / max(1, entities)) B per entity")
 if statistics {
     let on = withStatistics.min()!
     print(String(format: "statistics: core alone %.3f s, core + feature statistics %.3f s (best of %d each, alternating): statistics cost %.1f %% of the core's time, %.1f ns per closed row (%d rows, %d features)",
