@@ -30,6 +30,10 @@ public final class OfflineLog: @unchecked Sendable {
     /// Rows written per view since the log was opened (for metrics; files are written on the
     /// worker's storage thread).
     private let written = Mutex<[String: Int]>([:])
+    /// Columns of row groups already written, emptied, for the next row groups (`recycle`).
+    private let spare = Mutex<[[Column]]>([])
+    /// How many sets of columns `spare` keeps.
+    static let spareSets = 1
     public var rowsWritten: [String: Int] { written.withLock { $0 } }
     public var rowsWrittenTotal: Int { written.withLock { $0.values.reduce(0, +) } }
 
@@ -176,8 +180,14 @@ public final class OfflineLog: @unchecked Sendable {
     /// Empty columns with room for a row group and a batch more, allocated once: grown by
     /// doubling from nothing, each row group's columns would be reallocated a dozen times and end
     /// up to twice their size, in memory the allocator keeps (they are freed on another thread).
+    /// Those of a row group already written are reused when their types match.
     private func freshColumns(_ types: [ValueType]) -> [Column] {
-        types.map {
+        let reused = spare.withLock { sets -> [Column]? in
+            guard let i = sets.firstIndex(where: { $0.map(\.type) == types }) else { return nil }
+            return sets.remove(at: i)
+        }
+        if let reused { return reused }
+        return types.map {
             var column = Column(type: $0)
             column.reserveCapacity(rowGroupRows + rowGroupRows / 8)
             return column
@@ -247,6 +257,18 @@ public final class OfflineLog: @unchecked Sendable {
         file.placed = true
         written.withLock { $0[key.view, default: 0] += file.rows }
         return file.rows
+    }
+
+    /// Takes the columns of a piece that was written, to be emptied and reused by a later row
+    /// group: fresh ones are megabytes each, every page of which would be faulted in again.
+    /// Call once the piece is written and nothing else holds it (its columns are then unique, and
+    /// emptying them keeps their memory).
+    package func recycle(_ piece: inout PendingFile) {
+        var columns: [Column] = []
+        swap(&columns, &piece.buffer.columns)
+        guard !columns.isEmpty, columns[0].count > 0 else { return }
+        for i in columns.indices { columns[i].removeAll() }
+        spare.withLock { if $0.count < OfflineLog.spareSets { $0.append(columns) } }
     }
 
     /// `SEQUENCE-FIRST-LAST.parquet`: the file's number in its partition and the input offsets it covers.

@@ -136,6 +136,22 @@ struct DecimalTextTests {
         #expect(!m("", 0) && !m("-0", 0) && !m("-", 0) && !m("00", 0) && !m("1", -1) && !m("-1", 1))
     }
 
+    @Test("an integer's text is its description")
+    func integers() {
+        func text(_ v: Int64) -> String {
+            var out: [UInt8] = [0x2A]
+            DecimalText.append(v, to: &out)
+            return String(decoding: out.dropFirst(), as: UTF8.self)
+        }
+        var g = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            // Every length: the random value shifted right by 0 to 63 bits.
+            let v = Int64.random(in: .min ... .max, using: &g) >> Int64.random(in: 0...63, using: &g)
+            #expect(text(v) == v.description)
+        }
+        for v: Int64 in [.min, .max, .min + 1, 0, -1, 1, 9, 10, 99, 100, -100, 1_767_225_600_000_000] { #expect(text(v) == v.description) }
+    }
+
     @Test("a double's text is its description, which reads back as the same double")
     func doubles() {
         func text(_ x: Double) -> String {

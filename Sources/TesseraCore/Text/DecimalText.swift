@@ -25,19 +25,35 @@ public enum DecimalText {
         }
     }
 
+    /// `value.description`'s bytes: the sign and at most 19 digits, written two at a time from
+    /// the end of a stack buffer and appended at once (a timestamp in µs is 16 digits).
     public static func append(_ value: Int64, to out: inout [UInt8]) {
         var magnitude = value.magnitude
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        // At most 20 digits (UInt64.max), written backwards into a stack buffer.
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
         withUnsafeMutableBytes(of: &digits) { d in
-            var n = 0
-            repeat {
-                d[n] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30
-                magnitude /= 10
-                n += 1
-            } while magnitude > 0
-            for k in stride(from: n - 1, through: 0, by: -1) { out.append(d[k]) }
+            var start = d.count
+            @inline(__always) func pair(_ r: UInt64) {
+                start &-= 2
+                let tens = r / 10
+                d[start] = UInt8(truncatingIfNeeded: tens) &+ 0x30
+                d[start &+ 1] = UInt8(truncatingIfNeeded: r &- tens &* 10) &+ 0x30
+            }
+            while magnitude >= 100 {
+                let q = magnitude / 100
+                pair(magnitude &- q &* 100)
+                magnitude = q
+            }
+            if magnitude >= 10 {
+                pair(magnitude)
+            } else {
+                start &-= 1
+                d[start] = UInt8(truncatingIfNeeded: magnitude) &+ 0x30
+            }
+            if value < 0 {
+                start &-= 1
+                d[start] = UInt8(ascii: "-")
+            }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[start...]))
         }
     }
 

@@ -159,7 +159,11 @@ public final class Backfill {
             defer { events.close() }
             while let chunk = try events.next() {
                 try process(chunk, file: path)
-                for group in offline.takeRowGroups() { try offline.write(group) }
+                var groups = offline.takeRowGroups()
+                for i in groups.indices {
+                    try offline.write(groups[i])
+                    offline.recycle(&groups[i])
+                }
                 sinceRoll += chunk.count
                 if sinceRoll >= options.rollEvents {
                     try makeDurable()

@@ -156,7 +156,7 @@ final class DurableWriter: @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let job = queue[head]
+            var job = queue[head]
             busy = true
             condition.unlock()
 
@@ -215,6 +215,10 @@ final class DurableWriter: @unchecked Sendable {
             if let finished { finishedMarks.append(finished) }
             condition.broadcast()
             condition.unlock()
+            if case .offline(var file) = job {
+                job = .mark(-1)
+                offline.recycle(&file)
+            }
         }
     }
 }
