@@ -231,13 +231,16 @@ package final class OnlineWriter {
 
     /// Hands the pending rows whose entity's interval has passed to the flusher if it is idle
     /// (the others, and all of them while it is busy, keep coalescing). Waits when too many rows
-    /// are pending. Throws what Redis refused.
-    package func flushIfIdle() throws {
+    /// are pending. Throws what Redis refused; returns false when rows wait for a busy flusher.
+    @discardableResult
+    package func flushIfIdle() throws -> Bool {
         try flusher.checkFailure()
-        if pendingRows > maxPendingRows { try flush(); return }
-        guard !pending.isEmpty || handOverOwed, flusher.isIdle else { return }
+        if pendingRows > maxPendingRows { try flush(); return true }
+        guard !pending.isEmpty || handOverOwed else { return true }
+        guard flusher.isIdle else { return false }
         // A hand-over owed to a mark takes every row pending when the mark was taken.
         handOver(due: handOverOwed ? nil : clock.now())
+        return true
     }
 
     /// Hands the pending rows (or a hand-over a mark is owed) to the flusher if it is idle;

@@ -219,15 +219,20 @@ public final class Worker: RebalanceListener {
                 }
                 // Behind by more than a second of input (catching up): the newest record polled
                 // was produced over a second ago (for records without a timestamp: a second of
-                // full batches). Then rows go to Redis once a second, which saves Redis most of its
-                // writes; at the head of the stream, as soon as the flusher is idle, each entity's
-                // at most once per flush interval (the writer keeps the others back).
-                let behind = newestProduced >= 0
-                    ? SystemClock().now() - newestProduced * 1_000 > 1_000_000
-                    : behindSince.map { now - $0 >= .seconds(1) } ?? false
-                if !behind || now >= nextFlush {
+                // full batches). Then rows go to Redis once per catch-up interval (a quarter of the
+                // lag, 1–3 s), which saves Redis most of its writes; at the head of the stream, as
+                // soon as the flusher is idle, each entity's at most once per flush interval (the
+                // writer keeps the others back).
+                let lag: Duration? = newestProduced >= 0
+                    ? .microseconds(SystemClock().now() - newestProduced * 1_000)
+                    : behindSince.map { now - $0 }
+                let behind = lag.map { $0 > .seconds(1) } ?? false
+                if !behind {
                     try online.flushIfIdle()
                     nextFlush = now + max(options.flushInterval, .seconds(1))
+                } else if now >= nextFlush, try online.flushIfIdle() {
+                    // A busy flusher defers the hand-over to the next idle moment, not a whole interval.
+                    nextFlush = now + max(options.flushInterval, Self.catchUpInterval(lag: lag ?? .zero))
                 }
                 // Redis refused a write: poll no more until it holds every row (reporting meanwhile).
                 if online.isRetrying { try coordinator.flushOnline() }
@@ -260,6 +265,14 @@ public final class Worker: RebalanceListener {
             telemetry.stopped()
             throw error
         }
+    }
+
+    /// How often rows are handed to Redis while the worker is behind by `lag`: a quarter of the
+    /// lag, at least a second and at most three. Rows written while catching up are overwritten
+    /// moments later; fewer of them leave Redis (and the cores it shares) to the rows that stay,
+    /// and an entity's value in Redis is then at most the lag plus a quarter of it behind.
+    package static func catchUpInterval(lag: Duration) -> Duration {
+        min(max(lag / 4, .seconds(1)), .seconds(3))
     }
 
     /// Does what the lifecycle asks.
