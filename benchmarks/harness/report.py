@@ -154,7 +154,7 @@ def rows(results):
     if core and "entities" in core:
         add("core_state", "aggregation state after the core's run (all partitions)",
             f"{core['state_mib']:,} MiB in use ({core['state_reserved_mib']:,} MiB reserved): {core['entities']:,} entities, "
-            f"{core['tiles']:,} non-empty tiles, {core['state_mib'] * 2**20 / core['entities']:,.0f} B per entity",
+            f"{core['tiles']:,} non-empty tiles; {core['bytes_per_entity']:,} B per entity, {core['bytes_per_tile']:,} B per non-empty tile",
             core["state_mib"], "MiB", target="≤ 0.5 GiB", verdict=at_most(core["state_mib"], 512))
     if duck:
         add("duckdb", "DuckDB window functions (RANGE), every event's features, 2 threads", rate(duck["rate"]), duck["rate"],

@@ -144,7 +144,7 @@ if CommandLine.arguments.contains("--memory") {
 }
 let all = times.map { String(format: "%.2f", $0) }.joined(separator: " ")
 let total = min(limit, parameters.events)
-print("\(scale): \(total) events in \(String(format: "%.2f", seconds)) s = \(String(format: "%.2f", Double(total) / seconds / 1e6)) M events/s (best of \(all) s); last 20 %: \(String(format: "%.2f", Double(tailEvents) / tails.min()! / 1e6)) M events/s; \(emitted) emissions, state \(used >> 20) MiB in use (\(bytes >> 20) MiB reserved): \(entities) entities, \(tiles) non-empty tiles, \(used / max(1, entities)) B per entity")
+print("\(scale): \(total) events in \(String(format: "%.2f", seconds)) s = \(String(format: "%.2f", Double(total) / seconds / 1e6)) M events/s (best of \(all) s); last 20 %: \(String(format: "%.2f", Double(tailEvents) / tails.min()! / 1e6)) M events/s; \(emitted) emissions, state \(used >> 20) MiB in use (\(bytes >> 20) MiB reserved): \(entities) entities, \(tiles) non-empty tiles, \(used / max(1, entities)) B per entity, \(used / max(1, tiles)) B per non-empty tile")
 if statistics {
     let on = withStatistics.min()!
     print(String(format: "statistics: core alone %.3f s, core + feature statistics %.3f s (best of %d each, alternating): statistics cost %.1f %% of the core's time, %.1f ns per closed row (%d rows, %d features)",
