@@ -1,6 +1,9 @@
+#define _GNU_SOURCE
 #include "intrinsics.h"
 #include <stdint.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -116,4 +119,14 @@ void tessera_end_on_fatal_signals(void) {
         sigemptyset(&action.sa_mask);
         sigaction(fatal_signals[i], &action, &previous[i]);
     }
+}
+
+int tessera_create_direct(const char *path) {
+#ifdef O_DIRECT
+    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+#else
+    (void)path;
+    errno = EINVAL;
+    return -1;
+#endif
 }

@@ -97,10 +97,13 @@ public struct CheckpointStore: Sendable {
         w.write(Self.headerSeal(w.bytes, stateSeal: seal))
         // `ByteWriter.write(array:)`'s framing, with the (possibly large) state written from where it lies.
         w.write(UInt64(snapshot.state.bytes.count + seal.count))
-        try AtomicFile.replace(path(topic: topic, partition: partition)) { file in
-            try file.write(w.bytes)
-            try file.write(snapshot.state.bytes)
-            try file.write(seal)
+        let header = w.bytes
+        try AtomicFile.replace(path(topic: topic, partition: partition)) { temporary in
+            try header.withUnsafeBytes { h in
+                try snapshot.state.bytes.withUnsafeBytes { state in
+                    try seal.withUnsafeBytes { try OutputFile.write(temporary, parts: [h, state, $0]) }
+                }
+            }
         }
     }
 

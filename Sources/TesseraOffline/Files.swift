@@ -3,6 +3,7 @@
 // (`ReadOnlyFile`). The one place Tessera's file formats (Parquet, checkpoints, training sets)
 // talk to POSIX.
 
+import CIntrinsics
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -75,6 +76,80 @@ public final class OutputFile {
         let r = closeDescriptor(fd)
         fd = -1
         guard r == 0 else { throw FileError("close", path) }
+    }
+}
+
+extension OutputFile {
+    /// Creates `path` holding `parts` one after the other, fsynced. Written with direct I/O where
+    /// the file system takes it, through a reused 4 MiB buffer aligned for it: a large file (a
+    /// checkpoint image of hundreds of MiB) then costs the disk's time and one copy at memory speed,
+    /// not its way through the page cache (640 MiB on this project's VM: 0.26 s of system CPU
+    /// against 1.56 s buffered). Elsewhere (tmpfs), or when the disk refuses a direct write, the
+    /// file is written again the ordinary way.
+    public static func write(_ path: String, parts: [UnsafeRawBufferPointer]) throws(FileError) {
+        if try writeDirect(path, parts: parts) { return }
+        let file = try OutputFile(creating: path)
+        for part in parts { try file.write(part) }
+        try file.close()
+    }
+
+    static let directChunk = 4 << 20
+    static let directAlignment = 4096
+
+    /// False when direct I/O is not to be had (the file is then left for an ordinary write).
+    private static func writeDirect(_ path: String, parts: [UnsafeRawBufferPointer]) throws(FileError) -> Bool {
+        let fd = tessera_create_direct(path)
+        if fd < 0 {
+            if errno == EINVAL { return false }
+            throw FileError("create", path)
+        }
+        var open = true
+        defer { if open { _ = closeDescriptor(fd) } }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: directChunk, alignment: directAlignment)
+        defer { buffer.deallocate() }
+        var filled = 0, total = 0
+        // Writes the buffer's first `count` bytes (a multiple of the alignment); false when the
+        // file system refused direct I/O.
+        func emit(_ count: Int) throws(FileError) -> Bool {
+            var done = 0
+            while done < count {
+                let r = writeDescriptor(fd, buffer + done, count - done)
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EINVAL { return false }
+                    throw FileError("write", path)
+                }
+                // A short direct write leaves the rest unaligned: the ordinary write reports why.
+                if r % directAlignment != 0 || r == 0 { return false }
+                done += r
+            }
+            return true
+        }
+        for part in parts {
+            guard let base = part.baseAddress else { continue }
+            var taken = 0
+            while taken < part.count {
+                let n = min(directChunk - filled, part.count - taken)
+                (buffer + filled).copyMemory(from: base + taken, byteCount: n)
+                filled += n
+                taken += n
+                total += n
+                if filled == directChunk {
+                    guard try emit(filled) else { return false }
+                    filled = 0
+                }
+            }
+        }
+        if filled > 0 {
+            let padded = (filled + directAlignment - 1) & ~(directAlignment - 1)
+            (buffer + filled).initializeMemory(as: UInt8.self, repeating: 0, count: padded - filled)
+            guard try emit(padded) else { return false }
+        }
+        guard ftruncate(fd, off_t(total)) == 0 else { throw FileError("truncate", path) }
+        guard fsync(fd) == 0 else { throw FileError("sync", path) }
+        open = false
+        guard closeDescriptor(fd) == 0 else { throw FileError("close", path) }
+        return true
     }
 }
 

@@ -25,6 +25,11 @@ void tessera_malloc_own_memory_from(size_t bytes);
 /// instruction where the CPU has it (8 bytes per instruction), a table otherwise.
 unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count);
 
+/// Creates (or truncates) `path` for writing with direct I/O (`O_DIRECT`: no copy into the page
+/// cache; writes must be aligned to 4 KiB in memory, offset and length). -1 with `errno` set when
+/// it cannot, EINVAL where the file system does not take direct I/O.
+int tessera_create_direct(const char *path);
+
 /// Makes SIGSEGV, SIGBUS, SIGILL and SIGFPE end the process even when they come from outside
 /// (`kill -SEGV`): the handler installed before (the Swift runtime's, which prints a backtrace)
 /// still runs, then the signal is raised again with its default action. Call once, early.
