@@ -81,11 +81,11 @@ public final class OutputFile {
 
 extension OutputFile {
     /// Creates `path` holding `parts` one after the other, fsynced. Written with direct I/O where
-    /// the file system takes it, through a reused 4 MiB buffer aligned for it: a large file (a
+    /// the file system takes it, through one 4 MiB buffer aligned for it: a large file (a
     /// checkpoint image of hundreds of MiB) then costs the disk's time and one copy at memory speed,
     /// not its way through the page cache (640 MiB on this project's VM: 0.26 s of system CPU
-    /// against 1.56 s buffered). Elsewhere (tmpfs), or when the disk refuses a direct write, the
-    /// file is written again the ordinary way.
+    /// against 1.56 s buffered). Where the file system does not take direct I/O, or refuses a
+    /// direct write, the file is written again the ordinary way.
     public static func write(_ path: String, parts: [UnsafeRawBufferPointer]) throws(FileError) {
         if try writeDirect(path, parts: parts) { return }
         let file = try OutputFile(creating: path)
