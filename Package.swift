@@ -70,7 +70,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Parquet written and read without a Parquet library, and the file primitives durability
         // rests on (written in full and fsynced; replaced atomically).
-        .target(name: "TesseraOffline", dependencies: ["TesseraCore", "CIntrinsics", "CZstd", "CSnappy"], swiftSettings: strict),
+        .target(name: "TesseraOffline", dependencies: ["TesseraCore", "CZstd", "CSnappy"], swiftSettings: strict),
         // The durable formats: the offline log (Parquet files per view and partition) and the
         // partition checkpoints. Written by the worker, read by training sets and compaction.
         .target(name: "TesseraLog", dependencies: ["TesseraCore", "TesseraTopology", "TesseraOffline"], swiftSettings: strict),

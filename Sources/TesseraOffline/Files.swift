@@ -3,7 +3,7 @@
 // (`ReadOnlyFile`). The one place Tessera's file formats (Parquet, checkpoints, training sets)
 // talk to POSIX.
 
-import CIntrinsics
+import TesseraCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -98,7 +98,7 @@ extension OutputFile {
 
     /// False when direct I/O is not to be had (the file is then left for an ordinary write).
     private static func writeDirect(_ path: String, parts: [UnsafeRawBufferPointer]) throws(FileError) -> Bool {
-        let fd = tessera_create_direct(path)
+        let fd = createForDirectWrites(path)
         if fd < 0 {
             if errno == EINVAL { return false }
             throw FileError("create", path)
