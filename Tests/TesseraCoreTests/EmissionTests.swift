@@ -138,11 +138,7 @@ struct DecimalTextTests {
 
     @Test("an integer's text is its description")
     func integers() {
-        func text(_ v: Int64) -> String {
-            var out: [UInt8] = [0x2A]
-            DecimalText.append(v, to: &out)
-            return String(decoding: out.dropFirst(), as: UTF8.self)
-        }
+        func text(_ v: Int64) -> String { appended { DecimalText.append(v, to: &$0) } }
         var g = SystemRandomNumberGenerator()
         for _ in 0..<20_000 {
             // Every length: the random value shifted right by 0 to 63 bits.
@@ -154,11 +150,7 @@ struct DecimalTextTests {
 
     @Test("a double's text is its description, which reads back as the same double")
     func doubles() {
-        func text(_ x: Double) -> String {
-            var out: [UInt8] = [0x2A]
-            DecimalText.append(x, to: &out)
-            return String(decoding: out.dropFirst(), as: UTF8.self)
-        }
+        func text(_ x: Double) -> String { appended { DecimalText.append(x, to: &$0) } }
         var g = SystemRandomNumberGenerator()
         for _ in 0..<20_000 {
             // Every bit pattern: any exponent, subnormals, infinities and NaNs included.
@@ -170,4 +162,12 @@ struct DecimalTextTests {
             #expect(text(x) == x.description)
         }
     }
+}
+
+/// What `append` adds to a buffer that already holds a byte, as text (the byte must stay as it was).
+private func appended(_ append: (inout [UInt8]) -> Void) -> String {
+    var out: [UInt8] = [0x2A]
+    append(&out)
+    #expect(out.first == 0x2A)
+    return String(decoding: out.dropFirst(), as: UTF8.self)
 }
