@@ -216,6 +216,8 @@ final class DurableWriter: @unchecked Sendable {
             condition.broadcast()
             condition.unlock()
             if case .offline(var file) = job {
+                // Let go of the job's reference, so that the piece's columns are unique and keep
+                // their memory when emptied.
                 job = .mark(-1)
                 offline.recycle(&file)
             }
