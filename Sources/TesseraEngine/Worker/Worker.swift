@@ -192,7 +192,7 @@ public final class Worker: RebalanceListener {
             var nextCheckpoint = clock.now + options.checkpointInterval
             var drainedSince: ContinuousClock.Instant?
             var iteration = clock.now
-            var pollTimeout: Int32 = 50
+            var pollTimeout = Self.headPollMs
             var behindSince: ContinuousClock.Instant?
             while lifecycle.isPolling {
                 let started = clock.now
@@ -204,17 +204,17 @@ public final class Worker: RebalanceListener {
                     try perform(lifecycle.handle(.stopRequested))
                     break
                 }
-                // A full batch: the worker is behind, polls return at once. Otherwise it is at the
-                // head of the stream, where a poll waits for its whole timeout unless the batch
-                // fills: wait briefly, so that records are processed as they come.
+                // A poll returns once its batch is full or its timeout has passed. At the head of
+                // the stream records are processed as they come: a batch would take a while to fill
+                // (8 192 records are 35 ms at 230 k events/s) and every record in it would wait
+                // for that. Catching up, batches are full at once unless fetching falls behind for
+                // a moment: then waiting for a full batch saves the cost of many small ones.
                 newestProduced = -1
                 let got = try consumer.poll(timeout: pollTimeout) { records in try self.process(records) }
                 let now = clock.now
                 if got >= consumer.batchSize {
-                    pollTimeout = 50
                     if behindSince == nil { behindSince = now }
                 } else {
-                    pollTimeout = 5
                     behindSince = nil
                 }
                 // Behind by more than a second of input (catching up): the newest record polled
@@ -227,6 +227,7 @@ public final class Worker: RebalanceListener {
                     ? .microseconds(SystemClock().now() - newestProduced * 1_000)
                     : behindSince.map { now - $0 }
                 let behind = lag.map { $0 > .seconds(1) } ?? false
+                pollTimeout = behind ? Self.catchUpPollMs : Self.headPollMs
                 if !behind {
                     try online.flushIfIdle()
                     nextFlush = now + max(options.flushInterval, .seconds(1))
@@ -266,6 +267,10 @@ public final class Worker: RebalanceListener {
             throw error
         }
     }
+
+    /// How long a poll waits for its batch to fill (ms) at the head of the stream and while
+    /// catching up.
+    static let headPollMs: Int32 = 5, catchUpPollMs: Int32 = 50
 
     /// How often rows are handed to Redis while the worker is behind by `lag`: a quarter of the
     /// lag, at least a second and at most three. Rows written while catching up are overwritten
