@@ -38,4 +38,25 @@ struct FileTests {
             #expect(read == parts.flatMap { $0 }, "size \(size)")
         }
     }
+
+    @Test("a direct write refused part-way leaves the file written the ordinary way, whole", arguments: [0, 1, 2])
+    func refusedPartWay(_ taken: Int) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-files-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var g = SeededGenerator(seed: 12)
+        // Three buffers' worth and a bit: the refusal comes before, between or after the direct
+        // writes of the first buffers, and the file already holds what they wrote.
+        let bulk = (0..<(3 * OutputFile.directChunk + 5)).map { _ in UInt8.random(in: 0...255, using: &g) }
+        let head: [UInt8] = [1, 2, 3]
+        let path = "\(dir)/refused"
+        // What a file at that path held before is replaced, not merged.
+        try Data(repeating: 0xEE, count: 5 * OutputFile.directChunk).write(to: URL(fileURLWithPath: path))
+        try head.withUnsafeBytes { a in
+            try bulk.withUnsafeBytes { b in try OutputFile.write(path, parts: [a, b], directWritesTaken: taken) }
+        }
+        let read = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(read.count == head.count + bulk.count)
+        #expect(read == head + bulk)
+    }
 }
