@@ -16,6 +16,7 @@ let package = Package(
             name: "core-profile",
             dependencies: [
                 .product(name: "TesseraCore", package: "tessera"),
+                .product(name: "TesseraLog", package: "tessera"),
                 .product(name: "TesseraSource", package: "tessera"),
                 .product(name: "TesseraTopology", package: "tessera"),
                 .product(name: "TesseraWorkload", package: "tessera"),

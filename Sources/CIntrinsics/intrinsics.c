@@ -130,3 +130,14 @@ int tessera_create_direct(const char *path) {
     return -1;
 #endif
 }
+
+int tessera_end_direct(int fd) {
+#ifdef O_DIRECT
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFL, flags & ~O_DIRECT);
+#else
+    (void)fd;
+    return 0;
+#endif
+}

@@ -144,9 +144,8 @@ public struct PartitionAggregator: Sendable {
     }
 
     /// The partition state as bytes, not yet sealed by its checksum: `serialized()` is
-    /// `image.bytes + image.seal()`. Sealing reads every byte of a state that may be large, so
-    /// the worker copies the image on its own thread and leaves the seal to the thread that
-    /// writes the checkpoint.
+    /// `image.bytes + image.seal()`. A checkpoint streams the same bytes to its file instead
+    /// (`write(imageTo:)`).
     public struct Image: Sendable {
         public let bytes: [UInt8]
 
@@ -158,35 +157,43 @@ public struct PartitionAggregator: Sendable {
 
     /// The bytes the state reserves (slab chunks are mapped lazily: not all of it is resident).
     public var memory: Int { views.reduce(1 << 16) { $0 + $1.memory } }
-    /// Roughly the bytes of the state in use: what its image needs, give or take the key index.
-    public var usedBytes: Int { views.reduce(1 << 16) { $0 + $1.usedBytes } }
 
     public func image() -> Image {
-        var buffer: [UInt8] = []
-        return image(reusing: &buffer)
+        var w = ByteWriter()
+        write(imageInto: &w)
+        return Image(bytes: w.bytes)
     }
 
-    /// The image, written into `buffer`'s memory when no one else still holds it: a checkpoint
-    /// passes a buffer whose pages are already faulted in, so the copy runs at memory speed.
-    /// `buffer` is left holding the image's bytes.
-    public func image(reusing buffer: inout [UInt8]) -> Image {
-        var w = ByteWriter(taking: &buffer)
-        // A quarter more than the state needs now, so that a growing state reuses the buffer for
-        // a while instead of faulting in a larger one at every checkpoint.
-        let needed = usedBytes
-        if w.capacity < needed { w.reserveCapacity(needed + needed / 4) }
+    /// Streams the image to `sink`, returning its length: the same bytes as `image()`, without
+    /// them being in memory at once (most of them go to the sink from where the state holds them).
+    @discardableResult
+    public func write(imageTo sink: any ByteSink) -> Int {
+        var w = ByteWriter(streamingTo: sink)
+        write(imageInto: &w)
+        w.finish()
+        return w.count
+    }
+
+    /// The image's length, found by streaming it to a counter (cheap: the state's bulk is counted
+    /// where it lies, not copied).
+    public var imageLength: Int { write(imageTo: ByteCounter()) }
+
+    private func write(imageInto w: inout ByteWriter) {
         w.write("tessera-partition")
         w.write(PartitionAggregator.formatVersion)
         w.write(allowedLateness)
         w.write(streamTime)
         w.write(UInt64(views.count))
         for v in views {
-            let start = w.beginSection()
+            // Each view's section starts with its length (`ByteReader.section`), counted first
+            // so that a streamed image need not go back to write it.
+            var counter = ByteWriter(streamingTo: ByteCounter())
+            v.serialize(into: &counter)
+            w.write(UInt64(counter.count))
+            let start = w.count
             v.serialize(into: &w)
-            w.endSection(at: start)
+            precondition(w.count - start == counter.count, "view \(v.spec.name): its image's length changed while it was written")
         }
-        buffer = w.bytes
-        return Image(bytes: buffer)
     }
 
     /// What restoring changed, for the operator: views or features added (they start from empty

@@ -46,20 +46,6 @@ public struct CheckpointStore: Sendable {
         }
     }
 
-    /// A checkpoint as it is saved: the position and the state image, sealed where it is written.
-    public struct Snapshot: Sendable {
-        public var position: Position
-        public var state: PartitionAggregator.Image
-
-        public init(position: Position, state: PartitionAggregator.Image) {
-            self.position = position
-            self.state = state
-        }
-
-        /// Roughly what it holds in memory (for back-pressure).
-        public var bytes: Int { state.bytes.count }
-    }
-
     /// A checkpoint as it is loaded: the position and the sealed state, for
     /// `PartitionAggregator(restoring:)` (which verifies the seal).
     public struct Saved: Sendable {
@@ -79,32 +65,66 @@ public struct CheckpointStore: Sendable {
         FileManager.default.fileExists(atPath: path(topic: topic, partition: partition))
     }
 
-    /// Writes a partition's checkpoint in place of the last one (computing the state's seal here).
-    public func save(topic: String, partition: Int32, _ snapshot: Snapshot) throws {
+    /// Writes a partition's checkpoint in place of the last one.
+    public func save(topic: String, partition: Int32, position: Position, state: PartitionAggregator) throws {
+        let written = try write(topic: topic, partition: partition, position: position, state: state)
+        try moveIntoPlace(written)
+    }
+
+    /// A checkpoint written to its temporary file and fsynced, not yet in place.
+    public struct Written: Sendable {
+        public let temporary: String
+        public let path: String
+    }
+
+    /// Writes a partition's checkpoint to a temporary file beside its place, fsynced, streaming
+    /// the state from its memory (no image of it is built) and sealing it on the way; the
+    /// header, which holds the state's seal, is completed last. `moveIntoPlace` puts it where
+    /// `load` finds it. On failure the temporary file is removed.
+    public func write(topic: String, partition: Int32, position: Position, state: PartitionAggregator) throws -> Written {
         let dir = "\(directory)/\(topic)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = path(topic: topic, partition: partition)
+        let temporary = AtomicFile.temporaryPath(for: path)
         var w = ByteWriter()
         w.write(Self.magic)
         w.write(Self.version)
-        w.write(snapshot.position.nextOffset)
-        w.write(snapshot.position.lastCreated)
-        w.write(UInt64(snapshot.position.nextSequences.count))
-        for (view, sequence) in snapshot.position.nextSequences.sorted(by: { $0.key < $1.key }) {
+        w.write(position.nextOffset)
+        w.write(position.lastCreated)
+        w.write(UInt64(position.nextSequences.count))
+        for (view, sequence) in position.nextSequences.sorted(by: { $0.key < $1.key }) {
             w.write(view)
             w.write(sequence)
         }
-        let seal = snapshot.state.seal()
-        w.write(Self.headerSeal(w.bytes, stateSeal: seal))
-        // `ByteWriter.write(array:)`'s framing, with the (possibly large) state written from where it lies.
-        w.write(UInt64(snapshot.state.bytes.count + seal.count))
         let header = w.bytes
-        try AtomicFile.replace(path(topic: topic, partition: partition)) { temporary in
-            try header.withUnsafeBytes { h in
-                try snapshot.state.bytes.withUnsafeBytes { state in
-                    try seal.withUnsafeBytes { try OutputFile.write(temporary, parts: [h, state, $0]) }
-                }
-            }
+        let length = state.imageLength
+        do {
+            let file = try StreamedFile(creating: temporary)
+            var framing = ByteWriter()
+            framing.write(UInt32(0))  // the header seal, once the state's is known
+            // `ByteWriter.write(array:)`'s framing: the state and its seal.
+            framing.write(UInt64(length + 8))
+            header.withUnsafeBytes { file.take($0) }
+            framing.bytes.withUnsafeBytes { file.take($0) }
+            let sealing = SealingSink(file)
+            let streamed = state.write(imageTo: sealing)
+            precondition(streamed == length, "the state's image changed length while it was written")
+            let seal = Seal.trailer(crc: sealing.crc)
+            seal.withUnsafeBytes { file.take($0) }
+            var sealBytes = ByteWriter()
+            sealBytes.write(Self.headerSeal(header, stateSeal: seal))
+            file.patch(at: header.count, sealBytes.bytes)
+            try file.close()
+        } catch {
+            unlink(temporary)
+            throw error
         }
+        return Written(temporary: temporary, path: path)
+    }
+
+    /// Puts a checkpoint written by `write` in place of the last one (rename, directory fsync).
+    public func moveIntoPlace(_ written: Written) throws {
+        try AtomicFile.moveIntoPlace(written.temporary, written.path)
     }
 
     /// A partition's checkpoint, or nil when it has none.
@@ -144,5 +164,25 @@ public struct CheckpointStore: Sendable {
     static func headerSeal<H: Collection<UInt8>, S: Collection<UInt8>>(_ header: H, stateSeal: S) -> UInt32 {
         let crc = Array(header).withUnsafeBytes { Seal.crc32c($0) }
         return Array(stateSeal).withUnsafeBytes { Seal.crc32c($0, continuing: crc) }
+    }
+}
+
+/// Passes bytes on to a file, computing their CRC-32C on the way (a few hundred KiB at a time,
+/// so that the copy reads what the checksum has just brought into the cache).
+private final class SealingSink: ByteSink {
+    let file: StreamedFile
+    private(set) var crc: UInt32 = 0
+    static let piece = 256 << 10
+
+    init(_ file: StreamedFile) { self.file = file }
+
+    func take(_ bytes: UnsafeRawBufferPointer) {
+        var start = 0
+        while start < bytes.count {
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<min(bytes.count, start + Self.piece)])
+            crc = Seal.crc32c(piece, continuing: crc)
+            file.take(piece)
+            start += piece.count
+        }
     }
 }

@@ -12,13 +12,15 @@ struct CheckpointTests {
         FeatureSpec(name: "total", aggregate: .sum, field: 1, window: .lifetime),
     ])
 
-    static func snapshot(users: Int64, next: Int64) -> CheckpointStore.Snapshot {
+    static func state(users: Int64) -> PartitionAggregator {
         var core = PartitionAggregator(views: [spec], allowedLateness: 0)
         var b = ColumnBatch(schema: schema.types)
         for u in 0..<users { b.append(time: 1_000_000 + u, [.int(u), .double(Double(u))]) }
         core.ingest(b)
-        return .init(position: .init(nextOffset: next, lastCreated: 5_000, nextSequences: ["v": 1]), state: core.image())
+        return core
     }
+
+    static let position = CheckpointStore.Position(nextOffset: 1_000, lastCreated: 5_000, nextSequences: ["v": 1])
 
     /// User 4's latest offline row in the run that wrote `earlierCheckpointBase64` (read with DuckDB).
     static let earlierRow = "[4] [Optional(1), Optional(8), Optional(8), Optional(241.74), Optional(47.86125), Optional(79.01), Optional(28.704729544350105), Optional(8), Optional(\"paid\"), Optional(5)]"
@@ -47,7 +49,7 @@ struct CheckpointTests {
     /// The checkpoint's bytes with `change` applied, loaded back.
     static func tampered(_ change: (inout [UInt8]) -> Void) throws -> CheckpointStore.Saved? {
         let store = CheckpointStore(stateDirectory: temporaryDirectory("checkpoint"), group: "g")
-        try store.save(topic: "t", partition: 0, snapshot(users: 50, next: 1_000))
+        try store.save(topic: "t", partition: 0, position: position, state: state(users: 50))
         let path = store.path(topic: "t", partition: 0)
         var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
         change(&bytes)
@@ -73,7 +75,7 @@ struct CheckpointTests {
         let saved = try #require(try Self.tampered { _ in })
         #expect(saved.nextOffset == 1_000 && saved.position.lastCreated == 5_000 && saved.nextSequences == ["v": 1])
         let restored = try PartitionAggregator(views: [Self.spec], allowedLateness: 0, restoring: saved.state)
-        #expect(restored.image().bytes == Self.snapshot(users: 50, next: 1_000).state.bytes)
+        #expect(restored.serialized() == Self.state(users: 50).serialized())
     }
 
     @Test("an altered header is refused: next offset ±100, last created, offline sequence 1 → 0",
@@ -97,7 +99,7 @@ struct CheckpointTests {
     @Test("a header spliced onto another checkpoint's state is refused")
     func spliced() throws {
         let other = CheckpointStore(stateDirectory: temporaryDirectory("checkpoint"), group: "g")
-        try other.save(topic: "t", partition: 0, Self.snapshot(users: 51, next: 1_000))
+        try other.save(topic: "t", partition: 0, position: Self.position, state: Self.state(users: 51))
         let otherBytes = [UInt8](FileManager.default.contents(atPath: other.path(topic: "t", partition: 0))!)
         #expect(throws: StateFormatError.self) {
             try Self.tampered { bytes in

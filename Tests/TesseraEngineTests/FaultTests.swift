@@ -2,6 +2,7 @@ import Foundation
 import TesseraCore
 import TesseraEngine
 import TesseraKafka
+import TesseraLog
 import TesseraOnline
 import TesseraRedis
 import TesseraTestSupport
@@ -12,7 +13,7 @@ import Testing
 /// Faults of the worker's surroundings (docs/design.md, "Delivery and recovery"): Redis unreachable or hung, brokers down and
 /// failing requests, an offline directory that cannot be written. The worker waits, retries,
 /// reports it, resumes, and ends with the same outputs as a run that met no fault.
-@Suite("Faults: Redis, brokers and the offline directory", .serialized)
+@Suite("Faults: Redis, brokers, the offline directory and checkpoints", .serialized)
 struct FaultTests {
     static let events = 9_000
     static let workload = ReferenceWorkload(.init(events: events, users: 300, skew: 1.1, span: 2 * Time.day, disorder: 3 * Time.second))
@@ -233,6 +234,38 @@ struct FaultTests {
         try run.produce(6_000..<9_000)
         #expect(worker.wait { $0.events == Self.events && $0.retrying == nil })
         #expect(try run.finish(worker) == expected)
+    }
+
+    @Test("the checkpoints' directory unwritable for a while: the worker stops consuming, reports, writes the checkpoint it could not, resumes; outputs equal an undisturbed run")
+    func checkpointsUnwritable() throws {
+        let expected = try Self.undisturbed()
+        let run = try DisturbedRun()
+        try run.produce(0..<3_000)
+        let worker = run.start()
+        let store = CheckpointStore(stateDirectory: run.options.stateDirectory!, group: run.options.group)
+        let topicDirectory = store.directory + "/orders"
+        #expect(worker.wait { $0.events == 3_000 && $0.commits > 0 })
+        #expect(FileManager.default.fileExists(atPath: topicDirectory))
+
+        // The topic's directory becomes a plain file: every checkpoint fails to be written, first
+        // on the snapshot thread (which keeps the state's copy), then on the storage thread's retries.
+        try FileManager.default.moveItem(atPath: topicDirectory, toPath: topicDirectory + ".away")
+        #expect(FileManager.default.createFile(atPath: topicDirectory, contents: Data("not a directory".utf8)))
+        try run.produce(3_000..<6_000)
+        #expect(worker.wait(seconds: 30) { $0.retrying?.hasPrefix("cannot write the checkpoint of orders") == true },
+                "the stats never reported the failing checkpoint")
+        Thread.sleep(forTimeInterval: 0.5)
+        let stalled = worker.stats.events
+        Thread.sleep(forTimeInterval: 2)
+        #expect(worker.stats.events == stalled, "the worker kept consuming while its checkpoints could not be written")
+        try FileManager.default.removeItem(atPath: topicDirectory)
+        try FileManager.default.moveItem(atPath: topicDirectory + ".away", toPath: topicDirectory)
+        try run.produce(6_000..<9_000)
+        #expect(worker.wait { $0.events == Self.events && $0.retrying == nil })
+        #expect(try run.finish(worker) == expected)
+        // No temporary file is left behind.
+        let left = try FileManager.default.contentsOfDirectory(atPath: topicDirectory).filter { $0.hasSuffix(".tmp") }
+        #expect(left.isEmpty, "\(left)")
     }
 
     /// The outputs of one uninterrupted drained run over the whole workload.

@@ -6,10 +6,19 @@ import TesseraCore
 @Suite("Files written whole")
 struct FileTests {
     /// Sizes around the direct writes' alignment and buffer.
-    static let sizes = [0, 1, 4_095, 4_096, 4_097, OutputFile.directChunk - 1, OutputFile.directChunk,
-                        OutputFile.directChunk + 4_096 + 3, 2 * OutputFile.directChunk + 17]
+    static let sizes = [0, 1, 4_095, 4_096, 4_097, StreamedFile.chunk - 1, StreamedFile.chunk,
+                        StreamedFile.chunk + 4_096 + 3, 2 * StreamedFile.chunk + 17]
 
-    @Test("a file written from parts holds exactly their bytes, in order (direct I/O or not)", arguments: ["tmp", "shm"])
+    /// Streams `parts` into a new file at `path`, then overwrites its bytes 1 and 2 with `patch`.
+    static func stream(_ parts: [[UInt8]], to path: String, patch: [UInt8], directWritesTaken: Int = .max) throws {
+        let file = try StreamedFile(creating: path, directWritesTaken: directWritesTaken)
+        for part in parts { part.withUnsafeBytes { file.take($0) } }
+        #expect(file.count == parts.reduce(0) { $0 + $1.count })
+        file.patch(at: 1, patch)
+        try file.close()
+    }
+
+    @Test("a streamed file holds exactly the bytes it was given, in order, with its head patched (direct I/O or not)", arguments: ["tmp", "shm"])
     func parts(_ place: String) throws {
         let dir: String
         if place == "shm" {
@@ -28,35 +37,43 @@ struct FileTests {
                                     (0..<size).map { _ in UInt8.random(in: 0...255, using: &g) },
                                     (0..<(i + 1)).map { _ in UInt8.random(in: 0...255, using: &g) }]
             let path = "\(dir)/file-\(i)"
-            try parts[0].withUnsafeBytes { a in
-                try parts[1].withUnsafeBytes { b in
-                    try parts[2].withUnsafeBytes { c in try OutputFile.write(path, parts: [a, b, c]) }
-                }
-            }
+            let patch: [UInt8] = [0xA5, 0x5A]
+            try Self.stream(parts, to: path, patch: patch)
+            var expected = parts.flatMap { $0 }
+            expected.replaceSubrange(1..<3, with: patch)
             let read = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-            #expect(read.count == parts.reduce(0) { $0 + $1.count }, "size \(size)")
-            #expect(read == parts.flatMap { $0 }, "size \(size)")
+            #expect(read.count == expected.count, "size \(size)")
+            #expect(read == expected, "size \(size)")
         }
     }
 
-    @Test("a direct write refused part-way leaves the file written the ordinary way, whole", arguments: [0, 1, 2])
+    @Test("a direct write refused part-way leaves the rest written the ordinary way: the file is whole", arguments: [0, 1, 2, 3])
     func refusedPartWay(_ taken: Int) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-files-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var g = SeededGenerator(seed: 12)
-        // Three buffers' worth and a bit: the refusal comes before, between or after the direct
-        // writes of the first buffers, and the file already holds what they wrote.
-        let bulk = (0..<(3 * OutputFile.directChunk + 5)).map { _ in UInt8.random(in: 0...255, using: &g) }
+        // Three buffers' worth and a bit, written as the second and third buffers, the rest and
+        // then the first: the refusal comes before, between or after them.
+        let bulk = (0..<(3 * StreamedFile.chunk + 5)).map { _ in UInt8.random(in: 0...255, using: &g) }
         let head: [UInt8] = [1, 2, 3]
         let path = "\(dir)/refused"
         // What a file at that path held before is replaced, not merged.
-        try Data(repeating: 0xEE, count: 5 * OutputFile.directChunk).write(to: URL(fileURLWithPath: path))
-        try head.withUnsafeBytes { a in
-            try bulk.withUnsafeBytes { b in try OutputFile.write(path, parts: [a, b], directWritesTaken: taken) }
-        }
+        try Data(repeating: 0xEE, count: 5 * StreamedFile.chunk).write(to: URL(fileURLWithPath: path))
+        try Self.stream([head, bulk], to: path, patch: [7, 8], directWritesTaken: taken)
         let read = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         #expect(read.count == head.count + bulk.count)
-        #expect(read == head + bulk)
+        #expect(read == [1, 7, 8] + bulk)
+    }
+
+    @Test("a write that fails is thrown by close(), and what follows it is dropped")
+    func failedWrite() throws {
+        let path = "/dev/full"
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        let file = try StreamedFile(creating: path, directWritesTaken: 0)
+        let bulk = [UInt8](repeating: 1, count: StreamedFile.chunk + 1)
+        bulk.withUnsafeBytes { file.take($0) }
+        bulk.withUnsafeBytes { file.take($0) }
+        #expect(throws: FileError.self) { try file.close() }
     }
 }

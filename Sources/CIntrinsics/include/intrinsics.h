@@ -30,6 +30,10 @@ unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count);
 /// it cannot, EINVAL where the file system does not take direct I/O.
 int tessera_create_direct(const char *path);
 
+/// Turns direct I/O off for a descriptor opened by `tessera_create_direct` (its later writes go
+/// through the page cache, with no alignment asked). 0, or -1 with `errno` set.
+int tessera_end_direct(int fd);
+
 /// Makes SIGSEGV, SIGBUS, SIGILL and SIGFPE end the process even when they come from outside
 /// (`kill -SEGV`): the handler installed before (the Swift runtime's, which prints a backtrace)
 /// still runs, then the signal is raised again with its default action. Call once, early.

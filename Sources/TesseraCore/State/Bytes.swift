@@ -1,25 +1,58 @@
-/// Little-endian binary encoding for checkpointed state. Pure: bytes in, bytes out, no I/O.
-public struct ByteWriter: Sendable {
-    public private(set) var bytes: [UInt8] = []
+/// Where a streaming `ByteWriter` hands its bytes: a checkpoint file being written, a counter.
+/// A sink that fails keeps its first error for whoever finishes it; later bytes are ignored.
+public protocol ByteSink: AnyObject {
+    func take(_ bytes: UnsafeRawBufferPointer)
+}
 
+/// Counts the bytes it is handed (the size of an image, before it is written).
+public final class ByteCounter: ByteSink {
+    public private(set) var count = 0
     public init() {}
+    public func take(_ bytes: UnsafeRawBufferPointer) { count += bytes.count }
+}
 
-    /// A writer that starts empty in `buffer`'s memory (kept when no copy of `buffer` is held
-    /// elsewhere), leaving `buffer` empty.
-    public init(taking buffer: inout [UInt8]) {
-        swap(&bytes, &buffer)
+/// Little-endian binary encoding for checkpointed state. Pure: bytes in, bytes out, no I/O.
+///
+/// A writer either keeps its bytes (`bytes`) or streams them to a `ByteSink`: small values gather
+/// in a 64 KiB buffer that goes to the sink when full, and raw memory of 4 KiB or more (a slab's
+/// items, a large array) goes to the sink from where it lies. A state of hundreds of MiB is then
+/// written to its file without an image of it in memory.
+public struct ByteWriter {
+    public private(set) var bytes: [UInt8] = []
+    private let sink: (any ByteSink)?
+    /// Bytes handed to the sink so far.
+    private var streamed = 0
+
+    static let gathered = 1 << 16
+    static let direct = 1 << 12
+
+    public init() { sink = nil }
+
+    /// A writer that hands its bytes to `sink` (`finish()` hands over the last ones).
+    public init(streamingTo sink: any ByteSink) {
+        self.sink = sink
+        bytes.reserveCapacity(Self.gathered + Self.direct)
+    }
+
+    /// Bytes written so far.
+    public var count: Int { streamed + bytes.count }
+
+    /// Hands the bytes still gathered to the sink.
+    public mutating func finish() {
+        guard let sink, !bytes.isEmpty else { return }
+        bytes.withUnsafeBytes { sink.take($0) }
+        streamed += bytes.count
         bytes.removeAll(keepingCapacity: true)
     }
 
-    /// Room for `count` bytes in all, so that a large state is written without regrowing (and
-    /// recopying) the buffer; untouched room costs address space, not memory.
-    public mutating func reserveCapacity(_ count: Int) { bytes.reserveCapacity(count) }
-
-    /// Bytes the buffer holds without growing.
-    public var capacity: Int { bytes.capacity }
+    @inline(__always)
+    private mutating func gathered() {
+        if sink != nil && bytes.count >= Self.gathered { finish() }
+    }
 
     public mutating func write<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        gathered()
     }
 
     public mutating func write(_ value: Double) { write(value.bitPattern) }
@@ -29,29 +62,25 @@ public struct ByteWriter: Sendable {
     public mutating func write(_ value: String) {
         let utf8 = Array(value.utf8)
         write(UInt64(utf8.count))
-        bytes.append(contentsOf: utf8)
+        utf8.withUnsafeBytes { write(raw: $0) }
     }
 
     /// Arrays of plain values are written as their raw memory (this format is little-endian only).
     public mutating func write<T: BitwiseCopyable>(array: [T]) {
         write(UInt64(array.count))
-        array.withUnsafeBytes { bytes.append(contentsOf: $0) }
-    }
-
-    /// Writes a placeholder length; `endSection(at:)` fills in the bytes written since.
-    public mutating func beginSection() -> Int {
-        write(UInt64(0))
-        return bytes.count
-    }
-
-    public mutating func endSection(at start: Int) {
-        let length = UInt64(bytes.count - start).littleEndian
-        withUnsafeBytes(of: length) { for (i, b) in $0.enumerated() { bytes[start - 8 + i] = b } }
+        array.withUnsafeBytes { write(raw: $0) }
     }
 
     /// Raw bytes, as they are (the caller frames them).
     public mutating func write(raw: UnsafeRawBufferPointer) {
+        if let sink, raw.count >= Self.direct {
+            finish()
+            sink.take(raw)
+            streamed += raw.count
+            return
+        }
         bytes.append(contentsOf: raw)
+        gathered()
     }
 
     public mutating func write<T: BitwiseCopyable>(arrays: [[T]]) {
@@ -76,7 +105,7 @@ public struct ByteReader {
     /// Bytes left to read.
     public var remaining: Int { bytes.count - position }
 
-    /// Reads a section's length (see `ByteWriter.beginSection`) and returns its byte range.
+    /// Reads a section's length (a count of the bytes that follow) and returns its byte range.
     public mutating func section() throws -> Range<Int> {
         let n = try count(limit: bytes.count - position - 8)
         return position..<(position + n)

@@ -20,8 +20,8 @@ import TesseraOnline
 final class DurableWriter: @unchecked Sendable {
     enum Job: Sendable {
         case offline(OfflineLog.PendingFile)
-        /// A partition's checkpoint: its position, and its image once `SnapshotTaker` has taken it.
-        case checkpoint(TopicPartition, CheckpointStore.Position, SnapshotTaker.Pending)
+        /// A partition's checkpoint, moved into place once `SnapshotTaker` has written it.
+        case checkpoint(SnapshotTaker.Pending)
         /// Waits until Redis holds every row emitted before the checkpoints queued behind it: a
         /// checkpoint must not be written ahead of the online rows it counts as emitted, and
         /// the worker goes on consuming meanwhile.
@@ -32,8 +32,7 @@ final class DurableWriter: @unchecked Sendable {
         var bytes: Int {
             switch self {
             case .offline(let file): file.bytes
-            case .checkpoint(_, _, let image): image.bytes
-            case .online, .mark: 0
+            case .checkpoint, .online, .mark: 0
             }
         }
 
@@ -41,7 +40,7 @@ final class DurableWriter: @unchecked Sendable {
         var what: (task: String, component: String) {
             switch self {
             case .offline: ("write the offline log", "offline")
-            case .checkpoint(let tp, _, _): ("write the checkpoint of \(tp)", "checkpoint")
+            case .checkpoint(let pending): ("write the checkpoint of \(pending.partition)", "checkpoint")
             case .online: ("write the online rows before a checkpoint", "redis")
             case .mark: ("", "")
             }
@@ -117,7 +116,7 @@ final class DurableWriter: @unchecked Sendable {
             let kept = queue[head...].filter { job in
                 switch job {
                 case .offline(let file): !partitions.contains(file.key.partition)
-                case .checkpoint(let tp, _, _): !partitions.contains(tp.partition)
+                case .checkpoint(let pending): !partitions.contains(pending.partition.partition)
                 case .online, .mark: true
                 }
             }
@@ -135,6 +134,24 @@ final class DurableWriter: @unchecked Sendable {
             stopping = true
             condition.broadcast()
             while busy { condition.wait() }
+        }
+    }
+
+    /// Moves a checkpoint the snapshot thread wrote into place; one it failed to write is
+    /// reported (as a failed attempt) and then written here from the copy of the state it kept.
+    private func place(_ pending: SnapshotTaker.Pending) throws {
+        guard let checkpoints else { return }
+        switch pending.wait() {
+        case .written(let written):
+            try checkpoints.moveIntoPlace(written)
+            pending.placed = true
+        case .failed(let reason, let state):
+            if !pending.reported {
+                pending.reported = true
+                throw StorageError(reason)
+            }
+            let tp = pending.partition
+            try checkpoints.save(topic: tp.topic, partition: tp.partition, position: pending.position, state: state)
         }
     }
 
@@ -166,8 +183,7 @@ final class DurableWriter: @unchecked Sendable {
             do {
                 switch job {
                 case .offline(let file): try offline.write(file)
-                case .checkpoint(let tp, let position, let image):
-                    try checkpoints?.save(topic: tp.topic, partition: tp.partition, .init(position: position, state: image.wait()))
+                case .checkpoint(let pending): try place(pending)
                 case .online(let mark):
                     while try !mark.reached(within: 0.1) {
                         if condition.withLock({ stopping }) {
@@ -203,8 +219,8 @@ final class DurableWriter: @unchecked Sendable {
             }
             backoff.reset()
             trouble = nil
-            // Let go of what the job held now, not when the queue is next compacted: a
-            // checkpoint's image is the buffer the worker reuses for the next one.
+            // Let go of what the job held now, not when the queue is next compacted: the snapshot
+            // thread takes the next checkpoint once the last one is let go of.
             queue[head] = .mark(-1)
             head += 1
             queuedBytes -= job.bytes

@@ -62,7 +62,7 @@ final class CommitCoordinator {
     ///
     /// A checkpoint round takes one partition at a time (`advanceRound`): its state is handed to
     /// the snapshot thread as a copy that shares the live state's memory, and its records are
-    /// held back until that thread has imaged it (`SnapshotTaker`), so the loop copies nothing.
+    /// held back until that thread has written it (`SnapshotTaker`), so the loop copies nothing.
     /// Each partition's checkpoint is consistent on its own (its state, offsets and offline
     /// sequences are taken together). With `wait` (a revoke, a stop) the round is taken whole,
     /// here, after Redis has caught up, and waited for.
@@ -107,17 +107,15 @@ final class CommitCoordinator {
         var started: ContinuousClock.Instant
         var remaining: [TopicPartition]
         var commit: [TopicPartition: (Int64, PartitionTable.Entry)] = [:]
-        /// When the next partition may be taken (once the last one's image is written, too): one
-        /// partition is held back, and one image kept, at a time.
+        /// When the next partition may be taken (once the last one's checkpoint is in place,
+        /// too): one partition is held back at a time.
         var next: ContinuousClock.Instant
-        /// The partition a buffer is being readied for (it is taken once the buffer is ready).
-        var prepared: TopicPartition?
     }
     private var open: OpenRound?
 
     /// Between polls: checkpoints the next partition of the round being taken once its time has
-    /// come and the last partition's image is written (every one left, now, with `all`), once a
-    /// buffer for its image is ready. Its offline files are handed over first, then a wait for
+    /// come and the last partition's checkpoint is in place (every one left, now, with `all`).
+    /// Its offline files are handed over first, then a wait for
     /// Redis to hold the rows so far (a checkpoint must not be written ahead of the online rows it
     /// counts as emitted; the storage thread waits, the worker goes on), then its state. After the
     /// last partition, the round's mark.
@@ -128,25 +126,18 @@ final class CommitCoordinator {
                 round.remaining.removeFirst()
                 continue
             }
-            if checkpoints != nil {
-                if all {
-                    // Taken whole, still one image at a time: the last one is written first.
-                    if snapshots.isBusy { try awaitStorage() }
-                } else if round.prepared != tp {
-                    snapshots.prepare(tp, bytes: e.pipeline.core.usedBytes)
-                    round.prepared = tp
-                    break
-                }
-            }
+            // Taken whole, still one partition at a time: the last one is placed first.
+            if checkpoints != nil && all && snapshots.isBusy { try awaitStorage() }
             round.remaining.removeFirst()
             var jobs = offline.detach(partitions: [tp.partition]).map { DurableWriter.Job.offline($0) }
             jobs.append(.online(online.mark()))
-            if checkpoints != nil {
+            if let checkpoints {
                 let started = ContinuousClock.now
-                // The state's copy shares its memory: the partition is held back until it is imaged.
-                let image = snapshots.take(tp, state: e.pipeline.core)
+                // The state's copy shares its memory: the partition is held back until it is written.
+                let position = e.pipeline.position(nextSequences: offline.nextSequences(partition: tp.partition))
+                let checkpoint = snapshots.take(tp, state: e.pipeline.core, position: position, into: checkpoints)
                 consumer.hold(tp)
-                jobs.append(.checkpoint(tp, e.pipeline.position(nextSequences: offline.nextSequences(partition: tp.partition)), image))
+                jobs.append(.checkpoint(checkpoint))
                 telemetry.paused(forCheckpoint: .now - started)
                 round.next = .now + .milliseconds(100)
             }
@@ -219,11 +210,11 @@ final class CommitCoordinator {
         try finishRounds()
     }
 
-    /// Lets the records of the partitions whose images are taken through again.
+    /// Lets the records of the partitions whose states are written through again.
     private func releaseHolds() {
-        for image in snapshots.takeFinished() {
-            consumer.release(image.partition)
-            if let took = image.took { telemetry.held(forCheckpoint: took) }
+        for checkpoint in snapshots.takeFinished() {
+            consumer.release(checkpoint.partition)
+            if let took = checkpoint.took { telemetry.held(forCheckpoint: took) }
         }
     }
 

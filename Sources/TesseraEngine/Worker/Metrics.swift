@@ -49,7 +49,7 @@ public enum MetricName {
     public static let loopIteration = "tessera_loop_iteration_seconds"
     /// How long the worker loop stopped to hand a partition's state over for its checkpoint.
     public static let checkpointPause = "tessera_checkpoint_pause_seconds"
-    /// How long a partition's records were held back while its state was imaged for a checkpoint.
+    /// How long a partition's records were held back while its state was written to its checkpoint file.
     public static let checkpointHold = "tessera_checkpoint_hold_seconds"
     public static let batchSize = "tessera_batch_size"
     /// The input's produce time (its Kafka timestamp; the event time when the record has none) →

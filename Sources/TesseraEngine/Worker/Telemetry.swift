@@ -38,7 +38,7 @@ public struct WorkerStats: Sendable {
     public var paused: [TopicPartition] = []
     /// The longest iteration of the worker loop so far, the longest stop to hand a partition's
     /// state over for a checkpoint, and the longest a partition's records were held back while
-    /// its state was imaged (µs).
+    /// its state was written to its checkpoint file (µs).
     public var longestLoopMicros: Int64 = 0
     public var longestCheckpointPauseMicros: Int64 = 0
     public var longestCheckpointHoldMicros: Int64 = 0
@@ -206,7 +206,7 @@ final class Telemetry {
         stats.longestCheckpointPauseMicros = max(stats.longestCheckpointPauseMicros, ns / 1_000)
     }
 
-    /// A partition's records were held back this long while its state was imaged.
+    /// A partition's records were held back this long while its state was written to its checkpoint file.
     func held(forCheckpoint took: Duration) {
         let ns = Int64(took / .nanoseconds(1))
         metrics.checkpointHold.recordNanoseconds(ns)

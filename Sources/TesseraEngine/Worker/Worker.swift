@@ -30,7 +30,7 @@ public final class Worker: RebalanceListener {
     private let router: RecordRouter
     /// Writes offline files and checkpoints off the worker's thread, in order.
     private let storage: DurableWriter
-    /// Takes checkpoint images off the worker's thread.
+    /// Writes the checkpoints' states off the worker's thread.
     private let snapshots = SnapshotTaker()
     private let table: PartitionTable
     private let checkpoints: CheckpointStore?
@@ -169,7 +169,6 @@ public final class Worker: RebalanceListener {
         // worker writes them.
         online.discard(partitions: numbers)
         online.release(tps.map { OnlineWriter.Sentinel(topic: $0.topic, partition: $0.partition) })
-        snapshots.forget(tps)
         for tp in tps {
             table.leave(tp)
             telemetry.partitionGone(tp)

@@ -4,6 +4,7 @@
 // worker's feature statistics, alternating; `core-profile statistics-micro`: the statistics alone.
 import Foundation
 import TesseraCore
+import TesseraLog
 import TesseraSource
 import TesseraTopology
 import TesseraWorkload
@@ -151,30 +152,34 @@ if statistics {
                  seconds, on, repeats, (on / seconds - 1) * 100, (on - seconds) / Double(rowsPerPass) * 1e9, rowsPerPass, spec.features.count))
 }
 if CommandLine.arguments.contains("--images") {
-    // What a checkpoint costs the worker loop: each partition's state image, into a fresh
-    // buffer (the first checkpoint, or a state that outgrew its buffer) and into the reused one.
-    var buffers = [[UInt8]](repeating: [], count: cores.count)
-    for pass in ["fresh", "reused", "reused"] {
+    // What a checkpoint holds a partition back for: each partition's image length counted (the
+    // state's bulk is counted where it lies), then its checkpoint streamed to a temporary file
+    // (direct I/O, sealed on the way, fsynced), in a directory under $TMPDIR.
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-core-profile-\(getpid())").path
+    let store = CheckpointStore(stateDirectory: dir, group: "g")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    for pass in 1...3 {
         var line: [String] = []
         for p in cores.indices {
             let started = ContinuousClock.now
-            let image = cores[p].image(reusing: &buffers[p])
-            let s = (ContinuousClock.now - started) / .seconds(1)
-            line.append(String(format: "%d MiB in %.0f ms (%.1f GB/s)", image.bytes.count >> 20, s * 1e3, Double(image.bytes.count) / s / 1e9))
+            let length = cores[p].imageLength
+            let counted = ContinuousClock.now
+            let written = try store.write(topic: "t", partition: Int32(p), position: .init(nextOffset: 0, lastCreated: 0, nextSequences: [:]), state: cores[p])
+            let s = (ContinuousClock.now - counted) / .seconds(1)
+            unlink(written.temporary)
+            line.append(String(format: "%d MiB counted in %.1f ms, written in %.0f ms (%.2f GB/s)", length >> 20,
+                               (counted - started) / .milliseconds(1), s * 1e3, Double(length) / s / 1e9))
         }
-        print("image, \(pass) buffer: " + line.joined(separator: "; "))
+        print("checkpoint \(pass): " + line.joined(separator: "; "))
     }
-    // What the worker loop itself does for a checkpoint now: reads the state's size (to ready a
-    // buffer) and hands over a copy that shares the state's memory.
+    // What the worker loop itself does for a checkpoint: hands over a copy that shares the
+    // state's memory.
     var line: [String] = []
     for p in cores.indices {
         let started = ContinuousClock.now
-        let bytes = cores[p].memory
-        let sized = ContinuousClock.now
         let copy = cores[p]
         let handed = ContinuousClock.now
-        line.append(String(format: "%d MiB sized in %.3f ms, handed over in %.3f ms", bytes >> 20,
-                           (sized - started) / .milliseconds(1), (handed - sized) / .milliseconds(1)))
+        line.append(String(format: "%d MiB handed over in %.3f ms", cores[p].memory >> 20, (handed - started) / .milliseconds(1)))
         withExtendedLifetime(copy) {}
     }
     print("hand-over: " + line.joined(separator: "; "))
