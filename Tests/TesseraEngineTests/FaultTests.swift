@@ -211,61 +211,50 @@ struct FaultTests {
 
     @Test("the offline directory unwritable for a while: the worker stops consuming, reports, resumes; outputs equal an undisturbed run")
     func offlineUnwritable() throws {
-        let expected = try Self.undisturbed()
-        let run = try DisturbedRun()
-        try run.produce(0..<3_000)
-        let worker = run.start()
-        #expect(worker.wait { $0.events == 3_000 && $0.offlineRows > 0 })
-
-        // The view's directory becomes a plain file: every new offline file fails to be created.
-        // (Tests run as root, for whom permissions do not fail a write.)
-        let viewDirectory = run.offline + "/user_stats"
-        #expect(FileManager.default.fileExists(atPath: viewDirectory))
-        try FileManager.default.moveItem(atPath: viewDirectory, toPath: viewDirectory + ".away")
-        #expect(FileManager.default.createFile(atPath: viewDirectory, contents: Data("not a directory".utf8)))
-        try run.produce(3_000..<6_000)
-        #expect(worker.wait(seconds: 30) { $0.retrying == "cannot write the offline log" }, "the stats never reported the failing offline log")
-        Thread.sleep(forTimeInterval: 0.5)
-        let stalled = worker.stats.events
-        Thread.sleep(forTimeInterval: 2)
-        #expect(worker.stats.events == stalled, "the worker kept consuming while its offline log could not be written")
-        try FileManager.default.removeItem(atPath: viewDirectory)
-        try FileManager.default.moveItem(atPath: viewDirectory + ".away", toPath: viewDirectory)
-        try run.produce(6_000..<9_000)
-        #expect(worker.wait { $0.events == Self.events && $0.retrying == nil })
-        #expect(try run.finish(worker) == expected)
+        // Every new offline file fails to be created.
+        try Self.runWithDirectoryAway({ $0.offline + "/user_stats" }, once: { $0.offlineRows > 0 }, reported: "cannot write the offline log")
     }
 
     @Test("the checkpoints' directory unwritable for a while: the worker stops consuming, reports, writes the checkpoint it could not, resumes; outputs equal an undisturbed run")
     func checkpointsUnwritable() throws {
-        let expected = try Self.undisturbed()
+        // Every checkpoint fails to be written, first on the snapshot thread (which keeps the
+        // state's copy), then on the storage thread's retries.
+        let directory = try Self.runWithDirectoryAway({ run in
+            CheckpointStore(stateDirectory: run.options.stateDirectory!, group: run.options.group).directory + "/orders"
+        }, once: { $0.commits > 0 }, reported: "cannot write the checkpoint of orders")
+        // No temporary file is left behind.
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".tmp") }
+        #expect(left.isEmpty, "\(left)")
+    }
+
+    /// Runs the workload with a directory the worker writes (`directory`, once the first third is
+    /// consumed and `ready`) turned into a plain file while the second third is produced: the
+    /// worker must report `reported` (a prefix of what it retries) and stop consuming; with the
+    /// directory back it resumes, and the outputs equal an undisturbed run. Returns the directory.
+    /// (Tests run as root, for whom permissions do not fail a write.)
+    @discardableResult
+    static func runWithDirectoryAway(_ directory: (DisturbedRun) -> String, once ready: (WorkerStats) -> Bool, reported: String) throws -> String {
+        let expected = try undisturbed()
         let run = try DisturbedRun()
         try run.produce(0..<3_000)
         let worker = run.start()
-        let store = CheckpointStore(stateDirectory: run.options.stateDirectory!, group: run.options.group)
-        let topicDirectory = store.directory + "/orders"
-        #expect(worker.wait { $0.events == 3_000 && $0.commits > 0 })
-        #expect(FileManager.default.fileExists(atPath: topicDirectory))
-
-        // The topic's directory becomes a plain file: every checkpoint fails to be written, first
-        // on the snapshot thread (which keeps the state's copy), then on the storage thread's retries.
-        try FileManager.default.moveItem(atPath: topicDirectory, toPath: topicDirectory + ".away")
-        #expect(FileManager.default.createFile(atPath: topicDirectory, contents: Data("not a directory".utf8)))
+        #expect(worker.wait { $0.events == 3_000 && ready($0) })
+        let path = directory(run)
+        #expect(FileManager.default.fileExists(atPath: path))
+        try FileManager.default.moveItem(atPath: path, toPath: path + ".away")
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("not a directory".utf8)))
         try run.produce(3_000..<6_000)
-        #expect(worker.wait(seconds: 30) { $0.retrying?.hasPrefix("cannot write the checkpoint of orders") == true },
-                "the stats never reported the failing checkpoint")
+        #expect(worker.wait(seconds: 30) { $0.retrying?.hasPrefix(reported) == true }, "the stats never reported '\(reported)'")
         Thread.sleep(forTimeInterval: 0.5)
         let stalled = worker.stats.events
         Thread.sleep(forTimeInterval: 2)
-        #expect(worker.stats.events == stalled, "the worker kept consuming while its checkpoints could not be written")
-        try FileManager.default.removeItem(atPath: topicDirectory)
-        try FileManager.default.moveItem(atPath: topicDirectory + ".away", toPath: topicDirectory)
+        #expect(worker.stats.events == stalled, "the worker kept consuming while it could not write \(path)")
+        try FileManager.default.removeItem(atPath: path)
+        try FileManager.default.moveItem(atPath: path + ".away", toPath: path)
         try run.produce(6_000..<9_000)
-        #expect(worker.wait { $0.events == Self.events && $0.retrying == nil })
+        #expect(worker.wait { $0.events == events && $0.retrying == nil })
         #expect(try run.finish(worker) == expected)
-        // No temporary file is left behind.
-        let left = try FileManager.default.contentsOfDirectory(atPath: topicDirectory).filter { $0.hasSuffix(".tmp") }
-        #expect(left.isEmpty, "\(left)")
+        return path
     }
 
     /// The outputs of one uninterrupted drained run over the whole workload.
