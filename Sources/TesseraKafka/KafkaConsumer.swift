@@ -226,22 +226,21 @@ public final class KafkaConsumer {
 
     /// Hands over up to a batch of released records (then frees them).
     private func deliverReleased(_ body: (UnsafeBufferPointer<KafkaRecord>) throws -> Void) rethrows -> Int {
-        let n = min(released.count, batchSize)
-        defer {
-            for m in released[..<n] { m.destroy() }
-            released.removeFirst(n)
-        }
+        // Taken out first: handling them may pause their partition, which drops what is left.
+        let batch = Array(released.prefix(batchSize))
+        released.removeFirst(batch.count)
+        defer { for m in batch { m.destroy() } }
         records.removeAll(keepingCapacity: true)
-        for kept in released[..<n] {
+        for kept in batch {
             let m = kept.message
             records.append(record(m, topic: index(of: m.topic!)))
         }
         try records.withUnsafeBufferPointer { try body($0) }
-        return n
+        return batch.count
     }
 
-    /// Frees the records kept for partitions no longer assigned (their next owner reads them
-    /// from the last committed offset).
+    /// Frees the records kept for partitions no longer assigned or paused (their next reader
+    /// reads them from the last committed offset).
     private func drop(_ partitions: Set<TopicPartition>) {
         held.subtract(partitions)
         for tp in partitions { kept.removeValue(forKey: tp)?.forEach { $0.destroy() } }
@@ -255,10 +254,14 @@ public final class KafkaConsumer {
     }
 
     /// Stops fetching partitions (a partition that yields only bad events, under that policy).
+    /// Nothing more of them is handed over: records of theirs kept back by a hold are dropped
+    /// too, as librdkafka drops what it had fetched (the next run reads them again from the
+    /// committed offset).
     public func pause(_ partitions: [TopicPartition]) throws(KafkaError) {
         guard !partitions.isEmpty else { return }
         try client.pause(partitions)
         paused.formUnion(partitions)
+        drop(Set(partitions))
     }
 
     /// Commits the given next offsets (the offset of the next record to read) synchronously.

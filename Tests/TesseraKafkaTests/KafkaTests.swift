@@ -140,6 +140,33 @@ struct KafkaTests {
         consumer.close()
         #expect(!consumer.keepsRecords)
     }
+
+    @Test("a held partition that is paused hands over none of the records kept for it, released or not")
+    func pauseWhileHeld() throws {
+        let (cluster, producer, consumer) = try Self.twoPartitions(records: 1_000, group: "p", batchSize: 64)
+        defer { withExtendedLifetime((cluster, producer)) {} }
+        consumer.setListener(Recorder())
+        let p0 = TopicPartition("t", 0), p1 = TopicPartition("t", 1)
+        var seen: [Int32: Int] = [:]
+        func poll() throws -> Int {
+            try consumer.poll(timeout: 100) { records in
+                for r in records { seen[r.partition, default: 0] += 1 }
+            }
+        }
+        while consumer.assignment.count < 2 { _ = try poll() }
+        consumer.hold(p0)
+        let before = seen[0, default: 0]
+        while seen[1, default: 0] < 500 || !consumer.atEnd.isSuperset(of: [p0, p1]) { _ = try poll() }
+        try #require(before < 500, "partition 0 was read to its end before the hold")
+        #expect(consumer.keepsRecords)
+        try consumer.pause([p0])
+        #expect(!consumer.keepsRecords)
+        consumer.release(p0)
+        for _ in 0..<5 { _ = try poll() }
+        #expect(seen[0, default: 0] == before)
+        #expect(consumer.paused == [p0])
+        consumer.close()
+    }
 }
 
 @Suite struct RepeatedLogLines {
