@@ -174,10 +174,6 @@ public struct PartitionAggregator: Sendable {
         return w.count
     }
 
-    /// The image's length, found by streaming it to a counter (cheap: the state's bulk is counted
-    /// where it lies, not copied).
-    public var imageLength: Int { write(imageTo: ByteCounter()) }
-
     private func write(imageInto w: inout ByteWriter) {
         w.write("tessera-partition")
         w.write(PartitionAggregator.formatVersion)

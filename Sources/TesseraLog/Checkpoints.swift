@@ -79,8 +79,8 @@ public struct CheckpointStore: Sendable {
 
     /// Writes a partition's checkpoint to a temporary file beside its place, fsynced, streaming
     /// the state from its memory (no image of it is built) and sealing it on the way; the
-    /// header, which holds the state's seal, is completed last. `moveIntoPlace` puts it where
-    /// `load` finds it. On failure the temporary file is removed.
+    /// header's end, which holds the state's seal and length, is completed last. `moveIntoPlace`
+    /// puts it where `load` finds it. On failure the temporary file is removed.
     public func write(topic: String, partition: Int32, position: Position, state: PartitionAggregator) throws -> Written {
         let dir = "\(directory)/\(topic)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -97,23 +97,21 @@ public struct CheckpointStore: Sendable {
             w.write(sequence)
         }
         let header = w.bytes
-        let length = state.imageLength
         do {
             let file = try StreamedFile(creating: temporary)
-            var framing = ByteWriter()
-            framing.write(UInt32(0))  // the header seal, once the state's is known
-            // `ByteWriter.write(array:)`'s framing: the state and its seal.
-            framing.write(UInt64(length + 8))
             header.withUnsafeBytes { file.take($0) }
-            framing.bytes.withUnsafeBytes { file.take($0) }
+            // The header seal and `ByteWriter.write(array:)`'s framing of the state and its seal,
+            // both known once the state is written: patched in then.
+            let placeholder = [UInt8](repeating: 0, count: 4 + 8)
+            placeholder.withUnsafeBytes { file.take($0) }
             let sealing = SealingSink(file)
-            let streamed = state.write(imageTo: sealing)
-            precondition(streamed == length, "the state's image changed length while it was written")
+            let length = state.write(imageTo: sealing)
             let seal = Seal.trailer(crc: sealing.crc)
             seal.withUnsafeBytes { file.take($0) }
-            var sealBytes = ByteWriter()
-            sealBytes.write(Self.headerSeal(header, stateSeal: seal))
-            file.patch(at: header.count, sealBytes.bytes)
+            var patch = ByteWriter()
+            patch.write(Self.headerSeal(header, stateSeal: seal))
+            patch.write(UInt64(length + seal.count))
+            file.patch(at: header.count, patch.bytes)
             try file.close()
         } catch {
             unlink(temporary)

@@ -162,7 +162,7 @@ if CommandLine.arguments.contains("--images") {
         var line: [String] = []
         for p in cores.indices {
             let started = ContinuousClock.now
-            let length = cores[p].imageLength
+            let length = cores[p].write(imageTo: ByteCounter())
             let counted = ContinuousClock.now
             let written = try store.write(topic: "t", partition: Int32(p), position: .init(nextOffset: 0, lastCreated: 0, nextSequences: [:]), state: cores[p])
             let s = (ContinuousClock.now - counted) / .seconds(1)
