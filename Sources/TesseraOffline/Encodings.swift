@@ -287,8 +287,7 @@ enum Delta {
 
     /// DELTA_BINARY_PACKED: blocks of 128 values in 4 miniblocks of 32, each miniblock's
     /// deltas (less the block's least delta) bit-packed at the width its largest one needs.
-    /// Created timestamps and offsets change little from row to row: a few bits per value
-    /// instead of 64, which also leaves the page compressor far less to do.
+    /// Values that change little from row to row take a few bits each.
     static func encodeBinaryPacked(_ v: UnsafeBufferPointer<Int64>, into out: inout [UInt8]) {
         let blockSize = 128, miniblocks = 4, perMiniblock = 32
         Varint.append(UInt64(blockSize), to: &out)

@@ -98,8 +98,8 @@ func sameStatistics(_ a: ParquetColumnStatistics, _ b: ParquetColumnStatistics) 
         #expect(sameColumn(subset[0], written[1][7]) && sameColumn(subset[1], written[1][0]))
     }
 
-    @Test("64-bit integers that move in small steps are delta-encoded and read back exactly: nulls, wrapping jumps, partial blocks, several pages")
-    func closeIntegersAreDeltaEncoded() throws {
+    @Test("64-bit integers are delta-encoded and read back exactly: nulls, wrapping jumps, partial blocks, several pages")
+    func integersAreDeltaEncoded() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let schema = ParquetSchema([ParquetField(name: "offset", type: .int64, nullable: false), ParquetField(name: "ts", type: .timestampMicros)])
@@ -125,10 +125,47 @@ func sameStatistics(_ a: ParquetColumnStatistics, _ b: ParquetColumnStatistics) 
             let read = try reader.read(rowGroup: i)
             #expect(sameColumn(read[0], group[0]) && sameColumn(read[1], group[1]), "row group \(i)")
         }
-        // Every page of a chunk with more than one value is delta-encoded (the single row: PLAIN).
+        // Every page is delta-encoded, the single row's too.
         let encodings = try reader.pageRanges().compactMap(\.encoding)
-        #expect(encodings.filter { $0 == Encoding.plain }.count == 2)
-        #expect(encodings.filter { $0 == Encoding.deltaBinaryPacked }.count >= 2 * (groups.count - 1) + 2)
+        #expect(encodings.allSatisfy { $0 == Encoding.deltaBinaryPacked })
+        #expect(encodings.count >= 2 * groups.count + 2)
+    }
+
+    @Test("Doubles are written BYTE_STREAM_SPLIT and read back bit for bit: NaN, ±0, ±∞, subnormals, nulls, several pages")
+    func doublesAreByteStreamSplit() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let schema = ParquetSchema([ParquetField(name: "x", type: .double), ParquetField(name: "y", type: .double, nullable: false)])
+        let special: [Double] = [.nan, -.nan, 0, -0.0, .infinity, -.infinity, .leastNonzeroMagnitude, -.greatestFiniteMagnitude, 12.5]
+        var g = SeededGenerator(seed: 5)
+        var groups: [[Column]] = []
+        for rows in [1, 7, 1_000, 200_000] {   // 200 000 values: more than one 1 MiB page
+            var x = Column(type: .float64), y = Column(type: .float64)
+            for i in 0..<rows {
+                let v = i < special.count ? special[i] : Double(bitPattern: g.next())
+                if g.next() % 4 == 0 { x.appendNull() } else { x.append(double: v) }
+                y.append(double: v)
+            }
+            groups.append([x, y])
+        }
+        let path = dir.path("split.parquet")
+        let writer = try ParquetFileWriter(path: path, schema: schema, compression: .zstd(level: 1))
+        for group in groups { try writer.write(rowGroup: group) }
+        try writer.close()
+        let reader = try ParquetFileReader(path: path)
+        for (i, group) in groups.enumerated() {
+            let read = try reader.read(rowGroup: i)
+            for c in 0..<2 {
+                #expect(read[c].validity == group[c].validity, "row group \(i) column \(c)")
+                let same = zip(read[c].doubles, group[c].doubles).enumerated().allSatisfy { r, pair in
+                    !group[c].validity[r] || pair.0.bitPattern == pair.1.bitPattern
+                }
+                #expect(same, "row group \(i) column \(c)")
+            }
+        }
+        let encodings = try reader.pageRanges().compactMap(\.encoding)
+        #expect(encodings.allSatisfy { $0 == Encoding.byteStreamSplit })
+        #expect(encodings.count >= 2 * groups.count + 2)
     }
 
     @Test func largeChunksSplitIntoPagesAndKeepValues() throws {
