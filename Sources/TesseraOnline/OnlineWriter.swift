@@ -159,66 +159,109 @@ package final class OnlineWriter {
         var p = pending.removeValue(forKey: key) ?? Rows()
         var index = slotOf.removeValue(forKey: key) ?? []
         let nf = v.fields.count
-        // Rows to slots (a new entity gets a slot and its key), then each feature column in one pass.
+        // A block of rows at a time: their slots (a new entity gets one and its key), then each
+        // feature into them, while the block's slots (scattered over the pending rows) are in
+        // cache. The slot index and the slots of rows a little ahead are loaded early.
         var slots = self.slots
         self.slots = []
         slots.removeAll(keepingCapacity: true)
-        for i in 0..<e.count {
-            let entity = Int(e.entityIds[i])
-            if entity >= index.count { index.append(contentsOf: repeatElement(-1, count: entity + 1 - index.count)) }
-            var slot = Int(index[entity])
-            if slot < 0 {
-                slot = p.count
-                index[entity] = Int32(slot)
-                p.entities.append(UInt32(entity))
-                v.appendKey(columns: e.keys, row: i, to: &p.keyBytes)
-                p.keyEnds.append(p.keyBytes.count)
-                p.eventTime.append(0)
-                p.createdTime.append(0)
-                p.producedTime.append(0)
-                p.bits.append(contentsOf: repeatElement(0, count: nf))
-                p.valid.append(contentsOf: repeatElement(false, count: nf))
-            }
-            p.eventTime[slot] = e.eventTimes[i]
-            p.createdTime[slot] = created[i]
-            p.producedTime[slot] = produced ?? e.eventTimes[i]
-            slots.append(Int32(slot))
-        }
-        for f in 0..<nf {
-            let column = e.features[f]
-            if column.type == .string {
-                for i in 0..<e.count {
-                    let at = Int(slots[i]) * nf + f
-                    let present = column.validity[i]
-                    p.valid[at] = present
-                    guard present else { continue }
-                    let start = p.text.count
-                    column.withUTF8(at: i) { p.text.append(contentsOf: $0) }
-                    p.bits[at] = Rows.textBits(start..<p.text.count)
+        let n = e.count
+        var start = 0
+        while start < n {
+            let rows = start..<min(n, start + Self.block)
+            for i in rows {
+                Self.prefetch(row: i, of: e.entityIds, index: index, nf: nf, into: p)
+                let entity = Int(e.entityIds[i])
+                if entity >= index.count { index.append(contentsOf: repeatElement(-1, count: entity + 1 - index.count)) }
+                var slot = Int(index[entity])
+                if slot < 0 {
+                    slot = p.count
+                    index[entity] = Int32(slot)
+                    p.entities.append(UInt32(entity))
+                    v.appendKey(columns: e.keys, row: i, to: &p.keyBytes)
+                    p.keyEnds.append(p.keyBytes.count)
+                    p.eventTime.append(0)
+                    p.createdTime.append(0)
+                    p.producedTime.append(0)
+                    p.bits.append(contentsOf: repeatElement(0, count: nf))
+                    p.valid.append(contentsOf: repeatElement(false, count: nf))
                 }
-                continue
+                p.eventTime[slot] = e.eventTimes[i]
+                p.createdTime[slot] = created[i]
+                p.producedTime[slot] = produced ?? e.eventTimes[i]
+                slots.append(Int32(slot))
             }
-            // Numbers: int64 and bool columns hold ints, float64 doubles; either is 8 bytes of bits.
-            let words = column.validity.allSet ? nil : column.validity.words
-            if column.type == .float64 {
-                column.doubles.withUnsafeBytes { Self.copy($0.baseAddress!, validity: words, slots: slots, feature: f, of: nf, into: &p) }
-            } else {
-                column.ints.withUnsafeBytes { Self.copy($0.baseAddress!, validity: words, slots: slots, feature: f, of: nf, into: &p) }
-            }
+            for f in 0..<nf { Self.copy(e.features[f], rows: rows, slots: slots, feature: f, of: nf, into: &p) }
+            start = rows.upperBound
         }
         self.slots = slots
         pending[key] = p
         slotOf[key] = index
     }
 
-    /// Writes feature `f` (of `nf`) of every added row — 8-byte values at `values`, valid where
-    /// `validity` (a bitmap's words; nil: all) has the row's bit — into the row's slot of `p`.
-    private static func copy(_ values: UnsafeRawPointer, validity: [UInt64]?, slots: [Int32], feature f: Int, of nf: Int,
-                             into p: inout Rows) {
+    /// How many rows ahead `add` loads a row's slot index entry, and half that its slot.
+    static let distance = 16
+
+    /// Starts loading what row `i + distance` of an `add` reads (its entity's slot index entry)
+    /// and, for row `i + distance / 2` whose entity has a slot, the slot's values.
+    @inline(__always)
+    private static func prefetch(row i: Int, of entities: [UInt32], index: [Int32], nf: Int, into p: Rows) {
+        let far = i &+ distance, near = i &+ distance / 2
+        if far < entities.count {
+            let entity = Int(entities[far])
+            if entity < index.count { index.withUnsafeBufferPointer { TesseraCore.prefetch($0.baseAddress! + entity) } }
+        }
+        guard near < entities.count else { return }
+        let entity = Int(entities[near])
+        guard entity < index.count else { return }
+        let slot = Int(index[entity])
+        guard slot >= 0 else { return }
+        p.eventTime.withUnsafeBufferPointer { TesseraCore.prefetch($0.baseAddress! + slot) }
+        p.createdTime.withUnsafeBufferPointer { TesseraCore.prefetch($0.baseAddress! + slot) }
+        p.producedTime.withUnsafeBufferPointer { TesseraCore.prefetch($0.baseAddress! + slot) }
+        p.bits.withUnsafeBufferPointer { b in
+            TesseraCore.prefetch(b.baseAddress! + slot &* nf)
+            TesseraCore.prefetch(b.baseAddress! + (slot &* nf &+ nf &- 1))
+        }
+        p.valid.withUnsafeBufferPointer { TesseraCore.prefetch($0.baseAddress! + slot &* nf) }
+    }
+
+    /// Rows whose slots are written together (see `add`): 256 rows of the reference view's ten
+    /// features are ~23 KiB of slots.
+    static let block = 256
+
+    /// Writes feature `f` (of `nf`) of the added rows `rows` (`column`: int64 and bool columns hold
+    /// ints, float64 doubles — either is 8 bytes of bits; strings go to the text) into each row's
+    /// slot of `p`.
+    private static func copy(_ column: Column, rows: Range<Int>, slots: [Int32], feature f: Int, of nf: Int, into p: inout Rows) {
+        if column.type == .string {
+            for i in rows {
+                let at = Int(slots[i]) * nf + f
+                let present = column.validity[i]
+                p.valid[at] = present
+                guard present else { continue }
+                let start = p.text.count
+                column.withUTF8(at: i) { p.text.append(contentsOf: $0) }
+                p.bits[at] = Rows.textBits(start..<p.text.count)
+            }
+            return
+        }
+        let words = column.validity.allSet ? nil : column.validity.words
+        if column.type == .float64 {
+            column.doubles.withUnsafeBytes { copy($0.baseAddress!, validity: words, rows: rows, slots: slots, feature: f, of: nf, into: &p) }
+        } else {
+            column.ints.withUnsafeBytes { copy($0.baseAddress!, validity: words, rows: rows, slots: slots, feature: f, of: nf, into: &p) }
+        }
+    }
+
+    /// The numbers' case of `copy`: 8-byte values at `values`, valid where `validity` (a bitmap's
+    /// words; nil: all) has the row's bit.
+    private static func copy(_ values: UnsafeRawPointer, validity: [UInt64]?, rows: Range<Int>, slots: [Int32], feature f: Int,
+                             of nf: Int, into p: inout Rows) {
         slots.withUnsafeBufferPointer { slots in
             p.bits.withUnsafeMutableBufferPointer { bits in
                 p.valid.withUnsafeMutableBufferPointer { valid in
-                    for i in 0..<slots.count {
+                    for i in rows {
                         let at = Int(slots[i]) &* nf &+ f
                         let present = validity.map { ($0[i &>> 6] &>> UInt64(i & 63)) & 1 != 0 } ?? true
                         valid[at] = present
