@@ -470,18 +470,17 @@ struct WriterCore {
     }
 
     private func computeStatistics(_ type: ParquetType, _ column: Column, count n: Int, into s: inout Statistics) {
-        let validity = column.validity
-        let dense = validity.allSet
         switch type {
         case .int32, .int64, .timestampMicros:
             var lo = Int64.max, hi = Int64.min
             var any = false
             column.ints.withUnsafeBufferPointer { ints in
-                for i in 0..<n where dense || validity[i] {
-                    let v = ints[i]
-                    if v < lo { lo = v }
-                    if v > hi { hi = v }
+                WriterCore.forEachPresent(column.validity, count: n) { range in
                     any = true
+                    for i in range {
+                        lo = min(lo, ints[i])
+                        hi = max(hi, ints[i])
+                    }
                 }
             }
             guard any else { return }
@@ -495,23 +494,23 @@ struct WriterCore {
             s.min = s.minValue
             s.max = s.maxValue
         case .double:
+            // NaN is left out of the bounds and counted; `lo`/`hi` stay ±∞ when every value is NaN.
             var lo = Double.infinity, hi = -Double.infinity
-            var any = false
+            var present = 0
             var nans: Int64 = 0
             column.doubles.withUnsafeBufferPointer { d in
-                for i in 0..<n where dense || validity[i] {
-                    let v = d[i]
-                    if v.isNaN {
-                        nans += 1
-                        continue
+                WriterCore.forEachPresent(column.validity, count: n) { range in
+                    present &+= range.count
+                    for i in range {
+                        let v = d[i]
+                        if v.isNaN { nans &+= 1; continue }
+                        if v < lo { lo = v }
+                        if v > hi { hi = v }
                     }
-                    if v < lo { lo = v }
-                    if v > hi { hi = v }
-                    any = true
                 }
             }
             s.nanCount = nans
-            guard any else { return }
+            guard Int64(present) > nans else { return }
             if lo == 0 { lo = -0.0 }
             if hi == 0 { hi = 0.0 }
             s.minValue = littleEndianBytes(lo.bitPattern)
@@ -520,6 +519,32 @@ struct WriterCore {
             s.max = s.maxValue
         case .string, .bool:
             break
+        }
+    }
+
+    /// Calls `body` with the runs of rows among the first `n` that `validity` has set, in order:
+    /// one run for a column without nulls, else up to one per 64 rows and run of set bits in them.
+    @inline(__always)
+    static func forEachPresent(_ validity: Bitmap, count n: Int, _ body: (Range<Int>) -> Void) {
+        if validity.allSet {
+            if n > 0 { body(0..<n) }
+            return
+        }
+        validity.words.withUnsafeBufferPointer { words in
+            var w = 0
+            while w &* 64 < n {
+                let base = w &* 64
+                let end = min(n, base &+ 64)
+                var bits = words[w]
+                if end &- base < 64 { bits &= (1 &<< UInt64(end &- base)) &- 1 }
+                while bits != 0 {
+                    let first = bits.trailingZeroBitCount
+                    let run = (~(bits &>> UInt64(first))).trailingZeroBitCount   // set bits from `first` on
+                    body(base &+ first..<base &+ first &+ run)
+                    bits = first &+ run >= 64 ? 0 : bits & ~((1 &<< UInt64(first &+ run)) &- 1)
+                }
+                w &+= 1
+            }
         }
     }
 

@@ -131,6 +131,42 @@ func sameStatistics(_ a: ParquetColumnStatistics, _ b: ParquetColumnStatistics) 
         #expect(encodings.count >= 2 * groups.count + 2)
     }
 
+    @Test("Chunk statistics cover the present values only: runs of nulls across 64-row words, all null, NaN")
+    func statisticsSkipNulls() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let schema = ParquetSchema([ParquetField(name: "i", type: .int64), ParquetField(name: "d", type: .double)])
+        // Present values lie in [1 000, 2 000) or are negative; a null holds 0, outside or inside
+        // that range depending on the group.
+        let patterns: [(Int) -> Bool] = [
+            { $0 % 7 != 0 }, { !(60..<200).contains($0) }, { $0 == 63 || $0 == 64 || $0 == 299 }, { _ in false }, { $0 >= 128 },
+        ]
+        var groups: [[Column]] = []
+        for (p, present) in patterns.enumerated() {
+            var i = Column(type: .int64), d = Column(type: .float64)
+            for r in 0..<300 {
+                guard present(r) else { i.appendNull(); d.appendNull(); continue }
+                let v = p == 4 ? -1_000 - r : 1_000 + r
+                i.append(int: Int64(v))
+                d.append(double: r == 64 ? .nan : Double(v) + 0.5)
+            }
+            groups.append([i, d])
+        }
+        let path = dir.path("statistics.parquet")
+        let writer = try ParquetFileWriter(path: path, schema: schema, compression: .zstd(level: 1))
+        for group in groups { try writer.write(rowGroup: group) }
+        try writer.close()
+        let reader = try ParquetFileReader(path: path)
+        for (g, group) in groups.enumerated() {
+            for c in 0..<2 {
+                let expected = expectedStatistics(schema.fields[c], group[c]), actual = reader.rowGroups[g].columns[c]
+                #expect(sameStatistics(actual, expected), "row group \(g) column \(c): \(actual) != \(expected)")
+            }
+        }
+        #expect(reader.rowGroups[0].columns[0].minInt == 1_001 && reader.rowGroups[2].columns[1].maxDouble == 1_299.5)
+        #expect(reader.rowGroups[3].columns[0].minInt == nil && reader.rowGroups[4].columns[0].maxInt == -1_128)
+    }
+
     @Test("Doubles are written BYTE_STREAM_SPLIT and read back bit for bit: NaN, ±0, ±∞, subnormals, nulls, several pages")
     func doublesAreByteStreamSplit() throws {
         let dir = try TemporaryDirectory()
