@@ -553,13 +553,9 @@ public struct ViewAggregator: Sendable {
         for k in kernels.lasts where k.dictionary >= 0 { for o in 0..<k.shape.outputCount { strings[k.shape.outputs[o].feature] = k.dictionary } }
         for f in 0..<features {
             if emissions.features[f].type == .string {
-                let dictionary = dictionaries[strings[f]!]
                 var column = emissions.features[f]
                 emissions.features[f] = Column(type: .string)
-                for i in 0..<count {
-                    guard s.valid[i &* features &+ f] else { column.appendNull(); continue }
-                    dictionary.withBytes(of: UInt32(s.values[i &* features &+ f])) { column.append(utf8: $0) }
-                }
+                dictionaries[strings[f]!].append(codes: s.values + f, valid: s.valid + f, stride: features, count: count, to: &column)
                 emissions.features[f] = column
             } else {
                 emissions.features[f].append(bits: s.values + f, valid: s.valid + f, stride: features, count: count)
