@@ -124,6 +124,9 @@ public struct PartitionAggregator: Sendable {
     /// `ViewAggregator.recordCreated`).
     public mutating func recordCreated(view v: Int, _ created: [Micros]) { views[v].recordCreated(created) }
 
+    /// Whether view `v`'s state is shared with a copy (see `ViewAggregator.isStateShared`).
+    public mutating func isStateShared(view v: Int) -> Bool { views[v].isStateShared() }
+
     /// The current rows of view `v`'s entities with ids in `ids` (see `ViewAggregator.currentRows`).
     public mutating func currentRows(view v: Int, _ ids: Range<Int>) -> (rows: EmissionBatch, created: [Micros]) {
         views[v].currentRows(ids)

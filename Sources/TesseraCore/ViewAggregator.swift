@@ -166,6 +166,10 @@ public struct ViewAggregator: Sendable {
         return columns.map { $0.value(at: 0)! }
     }
 
+    /// Whether a copy of this value (a checkpoint being written) shares its state: anything that
+    /// writes to it — applying a batch, `currentRows` — first copies all of it.
+    public mutating func isStateShared() -> Bool { records.isShared() }
+
     // MARK: - Applying a batch
 
     /// Gives this value its own storage where it shares some with a copy (a checkpoint being

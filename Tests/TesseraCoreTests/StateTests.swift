@@ -95,6 +95,32 @@ struct StateTests {
         #expect(latest.count > 2)
     }
 
+    @Test("a state shares its memory with a checkpoint's copy until either is dropped or the original writes (what the online sample checks)")
+    func sharedStateIsKnown() throws {
+        let (spec, batches) = try Self.stream(seed: 77)
+        var core = PartitionAggregator(views: [spec], allowedLateness: 1_000)
+        for b in batches.prefix(10) {
+            core.ingest(b)
+            core.removeAllEmissions()
+        }
+        var shared = core.isStateShared(view: 0)
+        #expect(!shared)
+        var copy: PartitionAggregator? = core
+        shared = core.isStateShared(view: 0)
+        #expect(shared)
+        let moment = copy!.serialized()
+        _ = core.currentRows(view: 0, 0..<1)   // writes the emission bookkeeping: the original copies its state
+        shared = core.isStateShared(view: 0)
+        #expect(!shared)
+        #expect(copy!.serialized() == moment)
+        copy = core
+        shared = core.isStateShared(view: 0)
+        #expect(shared)
+        copy = nil
+        shared = core.isStateShared(view: 0)
+        #expect(!shared && copy == nil)
+    }
+
     /// The closed rows of a run, each with the global index of the input row that closed it.
     static func closedRows(_ spec: ViewSpec, rows: [(Micros, [Value?])], cuts: [Int], restoreEvery: Int) throws -> [String] {
         var core = PartitionAggregator(views: [spec], allowedLateness: 1_000)

@@ -117,6 +117,10 @@ struct Slab: Sendable {
         chunkCount += 1
     }
 
+    /// Whether a copy of this value (a checkpoint being written) shares its chunks: the next
+    /// write copies them all (`makeUnique`).
+    mutating func isShared() -> Bool { !isKnownUniquelyReferenced(&owner) }
+
     /// Gives this value its own chunks if they are shared with a copy. Call before writing.
     @inline(__always)
     mutating func makeUnique() {

@@ -222,6 +222,9 @@ final class PartitionPipeline {
         core.removeAllEmissions()
     }
 
+    /// Whether a checkpoint still shares view `v`'s state (see `ViewAggregator.isStateShared`).
+    func isStateShared(view v: Int) -> Bool { core.isStateShared(view: v) }
+
     /// The current rows of view `v`'s entities `ids` (see `ViewAggregator.currentRows`).
     func currentRows(view v: Int, _ ids: Range<Int>) -> (rows: EmissionBatch, created: [Micros]) {
         core.currentRows(view: v, ids)
