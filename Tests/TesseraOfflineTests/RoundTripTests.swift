@@ -28,6 +28,14 @@ func randomRowGroup(_ schema: ParquetSchema, rows: Int, nullRate: Double, using 
     }
 }
 
+/// `groups` written to a file at `path` (zstd level 1), opened for reading.
+func written(_ groups: [[Column]], schema: ParquetSchema, to path: String) throws -> ParquetFileReader {
+    let writer = try ParquetFileWriter(path: path, schema: schema, compression: .zstd(level: 1))
+    for group in groups { try writer.write(rowGroup: group) }
+    try writer.close()
+    return try ParquetFileReader(path: path)
+}
+
 /// The statistics the writer must record for a column chunk.
 func expectedStatistics(_ field: ParquetField, _ c: Column) -> ParquetColumnStatistics {
     var s = ParquetColumnStatistics(nullCount: c.validity.unsetCount)
@@ -116,11 +124,7 @@ func sameStatistics(_ a: ParquetColumnStatistics, _ b: ParquetColumnStatistics) 
             }
             groups.append([offset, ts])
         }
-        let path = dir.path("delta.parquet")
-        let writer = try ParquetFileWriter(path: path, schema: schema, compression: .zstd(level: 1))
-        for group in groups { try writer.write(rowGroup: group) }
-        try writer.close()
-        let reader = try ParquetFileReader(path: path)
+        let reader = try written(groups, schema: schema, to: dir.path("delta.parquet"))
         for (i, group) in groups.enumerated() {
             let read = try reader.read(rowGroup: i)
             #expect(sameColumn(read[0], group[0]) && sameColumn(read[1], group[1]), "row group \(i)")
@@ -152,11 +156,7 @@ func sameStatistics(_ a: ParquetColumnStatistics, _ b: ParquetColumnStatistics) 
             }
             groups.append([i, d])
         }
-        let path = dir.path("statistics.parquet")
-        let writer = try ParquetFileWriter(path: path, schema: schema, compression: .zstd(level: 1))
-        for group in groups { try writer.write(rowGroup: group) }
-        try writer.close()
-        let reader = try ParquetFileReader(path: path)
+        let reader = try written(groups, schema: schema, to: dir.path("statistics.parquet"))
         for (g, group) in groups.enumerated() {
             for c in 0..<2 {
                 let expected = expectedStatistics(schema.fields[c], group[c]), actual = reader.rowGroups[g].columns[c]
@@ -184,11 +184,7 @@ func sameStatistics(_ a: ParquetColumnStatistics, _ b: ParquetColumnStatistics) 
             }
             groups.append([x, y])
         }
-        let path = dir.path("split.parquet")
-        let writer = try ParquetFileWriter(path: path, schema: schema, compression: .zstd(level: 1))
-        for group in groups { try writer.write(rowGroup: group) }
-        try writer.close()
-        let reader = try ParquetFileReader(path: path)
+        let reader = try written(groups, schema: schema, to: dir.path("split.parquet"))
         for (i, group) in groups.enumerated() {
             let read = try reader.read(rowGroup: i)
             for c in 0..<2 {
