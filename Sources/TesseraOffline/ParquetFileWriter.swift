@@ -475,7 +475,7 @@ struct WriterCore {
             var lo = Int64.max, hi = Int64.min
             var any = false
             column.ints.withUnsafeBufferPointer { ints in
-                WriterCore.forEachPresent(column.validity, count: n) { range in
+                column.validity.forEachSetRun(upTo: n) { range in
                     any = true
                     for i in range {
                         lo = min(lo, ints[i])
@@ -499,7 +499,7 @@ struct WriterCore {
             var present = 0
             var nans: Int64 = 0
             column.doubles.withUnsafeBufferPointer { d in
-                WriterCore.forEachPresent(column.validity, count: n) { range in
+                column.validity.forEachSetRun(upTo: n) { range in
                     present &+= range.count
                     for i in range {
                         let v = d[i]
@@ -519,32 +519,6 @@ struct WriterCore {
             s.max = s.maxValue
         case .string, .bool:
             break
-        }
-    }
-
-    /// Calls `body` with the runs of rows among the first `n` that `validity` has set, in order:
-    /// one run for a column without nulls, else up to one per 64 rows and run of set bits in them.
-    @inline(__always)
-    static func forEachPresent(_ validity: Bitmap, count n: Int, _ body: (Range<Int>) -> Void) {
-        if validity.allSet {
-            if n > 0 { body(0..<n) }
-            return
-        }
-        validity.words.withUnsafeBufferPointer { words in
-            var w = 0
-            while w &* 64 < n {
-                let base = w &* 64
-                let end = min(n, base &+ 64)
-                var bits = words[w]
-                if end &- base < 64 { bits &= (1 &<< UInt64(end &- base)) &- 1 }
-                while bits != 0 {
-                    let first = bits.trailingZeroBitCount
-                    let run = (~(bits &>> UInt64(first))).trailingZeroBitCount   // set bits from `first` on
-                    body(base &+ first..<base &+ first &+ run)
-                    bits = first &+ run >= 64 ? 0 : bits & ~((1 &<< UInt64(first &+ run)) &- 1)
-                }
-                w &+= 1
-            }
         }
     }
 

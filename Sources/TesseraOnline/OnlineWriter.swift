@@ -170,7 +170,7 @@ package final class OnlineWriter {
         while start < n {
             let rows = start..<min(n, start + Self.block)
             for i in rows {
-                Self.prefetch(row: i, of: e.entityIds, index: index, nf: nf, into: p)
+                Self.prefetch(row: i, of: e.entityIds, index: index, nf: nf, in: p)
                 let entity = Int(e.entityIds[i])
                 if entity >= index.count { index.append(contentsOf: repeatElement(-1, count: entity + 1 - index.count)) }
                 var slot = Int(index[entity])
@@ -205,7 +205,7 @@ package final class OnlineWriter {
     /// Starts loading what row `i + distance` of an `add` reads (its entity's slot index entry)
     /// and, for row `i + distance / 2` whose entity has a slot, the slot's values.
     @inline(__always)
-    private static func prefetch(row i: Int, of entities: [UInt32], index: [Int32], nf: Int, into p: Rows) {
+    private static func prefetch(row i: Int, of entities: [UInt32], index: [Int32], nf: Int, in p: Rows) {
         let far = i &+ distance, near = i &+ distance / 2
         if far < entities.count {
             let entity = Int(entities[far])

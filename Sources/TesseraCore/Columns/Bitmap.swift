@@ -22,6 +22,32 @@ public struct Bitmap: Sendable, Equatable {
     @inlinable
     public var allSet: Bool { unsetCount == 0 }
 
+    /// Calls `body` with the runs of set bits among the first `n`, in order: one run when every
+    /// bit is set, else up to one per word and run of set bits in it.
+    @inline(__always)
+    public func forEachSetRun(upTo n: Int, _ body: (Range<Int>) -> Void) {
+        if allSet {
+            if n > 0 { body(0..<n) }
+            return
+        }
+        words.withUnsafeBufferPointer { words in
+            var w = 0
+            while w &* 64 < n {
+                let base = w &* 64
+                let end = min(n, base &+ 64)
+                var bits = words[w]
+                if end &- base < 64 { bits &= (1 &<< UInt64(end &- base)) &- 1 }
+                while bits != 0 {
+                    let first = bits.trailingZeroBitCount
+                    let run = (~(bits &>> UInt64(first))).trailingZeroBitCount   // set bits from `first` on
+                    body(base &+ first..<base &+ first &+ run)
+                    bits = first &+ run >= 64 ? 0 : bits & ~((1 &<< UInt64(first &+ run)) &- 1)
+                }
+                w &+= 1
+            }
+        }
+    }
+
     public mutating func append(_ value: Bool) {
         if count & 63 == 0 { words.append(0) }
         if value {
