@@ -731,17 +731,23 @@ final class RedisFlusher: @unchecked Sendable {
     }
 
     /// What the flusher knows of the keys of one view and partition as Redis holds them, from its
-    /// own successful writes, by entity id: which features the hash holds and when the key's
+    /// own successful writes, by entity id: which features the hash holds, the bits of the values
+    /// it holds (views of at most 64 features; string values are not kept), and when the key's
     /// expiry was last set. An entity id is reused once its entity leaves the state, so an entry
     /// counts only for the key it was recorded for (`keyHash`; 0 when nothing is known).
     struct KeyMemory {
         var keyHash: [UInt64] = []
         var present: [UInt64] = []
         var expirySetMillis: [Int64] = []
+        /// `features` values per entity.
+        var values: [UInt64] = []
+        var features = 0
 
         func known(_ entity: Int, hash: UInt64) -> Bool { entity < keyHash.count && keyHash[entity] == hash }
 
-        mutating func record(_ entity: Int, hash: UInt64, present mask: UInt64, expirySet: Int64?) {
+        /// Records the row of `entity` as Redis now holds it: its present features (`mask`) with
+        /// the values `row`.
+        mutating func record(_ entity: Int, hash: UInt64, present mask: UInt64, values row: ArraySlice<UInt64>, expirySet: Int64?) {
             if entity >= keyHash.count {
                 let n = entity + 1 - keyHash.count
                 keyHash.append(contentsOf: repeatElement(0, count: n))
@@ -751,6 +757,12 @@ final class RedisFlusher: @unchecked Sendable {
             keyHash[entity] = hash
             present[entity] = mask
             if let expirySet { expirySetMillis[entity] = expirySet }
+            guard row.count <= 64 else { return }
+            features = row.count
+            if values.count < keyHash.count * features {
+                values.append(contentsOf: repeatElement(0, count: keyHash.count * features - values.count))
+            }
+            values.replaceSubrange(entity * features..<(entity + 1) * features, with: row)
         }
     }
 
@@ -763,6 +775,14 @@ final class RedisFlusher: @unchecked Sendable {
         /// The index of its HSET among the chunk's commands, and how many fields it sets.
         var hset: Int
         var fields: Int
+        /// How many of those fields the key lacks if Redis holds it as remembered (-1: the key
+        /// is not known), and whether fields Redis already holds with the same value were left out.
+        var lacking: Int
+        var partial: Bool
+
+        /// Whether `HSET` created fields the key held before: Redis lost the key (restarted
+        /// empty, flushed, evicted, expired) and the HSET made it again.
+        func madeAgain(reply: Int64) -> Bool { lacking >= 0 ? reply > Int64(lacking) : reply == Int64(fields) }
     }
 
     /// A pipeline queued on the connection whose replies are not read yet: a chunk of rows, or
@@ -822,19 +842,22 @@ final class RedisFlusher: @unchecked Sendable {
                 if errors > 0 {
                     throw RedisError(message: "Redis refused \(errors) writes of view \(key.view): \(first ?? "")", isRetriable: false)
                 }
-                // A key that HSET created although it was known (Redis lost it: restarted empty,
-                // flushed, evicted) is given its expiry now.
+                // A key that HSET made again although it was known (Redis lost it) is given the
+                // rest of its row, when the HSET left out values it held, and its expiry now.
                 again.removeAll()
-                for w in f.written where !w.setExpiry && v.ttlMillis > 0 && replies[w.hset] == Int64(w.fields) {
-                    RedisFlusher.encodeExpiry(p, slot: w.slot, v, into: &again, scratch: &scratch)
+                for w in f.written where w.madeAgain(reply: replies[w.hset]) {
+                    if w.partial { RedisFlusher.encodeRow(p, slot: w.slot, v, into: &again, scratch: &scratch) }
+                    if !w.setExpiry && v.ttlMillis > 0 { RedisFlusher.encodeExpiry(p, slot: w.slot, v, into: &again, scratch: &scratch) }
                 }
                 if again.commands > 0 {
                     try connection.queue(again)
                     inFlight.append(InFlight(written: [], commands: again.commands, nowMillis: f.nowMillis))
                 }
+                let nf = v.fields.count
                 for w in f.written {
-                    let renewed = w.setExpiry || (v.ttlMillis > 0 && replies[w.hset] == Int64(w.fields))
-                    memory.record(Int(p.entities[w.slot]), hash: w.hash, present: w.present, expirySet: renewed ? f.nowMillis : nil)
+                    let renewed = w.setExpiry || (v.ttlMillis > 0 && w.madeAgain(reply: replies[w.hset]))
+                    memory.record(Int(p.entities[w.slot]), hash: w.hash, present: w.present, values: p.bits[w.slot * nf..<(w.slot + 1) * nf],
+                                  expirySet: renewed ? f.nowMillis : nil)
                 }
                 writes += f.written.count
                 byView[key.view, default: 0] += f.written.count
@@ -849,21 +872,18 @@ final class RedisFlusher: @unchecked Sendable {
     }
 
     /// HSET key f v … _event_ts t _created_ts c; then HDEL key <features gone null> and PEXPIRE key
-    /// ttl × 1.1 where they are needed: HDEL only for features the key may hold (every null one
-    /// when nothing is known of the key), PEXPIRE when the key's expiry was last set 10 % of the
-    /// TTL ago or more (or is not known). A key then expires between TTL and 1.1 × TTL after its
-    /// last write.
+    /// ttl × 1.1 where they are needed. The HSET leaves out the numbers the key holds already
+    /// (same bits as written last; strings are always written), HDEL names only features the key
+    /// may hold (every null one when nothing is known of the key), PEXPIRE comes when the key's
+    /// expiry was last set 10 % of the TTL ago or more (or is not known). A key then expires
+    /// between TTL and 1.1 × TTL after its last write.
     static func encode(_ slot: Int, _ p: OnlineWriter.Rows, _ v: ViewCodec, memory: KeyMemory, nowMillis: Int64,
                        into resp: inout RESPBuffer, scratch: inout [UInt8]) -> Written {
         let nf = v.fields.count
         let keyStart = slot == 0 ? 0 : p.keyEnds[slot - 1]
         let entity = Int(p.entities[slot])
-        var present = 0
         var mask: UInt64 = 0
-        for f in 0..<nf where p.valid[slot * nf + f] {
-            present += 1
-            if f < 64 { mask |= 1 << UInt64(f) }
-        }
+        for f in 0..<min(nf, 64) where p.valid[slot * nf + f] { mask |= 1 << UInt64(f) }
         return p.keyBytes.withUnsafeBytes { all in
             let key = UnsafeRawBufferPointer(rebasing: all[keyStart..<p.keyEnds[slot]])
             var hash = StableHash.hash(bytes: key.assumingMemoryBound(to: UInt8.self))
@@ -872,29 +892,19 @@ final class RedisFlusher: @unchecked Sendable {
             // Features the key may hold: what was written last (all of them when that is not known,
             // or when the view has more features than the mask has bits).
             let held: UInt64 = known && nf <= 64 ? memory.present[entity] : ~0
-            let hsetIndex = resp.commands
-            resp.begin(arguments: 2 + 2 * (present + 2))
-            resp.argument(hset)
-            resp.argument(key)
-            for f in 0..<nf where p.valid[slot * nf + f] {
-                resp.argument(v.fields[f])
-                scratch.removeAll(keepingCapacity: true)
-                let bits = p.bits[slot * nf + f]
-                if v.types[f] == .string {
-                    v.appendString(p.text[OnlineWriter.Rows.textRange(bits)], to: &scratch)
-                } else {
-                    v.appendValue(bits: bits, type: v.types[f], to: &scratch)
+            // The features written: every present one, less the numbers held with the same value.
+            var write: UInt64? = nil
+            if known && nf <= 64 && memory.features == nf {
+                var w = mask
+                let base = entity * nf
+                for f in 0..<nf where w & held & (1 << UInt64(f)) != 0 && v.types[f] != .string
+                    && memory.values[base + f] == p.bits[slot * nf + f] {
+                    w &= ~(1 << UInt64(f))
                 }
-                resp.argument(scratch)
+                write = w
             }
-            resp.argument(v.eventField)
-            scratch.removeAll(keepingCapacity: true)
-            v.appendTime(p.eventTime[slot], to: &scratch)
-            resp.argument(scratch)
-            resp.argument(v.createdField)
-            scratch.removeAll(keepingCapacity: true)
-            v.appendTime(p.createdTime[slot], to: &scratch)
-            resp.argument(scratch)
+            let hsetIndex = resp.commands
+            let fields = appendRow(key, slot, p, v, only: write, into: &resp, scratch: &scratch)
             var gone = 0
             for f in 0..<nf where !p.valid[slot * nf + f] && (f >= 64 || held & (1 << UInt64(f)) != 0) { gone += 1 }
             if gone > 0 {
@@ -907,8 +917,53 @@ final class RedisFlusher: @unchecked Sendable {
             }
             let setExpiry = v.ttlMillis > 0 && (!known || nowMillis - memory.expirySetMillis[entity] >= v.ttlMillis / 10)
             if setExpiry { appendExpiry(key, v, into: &resp, scratch: &scratch) }
-            return Written(slot: slot, hash: hash, present: mask, setExpiry: setExpiry, hset: hsetIndex, fields: present + 2)
+            return Written(slot: slot, hash: hash, present: mask, setExpiry: setExpiry, hset: hsetIndex, fields: fields,
+                           lacking: write.map { ($0 & ~held).nonzeroBitCount } ?? -1, partial: write.map { $0 != mask } ?? false)
         }
+    }
+
+    /// HSET of the whole row at `slot` (every present feature and both times).
+    static func encodeRow(_ p: OnlineWriter.Rows, slot: Int, _ v: ViewCodec, into resp: inout RESPBuffer, scratch: inout [UInt8]) {
+        let keyStart = slot == 0 ? 0 : p.keyEnds[slot - 1]
+        p.keyBytes.withUnsafeBytes { all in
+            _ = appendRow(UnsafeRawBufferPointer(rebasing: all[keyStart..<p.keyEnds[slot]]), slot, p, v, only: nil, into: &resp, scratch: &scratch)
+        }
+    }
+
+    /// HSET key f v … _event_ts t _created_ts c of the present features (those in `only`, when
+    /// given); returns how many fields it sets.
+    private static func appendRow(_ key: UnsafeRawBufferPointer, _ slot: Int, _ p: OnlineWriter.Rows, _ v: ViewCodec, only: UInt64?,
+                                  into resp: inout RESPBuffer, scratch: inout [UInt8]) -> Int {
+        let nf = v.fields.count
+        @inline(__always) func written(_ f: Int) -> Bool {
+            if let only { return only & (1 << UInt64(f)) != 0 }
+            return p.valid[slot * nf + f]
+        }
+        var count = 0
+        for f in 0..<nf where written(f) { count += 1 }
+        resp.begin(arguments: 2 + 2 * (count + 2))
+        resp.argument(hset)
+        resp.argument(key)
+        for f in 0..<nf where written(f) {
+            resp.argument(v.fields[f])
+            scratch.removeAll(keepingCapacity: true)
+            let bits = p.bits[slot * nf + f]
+            if v.types[f] == .string {
+                v.appendString(p.text[OnlineWriter.Rows.textRange(bits)], to: &scratch)
+            } else {
+                v.appendValue(bits: bits, type: v.types[f], to: &scratch)
+            }
+            resp.argument(scratch)
+        }
+        resp.argument(v.eventField)
+        scratch.removeAll(keepingCapacity: true)
+        v.appendTime(p.eventTime[slot], to: &scratch)
+        resp.argument(scratch)
+        resp.argument(v.createdField)
+        scratch.removeAll(keepingCapacity: true)
+        v.appendTime(p.createdTime[slot], to: &scratch)
+        resp.argument(scratch)
+        return count + 2
     }
 
     /// PEXPIRE key ttl × 1.1 for the row at `slot`.
