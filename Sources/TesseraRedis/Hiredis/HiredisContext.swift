@@ -45,11 +45,42 @@ final class HiredisContext {
         }
     }
 
-    /// Queues already-encoded RESP commands in the output buffer (written by the first read).
+    /// Sends already-encoded RESP commands; their replies are read by the next reads.
+    ///
+    /// Written to the socket from `resp` itself while hiredis's output buffer is empty (as it is
+    /// between pipelines): hiredis would copy them into a buffer it frees once written, and a
+    /// pipeline of a megabyte or more then costs a fresh mapping and its page faults every time.
     func append(_ resp: [UInt8]) -> Bool {
-        resp.withUnsafeBufferPointer { b in
-            b.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
-        } == REDIS_OK
+        guard sdslen(context.pointee.obuf) == 0 else {
+            return resp.withUnsafeBufferPointer { b in
+                b.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
+            } == REDIS_OK
+        }
+        return resp.withUnsafeBytes { b in
+            var sent = 0
+            while sent < b.count {
+                let n = send(context.pointee.fd, b.baseAddress! + sent, b.count - sent, Int32(MSG_NOSIGNAL))
+                if n > 0 {
+                    sent += n
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else {
+                    // As hiredis reports a failed write (EAGAIN: the timeout passed).
+                    setError(n < 0 ? String(cString: strerror(errno)) : "Server closed the connection")
+                    return false
+                }
+            }
+            return true
+        }
+    }
+
+    private func setError(_ text: String) {
+        context.pointee.err = REDIS_ERR_IO
+        withUnsafeMutableBytes(of: &context.pointee.errstr) { raw in
+            let bytes = Array(text.utf8.prefix(raw.count - 1))
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
     }
 
     /// Reads the next reply (flushing queued commands first), converted to Swift values.
