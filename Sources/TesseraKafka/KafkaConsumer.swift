@@ -156,7 +156,13 @@ public final class KafkaConsumer {
     public func poll(timeout: Int32, _ body: (UnsafeBufferPointer<KafkaRecord>) throws -> Void) throws -> Int {
         if !released.isEmpty { return try deliverReleased(body) }
         var failure: KafkaError?
+        // Built in a local (no exclusivity check per record), handed back after the batch.
+        var records = self.records
+        self.records = []
         records.removeAll(keepingCapacity: true)
+        defer { self.records = records }
+        // Records come in runs of one topic: its index is looked up when the topic changes.
+        var lastTopic: (rkt: UnsafeRawPointer, index: Int)?
         _ = try queue.consumeBatch(timeoutMs: timeout, limit: batchSize) { n, message in
             for i in 0..<n {
                 let m = message(i)
@@ -178,7 +184,13 @@ public final class KafkaConsumer {
                     continue
                 }
                 guard let rkt = m.topic else { continue }
-                let topic = index(of: rkt)
+                let topic: Int
+                if let last = lastTopic, last.rkt == rkt {
+                    topic = last.index
+                } else {
+                    topic = index(of: rkt)
+                    lastTopic = (rkt, topic)
+                }
                 if !atEnd.isEmpty || !held.isEmpty {
                     let tp = TopicPartition(topics[topic], m.partition)
                     atEnd.remove(tp)

@@ -350,8 +350,10 @@ public final class Worker: RebalanceListener {
         }
         var current: PartitionTable.Entry?
         var headers: [String] = []
+        var newest = newestProduced
+        defer { newestProduced = newest }
         for (index, r) in records.enumerated() {
-            newestProduced = max(newestProduced, r.timestampMillis)
+            newest = max(newest, r.timestampMillis)
             // Records come in runs of one partition: look the partition up only when it changes.
             if current == nil || current!.tp.partition != r.partition || current!.topicIndex != r.topic {
                 current = table.lookup(topic: r.topic, partition: r.partition)
