@@ -70,6 +70,10 @@ public struct ReferenceWorkload: Sendable {
 
     public let parameters: Parameters
     private let cdf: [Double]
+    /// `guide[k]`: the first rank whose cumulative weight reaches k / 2¹⁶, so that a draw's binary
+    /// search starts within one 2⁻¹⁶ slice of the distribution instead of the whole of it.
+    private let guide: [Int32]
+    private static let guideSlices = 1 << 16
 
     public init(_ parameters: Parameters) {
         precondition(parameters.events > 0 && parameters.users > 0)
@@ -83,13 +87,23 @@ public struct ReferenceWorkload: Sendable {
         }
         for r in cdf.indices { cdf[r] /= total }
         self.cdf = cdf
+        var guide = [Int32](repeating: Int32(parameters.users - 1), count: Self.guideSlices + 1)
+        var r = 0
+        for k in 0...Self.guideSlices {
+            let bound = Double(k) / Double(Self.guideSlices)
+            while r < cdf.count - 1 && cdf[r] < bound { r += 1 }
+            guide[k] = Int32(r)
+        }
+        self.guide = guide
     }
 
     /// Event `i` (0-based) of the stream.
     public func order(_ i: Int) -> Order {
         var g = Mixer(seed: parameters.seed, index: UInt64(i))
         let u = g.unit()
-        var lo = 0, hi = cdf.count - 1
+        // The first rank whose cumulative weight reaches u: between the guides of u's slice.
+        let k = Int(u * Double(Self.guideSlices))
+        var lo = Int(guide[k]), hi = Int(guide[k + 1])
         while lo < hi {
             let mid = (lo + hi) / 2
             if cdf[mid] < u { lo = mid + 1 } else { hi = mid }
@@ -108,10 +122,28 @@ public struct ReferenceWorkload: Sendable {
 
     /// The JSON payload of an order, as the load generator produces it.
     public static func json(_ o: Order, into out: inout [UInt8]) {
-        func append(_ s: String) { out.append(contentsOf: s.utf8) }
-        let cents = o.amountCents % 100
-        append("{\"order_id\":\(o.orderID),\"user_id\":\(o.userID),\"product_id\":\(o.productID),\"amount\":\(o.amountCents / 100).\(cents < 10 ? "0" : "")\(cents),\"status\":\"\(o.status.rawValue)\",\"event_timestamp\":\(o.eventTimeMillis)}")
+        out.append(contentsOf: Self.orderIDField)
+        DecimalText.append(o.orderID, to: &out)
+        out.append(contentsOf: Self.userIDField)
+        DecimalText.append(o.userID, to: &out)
+        out.append(contentsOf: Self.productIDField)
+        DecimalText.append(o.productID, to: &out)
+        out.append(contentsOf: Self.amountField)
+        DecimalText.append(o.amountCents / 100, to: &out)
+        let cents = UInt8(o.amountCents % 100)
+        out.append(UInt8(ascii: "."))
+        out.append(UInt8(ascii: "0") + cents / 10)
+        out.append(UInt8(ascii: "0") + cents % 10)
+        out.append(contentsOf: Self.statusField)
+        out.append(contentsOf: o.status.rawValue.utf8)
+        out.append(contentsOf: Self.eventTimestampField)
+        DecimalText.append(o.eventTimeMillis, to: &out)
+        out.append(UInt8(ascii: "}"))
     }
+
+    private static let orderIDField = Array("{\"order_id\":".utf8), userIDField = Array(",\"user_id\":".utf8)
+    private static let productIDField = Array(",\"product_id\":".utf8), amountField = Array(",\"amount\":".utf8)
+    private static let statusField = Array(",\"status\":\"".utf8), eventTimestampField = Array("\",\"event_timestamp\":".utf8)
 
     /// The reference order as an Avro record (what `avro` encodes).
     public static let avroSchema = """

@@ -48,7 +48,7 @@ while sent < total {
         json.removeAll(keepingCapacity: true)
         ReferenceWorkload.json(order, into: &json)
         key.removeAll(keepingCapacity: true)
-        key.append(contentsOf: String(order.userID).utf8)
+        DecimalText.append(order.userID, to: &key)
         try producer.send(topic: args[2], key: key, value: json)
         sent += 1
     }
