@@ -762,7 +762,10 @@ final class RedisFlusher: @unchecked Sendable {
             if values.count < keyHash.count * features {
                 values.append(contentsOf: repeatElement(0, count: keyHash.count * features - values.count))
             }
-            values.replaceSubrange(entity * features..<(entity + 1) * features, with: row)
+            let base = entity * features
+            values.withUnsafeMutableBufferPointer { v in
+                for (f, bits) in row.enumerated() { v[base + f] = bits }
+            }
         }
     }
 
