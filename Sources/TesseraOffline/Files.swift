@@ -29,30 +29,53 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
 /// A file created (or truncated) for writing: every write is written in full (interrupted writes
 /// resumed), and `close()` fsyncs before it closes. Dropped without `close()`, the descriptor is
 /// closed and the file left as it is.
+///
+/// With `direct`, the bytes go to the disk with direct I/O (`O_DIRECT`) through an aligned 1 MiB
+/// staging buffer, written a whole buffer at a time: no copy into the page cache, no dirty pages
+/// for the kernel to write back later (a Parquet file of the offline log: the write path was 3 %
+/// of the worker's CPU). The file is cut to its length at `close()`. Where the file system does
+/// not take direct I/O, or refuses a direct write part-way, the rest is written the ordinary way.
 public final class OutputFile {
     public let path: String
     private var fd: Int32
+    /// Direct I/O: the bytes not yet written, from file offset `base` (a multiple of the alignment).
+    private var staging: UnsafeMutableRawPointer?
+    private var staged = 0
+    private var base = 0
 
-    public init(creating path: String) throws(FileError) {
+    static let stagingBytes = 1 << 20
+    static let alignment = 4096
+
+    public init(creating path: String, direct: Bool = false) throws(FileError) {
         self.path = path
+        if direct {
+            fd = createForDirectWrites(path)
+            if fd >= 0 {
+                staging = .allocate(byteCount: Self.stagingBytes, alignment: Self.alignment)
+                return
+            }
+            guard errno == EINVAL else { throw FileError("create", path) }
+        }
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileError("create", path) }
     }
 
     deinit {
         if fd >= 0 { _ = closeDescriptor(fd) }
+        staging?.deallocate()
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws(FileError) {
-        guard let base = bytes.baseAddress else { return }
-        var done = 0
-        while done < bytes.count {
-            let r = writeDescriptor(fd, base + done, bytes.count - done)
-            if r < 0 {
-                if errno == EINTR { continue }
-                throw FileError("write", path)
-            }
-            done += r
+        guard var from = bytes.baseAddress else { return }
+        guard let staging else { return try writeAll(from, bytes.count) }
+        var left = bytes.count
+        while left > 0 {
+            let n = min(left, Self.stagingBytes - staged)
+            (staging + staged).copyMemory(from: from, byteCount: n)
+            staged += n
+            from += n
+            left -= n
+            if staged == Self.stagingBytes { try writeStaged(padded: Self.stagingBytes) }
         }
     }
 
@@ -66,6 +89,29 @@ public final class OutputFile {
     /// Cuts the file back to `size` bytes; the next write goes there.
     public func truncate(to size: Int64) throws(FileError) {
         guard fd >= 0 else { throw FileError("truncate", path, code: EBADF) }
+        if let staging {
+            let size = Int(size)
+            if size < base {
+                // Already on the disk: the block holding `size` is read back into the staging buffer.
+                let start = size & ~(Self.alignment - 1)
+                let reader = open(path, O_RDONLY | O_CLOEXEC)
+                guard reader >= 0 else { throw FileError("read back", path) }
+                defer { _ = closeDescriptor(reader) }
+                var done = 0
+                while done < size - start {
+                    let r = pread(reader, staging + done, size - start - done, off_t(start + done))
+                    if r < 0 && errno == EINTR { continue }
+                    guard r > 0 else { throw FileError("read back", path, code: r < 0 ? errno : EIO) }
+                    done += r
+                }
+                base = start
+                staged = size - start
+            } else {
+                staged = min(staged, size - base)
+            }
+            guard ftruncate(fd, off_t(size)) == 0 else { throw FileError("truncate", path) }
+            return
+        }
         guard ftruncate(fd, off_t(size)) == 0 else { throw FileError("truncate", path) }
         guard lseek(fd, off_t(size), SEEK_SET) == off_t(size) else { throw FileError("seek in", path) }
     }
@@ -73,10 +119,53 @@ public final class OutputFile {
     /// Makes everything written durable (fsync) and closes the file. Closing twice is a no-op.
     public func close() throws(FileError) {
         guard fd >= 0 else { return }
+        if staging != nil && staged > 0 {
+            let length = base + staged
+            try writeStaged(padded: (staged + Self.alignment - 1) & ~(Self.alignment - 1))
+            guard ftruncate(fd, off_t(length)) == 0 else { throw FileError("truncate", path) }
+        }
         guard fsync(fd) == 0 else { throw FileError("sync", path) }
         let r = closeDescriptor(fd)
         fd = -1
         guard r == 0 else { throw FileError("close", path) }
+    }
+
+    /// Writes the staged bytes, zero-padded to `padded` (a multiple of the alignment), at `base`,
+    /// and empties the buffer; a failure leaves it as it was. Where the file system refuses the
+    /// direct write, direct I/O is turned off and the bytes (unpadded) written the ordinary way.
+    private func writeStaged(padded: Int) throws(FileError) {
+        guard let staging else { return }
+        (staging + staged).initializeMemory(as: UInt8.self, repeating: 0, count: padded - staged)
+        var done = 0
+        while done < padded {
+            let r = pwrite(fd, staging + done, padded - done, off_t(base + done))
+            if r < 0 && errno == EINTR { continue }
+            if r < 0 && errno == EINVAL && done == 0 {
+                guard endDirectWrites(fd) == 0, lseek(fd, off_t(base), SEEK_SET) == off_t(base) else {
+                    throw FileError("turn off direct I/O for", path)
+                }
+                try writeAll(staging, staged)
+                self.staging = nil
+                staging.deallocate()
+                return
+            }
+            guard r > 0 else { throw FileError("write", path, code: r < 0 ? errno : EIO) }
+            done += r
+        }
+        base += padded
+        staged = 0
+    }
+
+    private func writeAll(_ from: UnsafeRawPointer, _ count: Int) throws(FileError) {
+        var done = 0
+        while done < count {
+            let r = writeDescriptor(fd, from + done, count - done)
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw FileError("write", path)
+            }
+            done += r
+        }
     }
 }
 

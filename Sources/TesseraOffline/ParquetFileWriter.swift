@@ -112,7 +112,7 @@ struct WriterCore {
         self.schema = schema
         self.compressor = PageCompressor(compression)
         self.keyValueMetadata = metadata
-        let file = try OutputFile(creating: path)
+        let file = try OutputFile(creating: path, direct: true)
         try file.write(parquetMagic)
         self.file = file
         offset = 4

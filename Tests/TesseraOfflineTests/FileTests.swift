@@ -47,6 +47,48 @@ struct FileTests {
         }
     }
 
+    @Test("an output file holds what was written, cut back where it was truncated (direct I/O or not)", arguments: ["tmp", "shm"], [false, true])
+    func outputFile(_ place: String, direct: Bool) throws {
+        let dir: String
+        if place == "shm" {
+            guard FileManager.default.fileExists(atPath: "/dev/shm") else { return }
+            dir = "/dev/shm/tessera-files-\(UUID().uuidString)"
+        } else {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-files-\(UUID().uuidString)").path
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var g = SeededGenerator(seed: 13)
+        let path = "\(dir)/out"
+        // What a file at that path held before is replaced.
+        try Data(repeating: 0xEE, count: 3 * OutputFile.stagingBytes).write(to: URL(fileURLWithPath: path))
+        let file = try OutputFile(creating: path, direct: direct)
+        var expected: [UInt8] = []
+        func write(_ n: Int) throws {
+            let bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &g) }
+            try file.write(bytes)
+            expected += bytes
+        }
+        func truncate(to size: Int) throws {
+            try file.truncate(to: Int64(size))
+            expected.removeLast(expected.count - size)
+        }
+        try write(5)
+        try write(OutputFile.stagingBytes - 3)           // past one staging buffer
+        try truncate(to: expected.count - 10)            // within what is still staged
+        try write(4_097)
+        try truncate(to: OutputFile.stagingBytes - 100)  // behind what is on the disk, mid-block
+        try write(2 * OutputFile.stagingBytes + 11)
+        try truncate(to: 2 * OutputFile.stagingBytes)    // on a block boundary
+        try write(1)
+        try truncate(to: OutputFile.stagingBytes + 3 * 4_096 + 1)  // far behind, keeping what came before
+        try write(777)
+        try file.close()
+        let read = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(read.count == expected.count)
+        #expect(read == expected)
+    }
+
     @Test("a direct write refused part-way leaves the rest written the ordinary way: the file is whole", arguments: [0, 1, 2, 3])
     func refusedPartWay(_ taken: Int) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-files-\(UUID().uuidString)").path
