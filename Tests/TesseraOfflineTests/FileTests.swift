@@ -18,17 +18,23 @@ struct FileTests {
         try file.close()
     }
 
-    @Test("a streamed file holds exactly the bytes it was given, in order, with its head patched (direct I/O or not)", arguments: ["tmp", "shm"])
-    func parts(_ place: String) throws {
+    /// A new directory in the temporary directory ("tmp") or on tmpfs ("shm", where kernels
+    /// before 6.6 refuse direct I/O and the ordinary write is taken); nil without /dev/shm.
+    static func directory(_ place: String) throws -> String? {
         let dir: String
         if place == "shm" {
-            // tmpfs: where the kernel refuses direct I/O, the ordinary write is taken.
-            guard FileManager.default.fileExists(atPath: "/dev/shm") else { return }
+            guard FileManager.default.fileExists(atPath: "/dev/shm") else { return nil }
             dir = "/dev/shm/tessera-files-\(UUID().uuidString)"
         } else {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-files-\(UUID().uuidString)").path
         }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test("a streamed file holds exactly the bytes it was given, in order, with its head patched (direct I/O or not)", arguments: ["tmp", "shm"])
+    func parts(_ place: String) throws {
+        guard let dir = try Self.directory(place) else { return }
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var g = SeededGenerator(seed: 11)
         for (i, size) in Self.sizes.enumerated() {
@@ -49,14 +55,7 @@ struct FileTests {
 
     @Test("an output file holds what was written, cut back where it was truncated (direct I/O or not)", arguments: ["tmp", "shm"], [false, true])
     func outputFile(_ place: String, direct: Bool) throws {
-        let dir: String
-        if place == "shm" {
-            guard FileManager.default.fileExists(atPath: "/dev/shm") else { return }
-            dir = "/dev/shm/tessera-files-\(UUID().uuidString)"
-        } else {
-            dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-files-\(UUID().uuidString)").path
-        }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        guard let dir = try Self.directory(place) else { return }
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var g = SeededGenerator(seed: 13)
         let path = "\(dir)/out"
