@@ -895,9 +895,11 @@ final class RedisFlusher: @unchecked Sendable {
             // Features the key may hold: what was written last (all of them when that is not known,
             // or when the view has more features than the mask has bits).
             let held: UInt64 = known && nf <= 64 ? memory.present[entity] : ~0
-            // The features written: every present one, less the numbers held with the same value.
+            // The features written: every present one, less the numbers held with the same value
+            // (unless the key may have expired since: then the whole row, as for a key not known).
             var write: UInt64? = nil
-            if known && nf <= 64 && memory.features == nf {
+            let mayHaveExpired = v.ttlMillis > 0 && known && nowMillis - memory.expirySetMillis[entity] >= v.ttlMillis
+            if known && nf <= 64 && memory.features == nf && !mayHaveExpired {
                 var w = mask
                 let base = entity * nf
                 for f in 0..<nf where w & held & (1 << UInt64(f)) != 0 && v.types[f] != .string

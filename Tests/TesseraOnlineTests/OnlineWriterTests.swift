@@ -148,6 +148,10 @@ struct OnlineWriterTests {
         try write(s, [(0, 1, false)])
         #expect(try value(s.view.features[0].name) == "7")
         #expect(try value(s.view.features[1].name) == "mark")
+        // A TTL after the key's expiry was last set it may have expired: the whole row is written.
+        s.clock.advance(by: Self.ttlMillis * 1_000)
+        try write(s, [(0, 1, false)])
+        #expect(try value(s.view.features[1].name) == "7")
     }
 
     @Test("an entity's row is handed over at most once per interval; its latest row follows once the interval has passed; flush() writes every row")
