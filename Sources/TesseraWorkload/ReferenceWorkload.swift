@@ -129,8 +129,9 @@ public struct ReferenceWorkload: Sendable {
         out.append(contentsOf: Self.productIDField)
         DecimalText.append(o.productID, to: &out)
         out.append(contentsOf: Self.amountField)
-        DecimalText.append(o.amountCents / 100, to: &out)
-        let cents = UInt8(o.amountCents % 100)
+        if o.amountCents < 0 { out.append(UInt8(ascii: "-")) }
+        DecimalText.append(Int64(o.amountCents.magnitude / 100), to: &out)
+        let cents = UInt8(o.amountCents.magnitude % 100)
         out.append(UInt8(ascii: "."))
         out.append(UInt8(ascii: "0") + cents / 10)
         out.append(UInt8(ascii: "0") + cents % 10)
