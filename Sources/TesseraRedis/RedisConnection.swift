@@ -75,9 +75,9 @@ public final class RedisConnection {
         return try collect(pipeline.commands, integer)
     }
 
-    /// Queues a pipeline without waiting for its replies: it is sent with the next `collect`,
-    /// so a caller can queue the next pipeline before reading the replies of the previous one
-    /// and Redis works on one while the caller reads the other. Replies come in queuing order.
+    /// Sends a pipeline without waiting for its replies (`collect` reads them), so a caller can
+    /// send the next pipeline before reading the replies of the previous one and Redis works on
+    /// one while the caller reads the other. Replies come in sending order.
     public func queue(_ pipeline: RESPBuffer) throws(RedisError) {
         let c = try connected()
         guard c.append(pipeline.bytes) else { throw fail(c, "write") }
