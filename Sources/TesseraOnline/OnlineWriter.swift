@@ -899,7 +899,8 @@ final class RedisFlusher: @unchecked Sendable {
             // (unless the key may have expired since: then the whole row, as for a key not known).
             var write: UInt64? = nil
             let mayHaveExpired = v.ttlMillis > 0 && known && nowMillis - memory.expirySetMillis[entity] >= v.ttlMillis
-            if known && nf <= 64 && memory.features == nf && !mayHaveExpired {
+            // (Values are remembered only for views of at most 64 features: `features` is 0 otherwise.)
+            if known && memory.features == nf && !mayHaveExpired {
                 var w = mask
                 let base = entity * nf
                 for f in 0..<nf where w & held & (1 << UInt64(f)) != 0 && v.types[f] != .string
