@@ -17,28 +17,23 @@ void tessera_malloc_own_memory_from(size_t bytes) {
 #endif
 }
 
-static const size_t huge = (size_t)2 << 20;
+// Below this, state memory comes from malloc; from it up, from a mapping of its own.
+static const size_t own_mapping = (size_t)2 << 20;
 
 void *tessera_map(size_t bytes) {
-    if (bytes < huge) return calloc(1, bytes);
-    // Over-map by 2 MiB and trim, so the region starts on a huge-page boundary.
-    size_t length = (bytes + huge - 1) & ~(huge - 1);
-    char *raw = mmap(NULL, length + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return NULL;
-    char *aligned = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
-    if (aligned > raw) munmap(raw, (size_t)(aligned - raw));
-    char *end = aligned + length, *rawEnd = raw + length + huge;
-    if (rawEnd > end) munmap(end, (size_t)(rawEnd - end));
-#ifdef MADV_HUGEPAGE
-    madvise(aligned, length, MADV_HUGEPAGE);
+    if (bytes < own_mapping) return calloc(1, bytes);
+    void *region = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED) return NULL;
+#ifdef MADV_NOHUGEPAGE
+    madvise(region, bytes, MADV_NOHUGEPAGE);  // also where the system's default is `always`
 #endif
-    return aligned;
+    return region;
 }
 
 void tessera_unmap(void *pointer, size_t bytes) {
     if (pointer == NULL) return;
-    if (bytes < huge) { free(pointer); return; }
-    munmap(pointer, (bytes + huge - 1) & ~(huge - 1));
+    if (bytes < own_mapping) { free(pointer); return; }
+    munmap(pointer, bytes);
 }
 
 static uint32_t crc_table[256];

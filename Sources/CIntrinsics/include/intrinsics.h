@@ -12,8 +12,11 @@ static inline double tessera_log(double x) { return __builtin_log(x); }
 static inline double tessera_exp(double x) { return __builtin_exp(x); }
 
 /// Zeroed memory for state, mapped lazily by the kernel (pages are touched only when used).
-/// Regions of 2 MiB and more are 2 MiB-aligned and marked for transparent huge pages, so that a
-/// large state takes few page faults and few TLB entries. Release with `tessera_unmap`.
+/// Regions of 2 MiB and more are mappings of their own, returned to the system when released.
+/// They are kept out of transparent huge pages: a huge page's first touch zeroes (and, on a
+/// VM, has the host back) 2 MiB at once, most of which a growing slab's last chunk never uses —
+/// measured end to end, the state's peak resident memory was 150 MiB larger and the run slower.
+/// Release with `tessera_unmap`.
 void *tessera_map(size_t bytes);
 void tessera_unmap(void *pointer, size_t bytes);
 

@@ -29,7 +29,7 @@ struct KeyIndex: @unchecked Sendable {  // the slot array is copied before a sha
         var reserved: UInt32
     }
 
-    /// Owns a slot array (zeroed memory, huge pages when large); replaced, never shared, when written.
+    /// Owns a slot array (zeroed memory, mapped lazily); replaced, never shared, when written.
     final class Owner: @unchecked Sendable {
         let slots: UnsafeMutablePointer<Slot>
         let capacity: Int
