@@ -55,7 +55,8 @@ let package = Package(
         // through it, and unoptimised it is two orders of magnitude slower.
         .target(name: "TesseraCore", dependencies: ["CIntrinsics"],
                 swiftSettings: strict + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
-        // Compiler builtins the core uses: a cache prefetch hint, log and exp.
+        // Compiler builtins and C the core uses: a cache prefetch hint, log and exp, state memory, the
+        // CRC-32C of checkpoints and the CRC-32 of Parquet pages (TesseraCore.PageChecksum).
         .target(name: "CIntrinsics"),
         // Topology files: YAML → validated model → core specs, errors with file:line:column.
         .target(

@@ -82,6 +82,87 @@ unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count) {
     return ~crc_software(c, bytes, count);
 }
 
+// CRC-32 of the gzip polynomial (0xEDB88320 reflected), as Parquet's page checksums use it.
+
+static uint32_t crc_ieee_table[256];
+
+static uint32_t crc_ieee_bytewise(uint32_t crc, const unsigned char *p, size_t n) {
+    static int ready = 0;
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+        for (uint32_t i = 0; i < 256; i++) {  // idempotent: racing threads write the same table
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+            crc_ieee_table[i] = c;
+        }
+        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+    }
+    while (n--) crc = crc_ieee_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return crc;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+// Carry-less multiplication folding (Gopal et al., "Fast CRC computation for generic polynomials
+// using PCLMULQDQ", Intel 2009): four 128-bit lanes folded 512 bits ahead, then into one lane,
+// 128 → 64 → 32 bits, and a Barrett reduction. The constants are x^k mod P for the reflected
+// polynomial (k = 4·128 ± 32, 128 ± 32, 64), then μ = x^64 / P and P itself.
+// `n` is at least 64 and a multiple of 16; `crc` is the running (inverted) remainder.
+__attribute__((target("pclmul,sse4.1")))
+static uint32_t crc_ieee_folded(uint32_t crc, const unsigned char *p, size_t n) {
+    const __m128i k512 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);
+    const __m128i k128 = _mm_set_epi64x(0x00ccaa009eLL, 0x01751997d0LL);
+    const __m128i k64 = _mm_set_epi64x(0, 0x0163cd6124LL);
+    const __m128i barrett = _mm_set_epi64x(0x01f7011641LL, 0x01db710641LL);
+    const __m128i low32 = _mm_setr_epi32(-1, 0, -1, 0);
+    __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p), _mm_cvtsi32_si128((int)crc));
+    __m128i b = _mm_loadu_si128((const __m128i *)(p + 16));
+    __m128i c = _mm_loadu_si128((const __m128i *)(p + 32));
+    __m128i d = _mm_loadu_si128((const __m128i *)(p + 48));
+    p += 64;
+    n -= 64;
+#define FOLD(x, k, next) _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11)), next)
+    while (n >= 64) {
+        a = FOLD(a, k512, _mm_loadu_si128((const __m128i *)p));
+        b = FOLD(b, k512, _mm_loadu_si128((const __m128i *)(p + 16)));
+        c = FOLD(c, k512, _mm_loadu_si128((const __m128i *)(p + 32)));
+        d = FOLD(d, k512, _mm_loadu_si128((const __m128i *)(p + 48)));
+        p += 64;
+        n -= 64;
+    }
+    a = FOLD(a, k128, b);
+    a = FOLD(a, k128, c);
+    a = FOLD(a, k128, d);
+    while (n >= 16) {
+        a = FOLD(a, k128, _mm_loadu_si128((const __m128i *)p));
+        p += 16;
+        n -= 16;
+    }
+#undef FOLD
+    __m128i t = _mm_clmulepi64_si128(a, k128, 0x10);
+    a = _mm_xor_si128(_mm_srli_si128(a, 8), t);
+    t = _mm_srli_si128(a, 4);
+    a = _mm_xor_si128(_mm_clmulepi64_si128(_mm_and_si128(a, low32), k64, 0x00), t);
+    t = _mm_clmulepi64_si128(_mm_and_si128(a, low32), barrett, 0x10);
+    t = _mm_clmulepi64_si128(_mm_and_si128(t, low32), barrett, 0x00);
+    a = _mm_xor_si128(a, t);
+    return (uint32_t)_mm_extract_epi32(a, 1);
+}
+#endif
+
+unsigned int tessera_crc32(const void *bytes, size_t count) {
+    const unsigned char *p = bytes;
+    uint32_t c = 0xFFFFFFFFu;
+#if defined(__x86_64__)
+    if (count >= 64 && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1")) {
+        size_t bulk = count & ~(size_t)15;
+        c = crc_ieee_folded(c, p, bulk);
+        p += bulk;
+        count -= bulk;
+    }
+#endif
+    return ~crc_ieee_bytewise(c, p, count);
+}
+
 #include <signal.h>
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};

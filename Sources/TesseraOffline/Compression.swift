@@ -2,6 +2,7 @@
 
 import CSnappy
 import CZstd
+import TesseraCore
 
 /// Largest uncompressed page this reader accepts; guards allocations against corrupt headers.
 let maxPageSize = 1 << 30
@@ -150,45 +151,6 @@ final class PageDecompressor {
     }
 }
 
-// MARK: - CRC-32 (the gzip polynomial, reflected), slicing by 8
+// MARK: - CRC-32 (the gzip polynomial, reflected)
 
-private let crcTables: [[UInt32]] = {
-    var tables = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
-    for i in 0..<256 {
-        var c = UInt32(i)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        tables[0][i] = c
-    }
-    for i in 0..<256 {
-        for t in 1..<8 {
-            let prev = tables[t - 1][i]
-            tables[t][i] = (prev >> 8) ^ tables[0][Int(prev & 0xFF)]
-        }
-    }
-    return tables
-}()
-
-private let crcFlat: [UInt32] = crcTables.flatMap { $0 }
-
-func crc32(_ data: UnsafeRawBufferPointer) -> UInt32 {
-    var crc: UInt32 = 0xFFFF_FFFF
-    guard let base = data.baseAddress else { return 0 }
-    let n = data.count
-    crcFlat.withUnsafeBufferPointer { t in
-        var i = 0
-        while i + 8 <= n {
-            let lo = base.loadUnaligned(fromByteOffset: i, as: UInt32.self).littleEndian ^ crc
-            let hi = base.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self).littleEndian
-            crc = t[7 * 256 + Int(lo & 0xFF)] ^ t[6 * 256 + Int((lo >> 8) & 0xFF)]
-                ^ t[5 * 256 + Int((lo >> 16) & 0xFF)] ^ t[4 * 256 + Int(lo >> 24)]
-                ^ t[3 * 256 + Int(hi & 0xFF)] ^ t[2 * 256 + Int((hi >> 8) & 0xFF)]
-                ^ t[1 * 256 + Int((hi >> 16) & 0xFF)] ^ t[Int(hi >> 24)]
-            i += 8
-        }
-        while i < n {
-            crc = t[Int((crc ^ UInt32(base.load(fromByteOffset: i, as: UInt8.self))) & 0xFF)] ^ (crc >> 8)
-            i += 1
-        }
-    }
-    return ~crc
-}
+func crc32(_ data: UnsafeRawBufferPointer) -> UInt32 { PageChecksum.crc32(data) }

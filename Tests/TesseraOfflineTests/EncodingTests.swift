@@ -1,4 +1,5 @@
 import Testing
+import TesseraCore
 import TesseraTestSupport
 @testable import TesseraOffline
 
@@ -6,15 +7,20 @@ import TesseraTestSupport
     @Test func crc32MatchesTheCheckValue() {
         let data = Array("123456789".utf8)
         #expect(data.withUnsafeBytes { crc32($0) } == 0xCBF4_3926)
-        let long = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        // Slicing-by-8 agrees with the bytewise definition on every length.
-        for n in [0, 1, 7, 8, 9, 63, 1000] {
-            var crc: UInt32 = 0xFFFF_FFFF
-            for b in long[0..<n] {
-                crc ^= UInt32(b)
-                for _ in 0..<8 { crc = crc & 1 != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+        var generator = SeededGenerator(seed: 7)
+        let long = (0..<5_000).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        // The folded CRC (64 bytes and more, in 16-byte steps, the rest bytewise) agrees with the
+        // bitwise definition at every length around its steps and at any alignment.
+        let lengths = Array(0...300) + [1_023, 1_024, 1_025, 4_095, 4_999 - 3]
+        for start in [0, 1, 3, 8] {
+            for n in lengths where start + n <= long.count {
+                var crc: UInt32 = 0xFFFF_FFFF
+                for b in long[start..<start + n] {
+                    crc ^= UInt32(b)
+                    for _ in 0..<8 { crc = crc & 1 != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+                }
+                #expect(long[start..<start + n].withUnsafeBytes { crc32($0) } == ~crc, "\(n) bytes from \(start)")
             }
-            #expect(long[0..<n].withUnsafeBytes { crc32($0) } == ~crc)
         }
     }
 

@@ -28,6 +28,10 @@ void tessera_malloc_own_memory_from(size_t bytes);
 /// instruction where the CPU has it (8 bytes per instruction), a table otherwise.
 unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count);
 
+/// CRC-32 of the gzip polynomial (what Parquet's page headers hold) of `count` bytes:
+/// carry-less multiplication folding where the CPU has it (~15 GB/s here), a table otherwise.
+unsigned int tessera_crc32(const void *bytes, size_t count);
+
 /// Creates (or truncates) `path` for writing with direct I/O (`O_DIRECT`: no copy into the page
 /// cache; writes must be aligned to 4 KiB in memory, offset and length). -1 with `errno` set when
 /// it cannot, EINVAL where the file system does not take direct I/O.
