@@ -21,14 +21,16 @@ public struct PartitionAggregator: Sendable {
         precondition(allowedLateness >= 0)
         self.allowedLateness = allowedLateness
         self.views = views.map(ViewAggregator.init(spec:))
+        keyColumns = Self.keyColumns(of: self.views)
     }
 
-    /// The key columns of the views, each with the first view that joins on it.
-    private var keyColumns: [(column: Int, view: Int)] {
-        var seen: Set<Int> = []
+    /// The key columns of the views, each with the first view that joins on it (set with `views`).
+    private var keyColumns: [(column: Int, view: Int)] = []
+
+    private static func keyColumns(of views: [ViewAggregator]) -> [(column: Int, view: Int)] {
         var result: [(column: Int, view: Int)] = []
         for (v, view) in views.enumerated() {
-            for f in view.spec.keyFields where seen.insert(f).inserted { result.append((f, v)) }
+            for f in view.spec.keyFields where !result.contains(where: { $0.column == f }) { result.append((f, v)) }
         }
         return result
     }
@@ -255,5 +257,6 @@ public struct PartitionAggregator: Sendable {
             views.append(view)
         }
         for name in sections.keys.sorted() { restoreNotes.append("view \(name) is no longer defined: its saved state is dropped") }
+        keyColumns = Self.keyColumns(of: views)
     }
 }

@@ -255,24 +255,24 @@ public struct ViewAggregator: Sendable {
             for i in kernels.counts.indices { kernels.counts[i].prepare(batch, entities: e, filters: filterResults, buffers: next()) }
             for i in kernels.moments.indices { kernels.moments[i].prepare(batch, entities: e, filters: filterResults, buffers: next()) }
             for i in kernels.maxes.indices {
-                var none = StringDictionary()
+                var none = StringDictionary.empty
                 kernels.maxes[i].prepare(batch, entities: e, filters: filterResults, buffers: next(), strings: &none)
             }
             for i in kernels.mins.indices {
-                var none = StringDictionary()
+                var none = StringDictionary.empty
                 kernels.mins[i].prepare(batch, entities: e, filters: filterResults, buffers: next(), strings: &none)
             }
             for i in kernels.firsts.indices {
                 let d = kernels.firsts[i].dictionary
-                var strings = d >= 0 ? dictionaries[d] : StringDictionary()
-                if d >= 0 { dictionaries[d] = StringDictionary() }
+                var strings = d >= 0 ? dictionaries[d] : StringDictionary.empty
+                if d >= 0 { dictionaries[d] = StringDictionary.empty }  // the kernel holds the only reference while it interns
                 kernels.firsts[i].prepare(batch, entities: e, filters: filterResults, buffers: next(), strings: &strings)
                 if d >= 0 { dictionaries[d] = strings }
             }
             for i in kernels.lasts.indices {
                 let d = kernels.lasts[i].dictionary
-                var strings = d >= 0 ? dictionaries[d] : StringDictionary()
-                if d >= 0 { dictionaries[d] = StringDictionary() }
+                var strings = d >= 0 ? dictionaries[d] : StringDictionary.empty
+                if d >= 0 { dictionaries[d] = StringDictionary.empty }  // the kernel holds the only reference while it interns
                 kernels.lasts[i].prepare(batch, entities: e, filters: filterResults, buffers: next(), strings: &strings)
                 if d >= 0 { dictionaries[d] = strings }
             }
@@ -552,19 +552,27 @@ public struct ViewAggregator: Sendable {
             for i in 0..<count { keys.appendKey(s.entities[i], to: &emissions.keys) }
         }
         let features = spec.features.count
-        var strings: [Int: Int] = [:]
-        for k in kernels.firsts where k.dictionary >= 0 { for o in 0..<k.shape.outputCount { strings[k.shape.outputs[o].feature] = k.dictionary } }
-        for k in kernels.lasts where k.dictionary >= 0 { for o in 0..<k.shape.outputCount { strings[k.shape.outputs[o].feature] = k.dictionary } }
         for f in 0..<features {
             if emissions.features[f].type == .string {
                 var column = emissions.features[f]
                 emissions.features[f] = Column(type: .string)
-                dictionaries[strings[f]!].append(codes: s.values + f, valid: s.valid + f, stride: features, count: count, to: &column)
+                dictionaries[dictionary(ofFeature: f)].append(codes: s.values + f, valid: s.valid + f, stride: features, count: count, to: &column)
                 emissions.features[f] = column
             } else {
                 emissions.features[f].append(bits: s.values + f, valid: s.valid + f, stride: features, count: count)
             }
         }
+    }
+
+    /// The string dictionary of the first/last kernel whose output string feature `f` is.
+    private func dictionary(ofFeature f: Int) -> Int {
+        for k in kernels.firsts where k.dictionary >= 0 {
+            for o in 0..<k.shape.outputCount where k.shape.outputs[o].feature == f { return k.dictionary }
+        }
+        for k in kernels.lasts where k.dictionary >= 0 {
+            for o in 0..<k.shape.outputCount where k.shape.outputs[o].feature == f { return k.dictionary }
+        }
+        preconditionFailure("string feature \(f) has no dictionary")
     }
 
     public mutating func removeAllEmissions() { emissions.removeAll() }

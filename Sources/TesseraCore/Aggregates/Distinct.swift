@@ -144,6 +144,9 @@ struct DistinctStore: Sendable {
         sketches[Int(i)].insert(hash, stamp: stamp, list: &list, cells: c, contains: contains)
     }
 
+    /// A register list for a tile of sketch `i` with room for `capacity` registers (its handle).
+    mutating func makeList(sketch i: UInt32, capacity: Int) -> UInt32 { sketches[Int(i)].makeList(capacity: capacity) }
+
     mutating func expire(sketch i: UInt32, list: UInt32, stamp: Int64, window j: Int) {
         let c = cells(i)
         sketches[Int(i)].expire(list: list, stamp: stamp, window: j, cells: c)
@@ -429,12 +432,22 @@ struct DistinctKernel: Sendable {
         let from = store.entries(h)
         let front = view.map { $0.index(0) } ?? .min
         var live: [SetEntry] = []
+        live.reserveCapacity(Int(h.used))
         for s in 0..<(4 << Int(h.sizeClass)) where from[s].hash != 0 && from[s].stamp >= front { live.append(from[s]) }
         live.sort { $0.stamp < $1.stamp }
         store.releaseSet(h)
         let index = store.allocateSketch(windows: shape.ringWindows.count, sliding: shape.ring >= 0, base: live.first?.stamp ?? 0)
         var lists: [Int64: UInt32] = [:]
-        for e in live {
+        lists.reserveCapacity(view?.count ?? 1)
+        var run = 0..<0  // the values of the stamp being inserted (ascending stamps)
+        for (i, e) in live.enumerated() {
+            if ring != nil && !run.contains(i) {
+                // Each value of a tile adds at most one register to its list: room for all of them.
+                var end = i + 1
+                while end < live.count && live[end].stamp == e.stamp { end += 1 }
+                run = i..<end
+                if lists[e.stamp] == nil { lists[e.stamp] = store.makeList(sketch: index, capacity: run.count) }
+            }
             var list = lists[e.stamp] ?? 0
             if let ring {
                 let ringWindows = shape.ringWindows

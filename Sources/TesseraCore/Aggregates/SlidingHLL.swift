@@ -27,6 +27,9 @@ struct SlidingHLL: Sendable {
     /// Per tile, the registers that got a pair there (the tile's partial holds its index + 1).
     private var lists: [[UInt16]] = []
     private var freeLists: [UInt32] = []
+    /// The list created last (index into `lists`, -1: none yet): how many registers a tile's
+    /// list gets, to size the next one (a hint, not saved).
+    private var newestList = -1
     /// Pairs of registers with more than fit in their cell.
     private var spill: [Int: [UInt32]] = [:]
 
@@ -153,16 +156,29 @@ struct SlidingHLL: Sendable {
         pairs += (created ? 1 : 0) - removed
         if created {
             if list == 0 {
-                if let reused = freeLists.popLast() {
-                    list = reused + 1
-                } else {
-                    lists.append([])
-                    list = UInt32(lists.count)
-                }
+                // Room for about as many registers as the tile before got: a busy entity's list
+                // would otherwise grow (and allocate) a dozen times while its tile fills.
+                let previous = newestList >= 0 && newestList < lists.count ? lists[newestList].count : 0
+                list = makeList(capacity: previous + previous / 2 + 4)
             }
             lists[Int(list) - 1].append(UInt16(r))
         }
         for j in 0..<windows where contains(j) && rho > SlidingHLL.value(cell, j) { set(cell, window: j, to: rho) }
+    }
+
+    /// A new (empty) register list for a tile, with room for `capacity` registers; returns its
+    /// handle (index + 1), for the tile's partial.
+    mutating func makeList(capacity: Int) -> UInt32 {
+        let list: UInt32
+        if let reused = freeLists.popLast() {
+            list = reused + 1
+        } else {
+            lists.append([])
+            list = UInt32(lists.count)
+        }
+        lists[Int(list) - 1].reserveCapacity(min(capacity, HLL.registers))
+        newestList = Int(list) - 1
+        return list
     }
 
     /// Tile `k`, with register list `list`, leaves window `j`: its registers fall to their next pair.

@@ -8,6 +8,10 @@ public struct StringDictionary: Sendable {
 
     public init() {}
 
+    /// An empty dictionary to copy where one is only a placeholder (copies share its storage,
+    /// so taking one allocates nothing).
+    static let empty = StringDictionary()
+
     public var count: Int { offsets.count - 1 }
 
     public var storageBytes: Int { offsets.capacity * 4 + bytes.capacity + table.capacity * 4 }

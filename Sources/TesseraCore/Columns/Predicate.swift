@@ -147,10 +147,10 @@ public indirect enum Predicate: Sendable, Hashable {
         case (.float64, .double(let v)): c.doubles.withUnsafeBufferPointer { x in each { holds(x[$0], op, v) } }
         case (.bool, .bool(let v)): c.ints.withUnsafeBufferPointer { x in each { holds(x[$0] != 0 ? 1 : 0, op, v ? 1 : 0) } }
         case (.string, .string(let v)):
-            let literal = Array(v.utf8)
+            var literal = v  // its UTF-8 read in place (a native string's own storage): no copy per batch
             c.bytes.withUnsafeBufferPointer { bytes in
                 c.offsets.withUnsafeBufferPointer { offsets in
-                    literal.withUnsafeBufferPointer { lit in
+                    literal.withUTF8 { lit in
                         each { i in
                             let cell = UnsafeBufferPointer(rebasing: bytes[Int(offsets[i])..<Int(offsets[i + 1])])
                             if op == .eq || op == .ne {

@@ -29,7 +29,11 @@ struct Roster: Sendable {
         let needed = Int(k - base) + 1
         if needed > count {
             if needed > buckets.count { grow(to: needed) }
+            // A new newest bucket: room for about as many entities as the one before it got, so
+            // that it does not grow (and allocate) a dozen times while its tile fills.
+            let previous = count > 0 ? buckets[position(base + Int64(count) - 1)].count : 0
             count = needed
+            buckets[position(k)].reserveCapacity(previous + previous / 4)
         }
         buckets[position(k)].append(entity)
     }
