@@ -36,23 +36,25 @@ void tessera_unmap(void *pointer, size_t bytes) {
     munmap(pointer, bytes);
 }
 
-static uint32_t crc_table[256];
+// A bytewise table CRC of a reflected polynomial: the fallback of both CRCs below.
+typedef struct {
+    uint32_t polynomial;
+    int ready;
+    uint32_t entries[256];
+} crc_table;
 
-static void crc_table_init(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
-        crc_table[i] = c;
-    }
-}
+static crc_table crc32c_table = {0x82F63B78u, 0, {0}}, crc32_table = {0xEDB88320u, 0, {0}};
 
-static uint32_t crc_software(uint32_t crc, const unsigned char *p, size_t n) {
-    static int ready = 0;
-    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-        crc_table_init();  // idempotent: racing threads write the same table
-        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+static uint32_t crc_bytewise(crc_table *t, uint32_t crc, const unsigned char *p, size_t n) {
+    if (!__atomic_load_n(&t->ready, __ATOMIC_ACQUIRE)) {
+        for (uint32_t i = 0; i < 256; i++) {  // idempotent: racing threads write the same table
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = (c >> 1) ^ (t->polynomial & (0u - (c & 1)));
+            t->entries[i] = c;
+        }
+        __atomic_store_n(&t->ready, 1, __ATOMIC_RELEASE);
     }
-    while (n--) crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    while (n--) crc = t->entries[(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return crc;
 }
 
@@ -79,26 +81,10 @@ unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count) {
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("sse4.2")) return ~crc_hardware(c, bytes, count);
 #endif
-    return ~crc_software(c, bytes, count);
+    return ~crc_bytewise(&crc32c_table, c, bytes, count);
 }
 
 // CRC-32 of the gzip polynomial (0xEDB88320 reflected), as Parquet's page checksums use it.
-
-static uint32_t crc_ieee_table[256];
-
-static uint32_t crc_ieee_bytewise(uint32_t crc, const unsigned char *p, size_t n) {
-    static int ready = 0;
-    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-        for (uint32_t i = 0; i < 256; i++) {  // idempotent: racing threads write the same table
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
-            crc_ieee_table[i] = c;
-        }
-        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-    }
-    while (n--) crc = crc_ieee_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return crc;
-}
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -160,7 +146,7 @@ unsigned int tessera_crc32(const void *bytes, size_t count) {
         count -= bulk;
     }
 #endif
-    return ~crc_ieee_bytewise(c, p, count);
+    return ~crc_bytewise(&crc32_table, c, p, count);
 }
 
 #include <signal.h>
