@@ -29,7 +29,7 @@ void tessera_malloc_own_memory_from(size_t bytes);
 unsigned int tessera_crc32c(unsigned int crc, const void *bytes, size_t count);
 
 /// CRC-32 of the gzip polynomial (what Parquet's page headers hold) of `count` bytes:
-/// carry-less multiplication folding where the CPU has it (~15 GB/s here), a table otherwise.
+/// carry-less multiplication folding where the CPU has it (`TesseraCore.PageChecksum`), a table otherwise.
 unsigned int tessera_crc32(const void *bytes, size_t count);
 
 /// Creates (or truncates) `path` for writing with direct I/O (`O_DIRECT`: no copy into the page
