@@ -206,6 +206,68 @@ struct SketchTests {
         }
         if events > 10_000 { #expect(approximate > 30) }
     }
+
+    @Test("a sliding sketch's per-tile register lists: every change as on a list of arrays, through packs, a save and a restore")
+    func registerLists() throws {
+        var lists = RegisterLists()
+        var model: [[UInt16]] = []
+        var generator = SeededGenerator(seed: 12)
+        func check() {
+            #expect(lists.count == model.count)
+            for i in model.indices {
+                #expect((0..<lists.count(i)).map { UInt16(lists.register(i, $0)) } == model[i], "list \(i)")
+            }
+        }
+        // Tiles come and go: each round makes a list (reusing a freed one half the time, as the
+        // sketch does), fills it past the room it was given, appends to a few older live ones and
+        // frees the list made twenty rounds before.
+        var free: [Int] = [], made: [Int] = []
+        for round in 0..<6_000 {
+            let capacity = Int.random(in: 0...40, using: &generator)
+            let i: Int
+            if !free.isEmpty && Bool.random(using: &generator) {
+                i = free.removeLast()
+                lists.reset(i, capacity: capacity)
+                model[i] = []
+            } else {
+                i = lists.make(capacity: capacity)
+                model.append([])
+            }
+            made.append(i)
+            for _ in 0..<Int.random(in: 0...90, using: &generator) {
+                let r = UInt16.random(in: 0..<4_096, using: &generator)
+                lists.append(i, r)
+                model[i].append(r)
+            }
+            for j in made.suffix(5) where !free.contains(j) {
+                lists.append(j, UInt16(round % 4_096))
+                model[j].append(UInt16(round % 4_096))
+            }
+            if made.count > 20 {
+                let old = made.removeFirst()
+                if !free.contains(old) {
+                    lists.free(old)
+                    model[old] = []
+                    free.append(old)
+                }
+            }
+            if round % 500 == 0 { check() }
+        }
+        check()
+        // Freed room is used again: the live lists hold ~20 × 100 registers, the pool would have
+        // grown past 500 000 without packing.
+        #expect(lists.memory < 400_000, "\(lists.memory) bytes")
+
+        // Saved in the format of the arrays they replace, and restored to the same lists.
+        var saved = ByteWriter(), expected = ByteWriter()
+        lists.serialize(into: &saved)
+        expected.write(arrays: model)
+        #expect(saved.bytes == expected.bytes)
+        var reader = ByteReader(saved.bytes)
+        lists = try RegisterLists(from: &reader)
+        check()
+        #expect(lists.registers(below: 4_096) && !lists.registers(below: 4_000))
+    }
 }
 
 private func pow10(_ x: Double) -> Double {

@@ -25,7 +25,7 @@ struct SlidingHLL: Sendable {
     /// Per window, the estimate, or NaN when it must be recomputed.
     private var estimates: [Double]
     /// Per tile, the registers that got a pair there (the tile's partial holds its index + 1).
-    private var lists: [[UInt16]] = []
+    private var lists = RegisterLists()
     private var freeLists: [UInt32] = []
     /// The list created last (index into `lists`, -1: none yet): how many registers a tile's
     /// list gets, to size the next one (a hint, not saved).
@@ -52,7 +52,7 @@ struct SlidingHLL: Sendable {
     }
 
     var memory: Int {
-        histograms.capacity * 2 + estimates.capacity * 8 + lists.reduce(lists.capacity * 8) { $0 + $1.capacity * 2 }
+        histograms.capacity * 2 + estimates.capacity * 8 + lists.memory
             + spill.reduce(spill.capacity * 16) { $0 + $1.value.capacity * 4 }
     }
 
@@ -158,10 +158,10 @@ struct SlidingHLL: Sendable {
             if list == 0 {
                 // Room for about as many registers as the tile before got: a busy entity's list
                 // would otherwise grow (and allocate) a dozen times while its tile fills.
-                let previous = newestList >= 0 && newestList < lists.count ? lists[newestList].count : 0
+                let previous = newestList >= 0 && newestList < lists.count ? lists.count(newestList) : 0
                 list = makeList(capacity: previous + previous / 2 + 4)
             }
-            lists[Int(list) - 1].append(UInt16(r))
+            lists.append(Int(list) - 1, UInt16(r))
         }
         for j in 0..<windows where contains(j) && rho > SlidingHLL.value(cell, j) { set(cell, window: j, to: rho) }
     }
@@ -169,25 +169,25 @@ struct SlidingHLL: Sendable {
     /// A new (empty) register list for a tile, with room for `capacity` registers; returns its
     /// handle (index + 1), for the tile's partial.
     mutating func makeList(capacity: Int) -> UInt32 {
-        let list: UInt32
+        let room = min(capacity, HLL.registers)
+        let index: Int
         if let reused = freeLists.popLast() {
-            list = reused + 1
+            index = Int(reused)
+            lists.reset(index, capacity: room)
         } else {
-            lists.append([])
-            list = UInt32(lists.count)
+            index = lists.make(capacity: room)
         }
-        lists[Int(list) - 1].reserveCapacity(min(capacity, HLL.registers))
-        newestList = Int(list) - 1
-        return list
+        newestList = index
+        return UInt32(index + 1)
     }
 
     /// Tile `k`, with register list `list`, leaves window `j`: its registers fall to their next pair.
     mutating func expire(list: UInt32, stamp k: Int64, window j: Int, cells: UnsafeMutableRawPointer) {
         guard list > 0 else { return }
-        let registers = lists[Int(list) - 1]
+        let l = Int(list) - 1
         let ek = UInt32(truncatingIfNeeded: k - base)
-        for r16 in registers {
-            let r = Int(r16)
+        for e in 0..<lists.count(l) {
+            let r = lists.register(l, e)
             let cell = SlidingHLL.cell(cells, r)
             let next: UInt8? = withPairs(cell, register: r) { pairs, n, _ in
                 var i = 0
@@ -203,11 +203,11 @@ struct SlidingHLL: Sendable {
     /// oldest) are removed and the list freed.
     mutating func drop(list: UInt32, stamp k: Int64, cells: UnsafeMutableRawPointer) {
         guard list > 0 else { return }
-        let registers = lists[Int(list) - 1]
+        let l = Int(list) - 1
         let ek = UInt32(truncatingIfNeeded: k - base)
         var removed = 0
-        for r16 in registers {
-            let r = Int(r16)
+        for e in 0..<lists.count(l) {
+            let r = lists.register(l, e)
             let cell = SlidingHLL.cell(cells, r)
             removed += withPairs(cell, register: r) { pairs, n, _ in
                 guard n > 0, pairs[0] >> 6 == ek else { return 0 }
@@ -223,7 +223,7 @@ struct SlidingHLL: Sendable {
             }
         }
         pairs -= removed
-        lists[Int(list) - 1].removeAll(keepingCapacity: true)
+        lists.free(l)
         freeLists.append(list - 1)
     }
 
@@ -268,7 +268,7 @@ struct SlidingHLL: Sendable {
         w.write(UInt64(pairs))
         w.write(array: histograms)
         w.write(array: estimates)
-        w.write(arrays: lists)
+        lists.serialize(into: &w)
         w.write(array: freeLists)
         let spilled = spill.keys.sorted()
         w.write(UInt64(spilled.count))
@@ -285,7 +285,7 @@ struct SlidingHLL: Sendable {
         pairs = try r.count(limit: Int(Int32.max))
         histograms = try r.readArray()
         estimates = try r.readArray()
-        lists = try r.readArrays()
+        lists = try RegisterLists(from: &r)
         freeLists = try r.readArray()
         let n = try r.count(limit: HLL.registers)
         for _ in 0..<n {
@@ -293,7 +293,7 @@ struct SlidingHLL: Sendable {
             spill[register] = try r.readArray()
         }
         guard histograms.count == windows * 64, estimates.count == windows,
-              lists.allSatisfy({ $0.allSatisfy { Int($0) < HLL.registers } }),
+              lists.registers(below: HLL.registers),
               freeLists.allSatisfy({ Int($0) < lists.count }) else {
             throw StateFormatError(description: "a distinct-count sketch is corrupt")
         }
