@@ -69,7 +69,7 @@ struct ChunkDecoder {
             let remaining = rows - done
             done += try data.withUnsafeBytes { all -> Int in
                 let body = UnsafeRawBufferPointer(rebasing: all[bodyStart..<bodyEnd])
-                if let crc = header.crc, crc32(body) != UInt32(bitPattern: crc) {
+                if let crc = header.crc, PageChecksum.crc32(body) != UInt32(bitPattern: crc) {
                     throw corruptPage("checksum mismatch")
                 }
                 switch header.type {

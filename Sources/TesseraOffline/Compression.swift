@@ -1,8 +1,7 @@
-// Page compression (zstd, snappy) and the page CRC-32.
+// Page compression (zstd, snappy); the page CRC-32 is TesseraCore.PageChecksum.
 
 import CSnappy
 import CZstd
-import TesseraCore
 
 /// Largest uncompressed page this reader accepts; guards allocations against corrupt headers.
 let maxPageSize = 1 << 30
@@ -150,7 +149,3 @@ final class PageDecompressor {
         return UnsafeRawBufferPointer(start: output.pointer, count: expected)
     }
 }
-
-// MARK: - CRC-32 (the gzip polynomial, reflected)
-
-func crc32(_ data: UnsafeRawBufferPointer) -> UInt32 { PageChecksum.crc32(data) }

@@ -538,7 +538,7 @@ struct WriterCore {
             stored = body.count
             h.uncompressedPageSize = Int32(uncompressedSize)
             h.compressedPageSize = Int32(body.count)
-            h.crc = checksums ? Int32(bitPattern: crc32(body)) : nil
+            h.crc = checksums ? Int32(bitPattern: PageChecksum.crc32(body)) : nil
             header.reset()
             header.write(h)
             chunk.append(contentsOf: header.bytes)

@@ -6,7 +6,7 @@ import TesseraTestSupport
 @Suite struct EncodingTests {
     @Test func crc32MatchesTheCheckValue() {
         let data = Array("123456789".utf8)
-        #expect(data.withUnsafeBytes { crc32($0) } == 0xCBF4_3926)
+        #expect(data.withUnsafeBytes { PageChecksum.crc32($0) } == 0xCBF4_3926)
         var generator = SeededGenerator(seed: 7)
         let long = (0..<5_000).map { _ in UInt8.random(in: 0...255, using: &generator) }
         // The folded CRC (64 bytes and more, in 16-byte steps, the rest bytewise) agrees with the
@@ -19,7 +19,7 @@ import TesseraTestSupport
                     crc ^= UInt32(b)
                     for _ in 0..<8 { crc = crc & 1 != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
                 }
-                #expect(long[start..<start + n].withUnsafeBytes { crc32($0) } == ~crc, "\(n) bytes from \(start)")
+                #expect(long[start..<start + n].withUnsafeBytes { PageChecksum.crc32($0) } == ~crc, "\(n) bytes from \(start)")
             }
         }
     }
