@@ -439,14 +439,13 @@ struct DistinctKernel: Sendable {
         let index = store.allocateSketch(windows: shape.ringWindows.count, sliding: shape.ring >= 0, base: live.first?.stamp ?? 0)
         var lists: [Int64: UInt32] = [:]
         lists.reserveCapacity(view?.count ?? 1)
-        var run = 0..<0  // the values of the stamp being inserted (ascending stamps)
         for (i, e) in live.enumerated() {
-            if ring != nil && !run.contains(i) {
-                // Each value of a tile adds at most one register to its list: room for all of them.
+            if ring != nil && lists[e.stamp] == nil {
+                // The first value of its tile (stamps ascend). Each value of a tile adds at most one
+                // register to the tile's list: room for all of them.
                 var end = i + 1
                 while end < live.count && live[end].stamp == e.stamp { end += 1 }
-                run = i..<end
-                if lists[e.stamp] == nil { lists[e.stamp] = store.makeList(sketch: index, capacity: run.count) }
+                lists[e.stamp] = store.makeList(sketch: index, capacity: end - i)
             }
             var list = lists[e.stamp] ?? 0
             if let ring {

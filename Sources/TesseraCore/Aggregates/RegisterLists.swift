@@ -32,9 +32,7 @@ struct RegisterLists: Sendable {
 
     /// Empties list `i` (a freed one, to be used again) and gives it room for `capacity` registers.
     mutating func reset(_ i: Int, capacity: Int) {
-        garbage += Int(room[i])
-        counts[i] = 0
-        room[i] = 0
+        free(i)
         place(i, room: capacity)
     }
 
