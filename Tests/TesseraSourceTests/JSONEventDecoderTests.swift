@@ -45,6 +45,18 @@ struct JSONEventDecoderTests {
             #expect(batch.columns[4].value(at: i) == .string(o.status.rawValue))
             #expect(batch.columns[5].value(at: i) == nil)
         }
+        // Amounts of any sign are written as the generator holds them (the generator's own are
+        // positive; the function is public).
+        batch = ColumnBatch(schema: decoder.schema.types)
+        let cents: [Int64] = [0, 1, 99, 100, -1, -99, -100, -12_345, Int64(Int32.min)]
+        var order = workload.order(0)
+        for c in cents {
+            order.amountCents = c
+            json.removeAll(keepingCapacity: true)
+            ReferenceWorkload.json(order, into: &json)
+            #expect(decode(&decoder, &json, into: &batch) == nil)
+        }
+        #expect((0..<cents.count).map { batch.columns[3].value(at: $0) } == cents.map { .double(Double($0) / 100) })
     }
 
     @Test("nulls, absent and undeclared fields, escapes, numbers in every form")
