@@ -136,11 +136,14 @@ public struct PartitionAggregator: Sendable {
 
     // MARK: - Checkpoints
 
-    /// 3: per view, entity records and tile blocks as laid out in memory (`ViewLayout`), sliding
-    /// sketches. (2, the structure-of-arrays layout of earlier releases, is refused: its partition
-    /// is rebuilt by replaying the topic.)
+    /// 4: per view, entity records and tile blocks as laid out in memory (`ViewLayout`: tile
+    /// blocks in size classes 1, 2, 3, 4, 6, 8, … tiles, no inline tiles on a ring of large ones,
+    /// 4-byte tile indices on a ring with a distinct count, moments partials without sums of
+    /// squares where no variance reads them), exact distinct sets of 8-byte slots, sliding sketches.
+    /// Earlier formats are refused (the partition is rebuilt by replaying the topic): 3 had tile
+    /// blocks of powers of two and 16-byte set slots, 2 a structure-of-arrays layout.
     /// Each view is in its own length-prefixed section, found by name (views may be added or removed).
-    static let formatVersion: UInt32 = 3
+    static let formatVersion: UInt32 = 4
 
     /// The whole partition state as bytes, checksummed. Emissions not yet taken are not part of it.
     public func serialized() -> [UInt8] {

@@ -343,7 +343,7 @@ public struct ViewAggregator: Sendable {
         // The common case, first: the event falls in the entity's newest tile.
         if view.count > 0 {
             let newest = view.tile(view.count - 1)
-            let k = newest.load(as: Int64.self)
+            let k = view.index(view.count - 1)
             let start = k &* ring.hop
             if t >= start && t &- start < ring.hop {
                 return TileRef(pointer: newest, index: k, first: ring.firstWindowContaining(tile: k, at: now), position: view.count - 1)
@@ -710,12 +710,12 @@ public struct ViewAggregator: Sendable {
             switch x.family {
             case .count: kernels.counts[x.index].expire(record, tile, window: x.window)
             case .moments: kernels.moments[x.index].expire(record, tile, window: x.window)
-            case .distinct, .quantile: expireOwner(x, record, tile)
+            case .distinct, .quantile: expireOwner(x, record, tile, index: k)
             default: break
             }
         }
         if w == ring.longest {
-            for x in program.owners(ring: r) { drop(x, record, tile, last: view.count == 1) }
+            for x in program.owners(ring: r) { drop(x, record, tile, index: k, last: view.count == 1) }
             rings[r].popFront(record)
             for o in ring.startOffsets where o >= 0 {
                 record.storeBytes(of: record.load(fromByteOffset: o, as: UInt32.self) - 1, toByteOffset: o, as: UInt32.self)
@@ -756,9 +756,9 @@ public struct ViewAggregator: Sendable {
 
     /// A distinct or percentile kernel loses a tile from one of its windows.
     @inline(never)
-    private mutating func expireOwner(_ x: KernelRef, _ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer) {
+    private mutating func expireOwner(_ x: KernelRef, _ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, index k: Int64) {
         if x.family == .distinct {
-            kernels.distincts[x.index].expire(record, tile, window: x.window, store: &distinctStores[kernels.distincts[x.index].store])
+            kernels.distincts[x.index].expire(record, tile, index: k, window: x.window, store: &distinctStores[kernels.distincts[x.index].store])
         } else {
             kernels.quantiles[x.index].expire(record, tile, window: x.window, store: &quantileStores[kernels.quantiles[x.index].store])
         }
@@ -766,9 +766,9 @@ public struct ViewAggregator: Sendable {
 
     /// A tile leaves the ring: a kernel that keeps storage for it frees it.
     @inline(never)
-    private mutating func drop(_ x: KernelRef, _ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, last: Bool) {
+    private mutating func drop(_ x: KernelRef, _ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, index k: Int64, last: Bool) {
         if x.family == .distinct {
-            kernels.distincts[x.index].drop(record, tile, last: last, store: &distinctStores[kernels.distincts[x.index].store])
+            kernels.distincts[x.index].drop(record, tile, index: k, last: last, store: &distinctStores[kernels.distincts[x.index].store])
         } else {
             kernels.quantiles[x.index].drop(tile, store: &quantileStores[kernels.quantiles[x.index].store])
         }
@@ -798,14 +798,14 @@ public struct ViewAggregator: Sendable {
 
     /// Where the state's memory goes, for benchmarks and profiling.
     public var memoryReport: String {
-        var lines = ["records: \(keys.count) × \(layout.stride) B = \(records.memory >> 20) MiB reserved, key index \(keys.memory >> 20) MiB"]
+        var lines = ["records: \(keys.count) × \(layout.stride) B = \(records.usedBytes >> 20) MiB used (\(records.memory >> 20) reserved), key index \(keys.usedBytes >> 20) MiB used (\(keys.memory >> 20) reserved)"]
         for (r, ring) in rings.enumerated() {
-            let classes = ring.blocks.enumerated().compactMap { c, slab in slab.map { "c\(c): \($0.liveCount) × \((2 << c) * layout.ring(r).tileStride) B" } }
-            lines.append("ring \(r) (hop \(Time.format(duration: layout.ring(r).hop)), tile \(layout.ring(r).tileStride) B, inline \(layout.ring(r).inlineCapacity)): \(ring.memory >> 20) MiB, roster \(ring.roster.memory >> 20) MiB; \(classes.joined(separator: ", "))")
+            let classes = ring.blocks.enumerated().compactMap { c, slab in slab.map { "c\(c): \($0.liveCount) × \(RingStore.capacity(ofClass: UInt8(c)) * layout.ring(r).tileStride) B" } }
+            lines.append("ring \(r) (hop \(Time.format(duration: layout.ring(r).hop)), tile \(layout.ring(r).tileStride) B, inline \(layout.ring(r).inlineCapacity)): \(ring.usedBytes >> 20) MiB used (\(ring.memory >> 20) reserved), roster \(ring.roster.memory >> 20) MiB; \(classes.joined(separator: ", "))")
         }
         for (i, d) in distinctStores.enumerated() {
             let sets = d.sets.enumerated().compactMap { c, slab in slab.map { "c\(c): \($0.liveCount)" } }
-            lines.append("distinct \(i): \(d.memory >> 20) MiB; sets \(sets.joined(separator: ", ")); sketches \(d.sketches.count - d.freeSketches.count)")
+            lines.append("distinct \(i): \(d.usedBytes >> 20) MiB used (\(d.memory >> 20) reserved); sets \(sets.joined(separator: ", ")); sketches \(d.sketches.count - d.freeSketches.count)")
         }
         for (i, q) in quantileStores.enumerated() { lines.append("percentile \(i): \(q.memory >> 20) MiB") }
         return lines.joined(separator: "\n")

@@ -24,30 +24,27 @@ extension ViewAggregator {
         w.write(array: openEntities)
     }
 
-    /// What a serialized view starts with. State saved under `imageTagV1` has the shorter record
-    /// header of `ViewLayout.savedHeaderBytesV1`.
-    static let imageTag = "view.2", imageTagV1 = "view"
+    /// What a serialized view starts with.
+    static let imageTag = "view.2"
 
-    /// Reads the tag of a serialized view: whether its records have the shorter header.
-    private static func readTag(_ r: inout ByteReader) throws -> Bool {
+    private static func readTag(_ r: inout ByteReader) throws {
         let tag = try r.read(String.self)
-        guard tag == imageTag || tag == imageTagV1 else {
+        guard tag == imageTag else {
             throw StateFormatError(description: "state is corrupt: expected a view, found '\(tag.prefix(32))'")
         }
-        return tag == imageTagV1
     }
 
     /// The fingerprint a serialized view starts with (to match it with its current definition).
     static func savedFingerprint(_ r: ByteReader) throws -> String {
         var r = r
-        _ = try readTag(&r)
+        try readTag(&r)
         return try r.read(String.self)
     }
 
     /// Restores a view saved by `serialize`. `spec` is the current definition; features it adds
     /// to the saved ones start from empty state (`ViewSpec.reconciled(withSaved:)`).
     init(spec current: ViewSpec, from r: inout ByteReader) throws {
-        let shortHeader = try Self.readTag(&r)
+        try Self.readTag(&r)
         let fingerprint = try r.read(String.self)
         let spec = fingerprint == current.fingerprint ? current : try current.reconciled(withSaved: fingerprint)
         self.init(spec: spec)
@@ -59,23 +56,16 @@ extension ViewAggregator {
         let n = try r.count(limit: Int(UInt32.max - 1))
         if !keys.singleInt { try keys.restoreEncodedKeys(from: &r, count: n) }
         let savedStride = program.stride(upTo: savedGeneration)
-        let shift = shortHeader ? ViewLayout.headerBytes - ViewLayout.savedHeaderBytesV1 : 0
-        if savedStride == layout.stride && shift == 0 {
+        if savedStride == layout.stride {
             try records.restore(from: &r)
         } else {
-            // Features were added: each saved record continues with the added fields, empty. A
-            // shorter saved header: the fields it lacks are "not known" (the template's).
-            var saved = Slab(itemBytes: savedStride - shift, chunkBytes: 1 << 21)
+            // Features were added: each saved record continues with the added fields, empty.
+            var saved = Slab(itemBytes: savedStride, chunkBytes: 1 << 21)
             try saved.restore(from: &r)
-            let head = shortHeader ? ViewLayout.savedHeaderBytesV1 : savedStride
             for id in 0..<saved.highWater {
                 let record = records.pointer(records.allocate())
-                let old = saved.pointer(id)
                 record.copyMemory(from: layout.template, byteCount: layout.stride)
-                record.copyMemory(from: old, byteCount: head)
-                if shift > 0 {
-                    (record + ViewLayout.headerBytes).copyMemory(from: old + head, byteCount: savedStride - ViewLayout.headerBytes)
-                }
+                record.copyMemory(from: saved.pointer(id), byteCount: savedStride)
             }
         }
         guard Int(records.highWater) == n, records.free.isEmpty else { throw corrupt("the records do not match the entities") }

@@ -87,6 +87,68 @@ struct SketchTests {
         })
     }
 
+    @Test("an exact set whose tiles outrun its 24-bit stamps moves to a new base and stays exact")
+    func exactSetRebase() throws {
+        // Tiles of 1 µs: the entity's set lives through 2²⁵ tiles (an event every 400 µs in a
+        // 1 000 µs window keeps a tile on the ring), past its stamps' range twice.
+        let w: Micros = 1_000
+        let spec = try ViewSpec(name: "v", schema: Self.schema, keyFields: [0], features: [
+            FeatureSpec(name: "d", aggregate: .approxCountDistinct, field: 1, window: .sliding(length: w, hop: 1)),
+        ])
+        var g = SeededGenerator(seed: 11)
+        let rows = (0..<(1 << 25) / 400).map { i in (time: Micros(i) * 400, value: Int64.random(in: 0..<40, using: &g), amount: 0.0) }
+        let log = try Self.run(spec, rows, lateness: 0, restoreEvery: 13)
+        for q in Self.queries(log, count: 300, seed: 12) {
+            let last = Int(q / 400)
+            let exact = Set(rows[max(0, last - 3)...last].filter { $0.time >= q - w }.map(\.value)).count
+            #expect(log.asOf([.int(1)], q)![0] == .int(Int64(exact)), "at \(q)")
+        }
+    }
+
+    @Test("tiles that keep their index in 4 bytes move to a new base when a tile would not fit, indices unchanged")
+    func compactTileIndexRebase() throws {
+        // A distinct count makes its ring keep 4-byte tile indices relative to the deque's base.
+        let spec = try ViewSpec(name: "v", schema: Self.schema, keyFields: [0], features: [
+            FeatureSpec(name: "d", aggregate: .approxCountDistinct, field: 1, window: .sliding(length: 1 << 20, hop: 1)),
+        ])
+        let program = ViewProgram(spec: spec)
+        let layout = program.layout.ring(0)
+        #expect(layout.baseOffset >= 0)
+        var store = RingStore(layout: layout)
+        let record = UnsafeMutableRawPointer.allocate(byteCount: program.layout.stride, alignment: 8)
+        defer { record.deallocate() }
+        record.copyMemory(from: program.layout.template, byteCount: program.layout.stride)
+        // Jumps of 2³¹ tiles and more (a deque meets them over a long run, a window at a time:
+        // the tiles before a jump have left), small steps between them, and at the end a late
+        // tile 2³⁰ before the first: each of the jumps and the late tile is past what the base allows.
+        var expected: [Int64] = []
+        var g = SeededGenerator(seed: 17)
+        var k: Int64 = 1_700_000_000_000
+        func popFront() {
+            store.popFront(record)
+            expected.removeFirst()
+        }
+        for step in 1...40 {
+            if step % 3 == 0 {
+                while expected.count > 1 { popFront() }
+                k += Int64.random(in: (1 << 31)...(5 << 29), using: &g)
+            } else {
+                k += Int64.random(in: 1...1_000, using: &g)
+            }
+            _ = store.insert(record, at: expected.count, index: k)
+            expected.append(k)
+            if expected.count > 3 { popFront() }
+            let view = store.view(record)
+            #expect((0..<view.count).map { view.index($0) } == expected, "after tile \(k)")
+        }
+        while expected.count > 1 { popFront() }
+        let late = expected[0] - (1 << 30) - 7
+        _ = store.insert(record, at: 0, index: late)
+        expected.insert(late, at: 0)
+        let view = store.view(record)
+        #expect((0..<view.count).map { view.index($0) } == expected)
+    }
+
     @Test("distinct counts are exact up to the exact limit, however often the windows slide", arguments: [0, 1])
     func exactDistinct(disorder: Int) throws {
         let hop = Self.hop

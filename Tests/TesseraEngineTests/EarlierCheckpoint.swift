@@ -1,6 +1,5 @@
-/// A checkpoint written by the release before records kept their latest emission (state tag
-/// "view", 16-byte record headers): partition 1 of `tessera demo --events 60 --users 4` over
-/// topologies/growth.yaml, whose one user (4) ended with the row `CheckpointTests.earlierRow`.
+/// A checkpoint written by an earlier release (state format 3, records without their latest
+/// emission): partition 1 of `tessera demo --events 60 --users 4` over topologies/growth.yaml.
 let earlierCheckpointBase64 = """
 EgAAAAAAAAB0ZXNzZXJhLWNoZWNrcG9pbnQDAAAACAAAAAAAAADSGxn4uWEGAAEAAAAAAAAACgAAAAAAAAB1c2VyX3N0YXRzAQAA
 AAAAAADJHU7UKgsAAAAAAAARAAAAAAAAAHRlc3NlcmEtcGFydGl0aW9uAwAAAEBLTAAAAAAA8Lx6IWlHBgABAAAAAAAAAOUKAAAA

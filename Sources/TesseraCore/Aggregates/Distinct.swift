@@ -3,10 +3,10 @@ import CIntrinsics
 /// `approx_count_distinct` over sliding windows without merging per-tile sketches.
 ///
 /// - **Exact** while an entity's distinct values on the ring number at most `HLL.exactLimit`: an
-///   open-addressing set of the values' 64-bit hashes, each with the latest tile it was seen in.
-///   Every tile counts the values whose latest tile it is; a window's count is the sum of its
-///   tiles' counts, kept incrementally and invertible like `count`. Exact up to 64-bit hash
-///   collisions (probability below n²/2⁶⁵).
+///   open-addressing set of the values' hashes (their top 40 bits), each with the latest tile it
+///   was seen in (`ExactSet`). Every tile counts the values whose latest tile it is; a window's
+///   count is the sum of its tiles' counts, kept incrementally and invertible like `count`. Exact
+///   up to 40-bit hash collisions (probability below n²/2⁴¹: 2⁻¹⁷ for a set of 4 096 values).
 /// - **HyperLogLog** above that (2¹² registers, relative standard error 1.04/√4096 ≈ 1.6 %,
 ///   Ertl's estimator): one sketch per entity whose registers remember the tiles that set them
 ///   (`SlidingHLL`), so each window's registers are exactly those of a HyperLogLog of the values
@@ -14,19 +14,23 @@ import CIntrinsics
 public enum HLL {
     public static let precision = 12
     public static let registers = 1 << precision
-    /// Largest register value: 64 − p hash bits after the index, plus one.
-    public static let maxRank = 64 - precision + 1
+    /// Bits of a value's hash the sketch reads: the top 40, the bits an exact set keeps, so that
+    /// a sketch made from a set is the sketch of its values.
+    public static let hashBits = 40
+    /// Largest register value: the hash bits after the index, plus one.
+    public static let maxRank = hashBits - precision + 1
     /// The stated accuracy of the sketch: relative standard error of an estimate.
     public static let relativeStandardError = 1.04 / Double(registers).squareRoot()
     /// Distinct values per entity and ring counted exactly; beyond, the sketch.
     public static let exactLimit = 4_096
 
-    /// The register a hash goes to and its rank (leading zeros of the rest, plus one).
+    /// The register a hash goes to and its rank (leading zeros of the rest of its top `hashBits`
+    /// bits, plus one).
     @inline(__always)
     static func register(_ hash: UInt64) -> (index: Int, rank: UInt8) {
         let index = Int(hash >> UInt64(64 - precision))
         let rest = hash << UInt64(precision)
-        return (index, rest == 0 ? UInt8(maxRank) : UInt8(rest.leadingZeroBitCount + 1))
+        return (index, UInt8(Swift.min(rest.leadingZeroBitCount + 1, maxRank)))
     }
 
     /// Ertl's improved raw estimator (2017) from the register histogram `c[0...maxRank]`; it needs
@@ -84,10 +88,66 @@ struct DistinctHandle: BitwiseCopyable, Sendable {
     static let empty = DistinctHandle(block: 0, used: 0, live: 0, sizeClass: 0, mode: 0)
 }
 
-/// A slot of an exact set: a value's hash (0: empty slot) and the latest tile it was seen in.
-struct SetEntry: BitwiseCopyable {
-    var hash: UInt64
-    var stamp: Int64
+/// An exact set in its block: the base tile (Int64), then `4 << sizeClass` slots of 8 bytes, each
+/// a value's key (the top 40 bits of its hash, never 0; 0 is an empty slot) over the latest tile it
+/// was seen in, relative to the base, in 24 bits. A set is rebuilt on a new base before a tile
+/// would not fit (windows span at most 2²⁰ tiles).
+struct ExactSet {
+    let raw: UnsafeMutableRawPointer
+    let mask: Int
+
+    static let stampBits = 24
+    static let headerBytes = 8
+    /// How far below the tile it is made for a set's base is put (late tiles come before it).
+    static let slack: Int64 = 1 << 20
+
+    /// Bytes of a set of class `c`.
+    static func bytes(sizeClass c: Int) -> Int { headerBytes + (4 << c) * 8 }
+
+    @inline(__always)
+    init(_ raw: UnsafeMutableRawPointer, sizeClass: UInt8) {
+        self.raw = raw
+        mask = (4 &<< Int(sizeClass)) &- 1
+    }
+
+    /// The key of a value's hash.
+    @inline(__always)
+    static func key(_ hash: UInt64) -> UInt64 { Swift.max(hash >> UInt64(64 - HLL.hashBits), 1) }
+
+    /// A hash with the key's bits (what a sketch made from the set reads).
+    @inline(__always)
+    static func hash(ofKey key: UInt64) -> UInt64 { key << UInt64(64 - HLL.hashBits) }
+
+    var base: Int64 {
+        @inline(__always) get { raw.load(as: Int64.self) }
+        @inline(__always) nonmutating set { raw.storeBytes(of: newValue, as: Int64.self) }
+    }
+
+    @inline(__always)
+    var slots: UnsafeMutablePointer<UInt64> { (raw + ExactSet.headerBytes).assumingMemoryBound(to: UInt64.self) }
+
+    /// The slot holding `key`, or the empty slot where it goes.
+    @inline(__always)
+    func find(_ key: UInt64) -> Int {
+        var s = Int(truncatingIfNeeded: key) & mask
+        while slots[s] != 0 && slots[s] &>> UInt64(ExactSet.stampBits) != key { s = (s &+ 1) & mask }
+        return s
+    }
+
+    @inline(__always)
+    func key(at s: Int) -> UInt64 { slots[s] &>> UInt64(ExactSet.stampBits) }
+
+    @inline(__always)
+    func stamp(at s: Int) -> Int64 { base &+ Int64(slots[s] & (1 << UInt64(ExactSet.stampBits) - 1)) }
+
+    /// Whether tile `k` can be stored relative to the base.
+    @inline(__always)
+    func fits(_ k: Int64) -> Bool { k >= base && k &- base < 1 << ExactSet.stampBits }
+
+    @inline(__always)
+    func store(_ key: UInt64, stamp k: Int64, at s: Int) {
+        slots[s] = key &<< UInt64(ExactSet.stampBits) | UInt64(k &- base)
+    }
 }
 
 /// What a distinct kernel stores besides its record and tile fields: the exact sets by size class
@@ -159,21 +219,21 @@ struct DistinctStore: Sendable {
 
     mutating func estimate(sketch i: UInt32, window j: Int) -> Double { sketches[Int(i)].estimate(window: j) }
 
-    /// The slots of an exact set.
+    /// An exact set.
     @inline(__always)
-    func entries(_ h: DistinctHandle) -> UnsafeMutablePointer<SetEntry> {
-        table.cores[Int(h.sizeClass)].pointer(h.block).assumingMemoryBound(to: SetEntry.self)
-    }
+    func set(_ h: DistinctHandle) -> ExactSet { ExactSet(table.cores[Int(h.sizeClass)].pointer(h.block), sizeClass: h.sizeClass) }
 
-    /// A new set of class `c` (its slots zeroed).
-    mutating func allocateSet(class c: Int) -> UInt32 {
-        let capacity = 4 << c
+    /// A new set of class `c`, empty, stamps relative to `base`.
+    mutating func allocateSet(class c: Int, base: Int64) -> UInt32 {
+        let bytes = ExactSet.bytes(sizeClass: c)
         if sets[c] == nil {
-            sets[c] = Slab(itemBytes: capacity * MemoryLayout<SetEntry>.stride, chunkBytes: max(1 << 18, capacity * 16))
+            sets[c] = Slab(itemBytes: bytes, chunkBytes: max(1 << 18, 2 * bytes))
             table.cores[c] = sets[c]!.core
         }
         let block = sets[c]!.allocate()
-        table.cores[c].pointer(block).initializeMemory(as: UInt8.self, repeating: 0, count: capacity * MemoryLayout<SetEntry>.stride)
+        let raw = table.cores[c].pointer(block)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        raw.storeBytes(of: base, as: Int64.self)
         return block
     }
 
@@ -206,7 +266,7 @@ struct DistinctStore: Sendable {
             let c = Int(try r.read(UInt8.self))
             if c == 0 { break }
             guard c <= sets.count, sets[c - 1] == nil else { throw StateFormatError(description: "distinct sets are corrupt") }
-            var slab = Slab(itemBytes: (4 << (c - 1)) * MemoryLayout<SetEntry>.stride, chunkBytes: max(1 << 18, (4 << (c - 1)) * 16))
+            var slab = Slab(itemBytes: ExactSet.bytes(sizeClass: c - 1), chunkBytes: max(1 << 18, 2 * ExactSet.bytes(sizeClass: c - 1)))
             try slab.restore(from: &r)
             sets[c - 1] = slab
             table.cores[c - 1] = slab.core
@@ -261,9 +321,16 @@ struct DistinctKernel: Sendable {
         let o = shape.windowOffsets[j]
         record.storeBytes(of: record.load(fromByteOffset: o, as: Int64.self) &+ delta, toByteOffset: o, as: Int64.self)
     }
+    /// A tile's field (4 bytes): exact mode, how many values have it as their latest tile (at most
+    /// `HLL.exactLimit` + 1); sketch mode, its register list's index + 1 (0: none yet).
+    @inline(__always) private func field(_ tile: UnsafeMutableRawPointer) -> UInt32 {
+        tile.load(fromByteOffset: shape.tileOffset, as: UInt32.self)
+    }
+    @inline(__always) private func setField(_ v: UInt32, _ tile: UnsafeMutableRawPointer) {
+        tile.storeBytes(of: v, toByteOffset: shape.tileOffset, as: UInt32.self)
+    }
     @inline(__always) private func add(_ delta: Int64, tile: UnsafeMutableRawPointer) {
-        let o = shape.tileOffset
-        tile.storeBytes(of: tile.load(fromByteOffset: o, as: Int64.self) &+ delta, toByteOffset: o, as: Int64.self)
+        setField(UInt32(truncatingIfNeeded: Int64(field(tile)) &+ delta), tile)
     }
 
     // MARK: Updates
@@ -279,13 +346,12 @@ struct DistinctKernel: Sendable {
         guard let tile = t.pointer else { return true }
         var h = handle(record)
         guard h.mode == DistinctHandle.exact else { return false }
-        let hash = inputs.bits(i)
-        let entries = cores[Int(h.sizeClass)].pointer(h.block).assumingMemoryBound(to: SetEntry.self)
-        let mask = (4 &<< Int(h.sizeClass)) &- 1
-        var s = Int(truncatingIfNeeded: hash) & mask
-        while entries[s].hash != 0 && entries[s].hash != hash { s = (s &+ 1) & mask }
-        if entries[s].hash == hash {
-            let seen = entries[s].stamp
+        let key = ExactSet.key(inputs.bits(i))
+        let set = ExactSet(cores[Int(h.sizeClass)].pointer(h.block), sizeClass: h.sizeClass)
+        guard set.fits(t.index) else { return false }
+        let s = set.find(key)
+        if set.slots[s] != 0 {
+            let seen = set.stamp(at: s)
             if seen >= t.index { return true }  // already counted in a later (or this) tile
             let ring = rings[shape.ring]
             let view = ring.view(record)
@@ -299,10 +365,10 @@ struct DistinctKernel: Sendable {
                 guard Int(h.live) < HLL.exactLimit else { return false }
                 h.live += 1  // its tile is gone: counted afresh
             }
-            entries[s].stamp = t.index
+            set.store(key, stamp: t.index, at: s)
         } else {
-            guard Int(h.live) < HLL.exactLimit, (Int(h.used) + 1) * 4 <= (mask + 1) * 3 else { return false }
-            entries[s] = SetEntry(hash: hash, stamp: t.index)
+            guard Int(h.live) < HLL.exactLimit, (Int(h.used) + 1) * 4 <= (set.mask + 1) * 3 else { return false }
+            set.store(key, stamp: t.index, at: s)
             h.used += 1
             h.live += 1
         }
@@ -322,20 +388,23 @@ struct DistinctKernel: Sendable {
         guard let tile = t.pointer else { return }
         var h = handle(record)
         if h.mode == DistinctHandle.sketch {
-            var list = UInt32(truncatingIfNeeded: tile.load(fromByteOffset: shape.tileOffset, as: UInt64.self))
+            var list = field(tile)
             let first = t.first, ringWindows = shape.ringWindows
             store.insert(sketch: h.block, hash, stamp: t.index, list: &list) { ringWindows[$0] >= first }
-            tile.storeBytes(of: UInt64(list), toByteOffset: shape.tileOffset, as: UInt64.self)
+            setField(list, tile)
             return
         }
-        if h.mode == DistinctHandle.emptyMode { h = newSet(&store) }
         let ring = rings[r]
-        let entries = store.entries(h)
-        let mask = (4 << Int(h.sizeClass)) - 1
-        var s = Int(truncatingIfNeeded: hash) & mask
-        while entries[s].hash != 0 && entries[s].hash != hash { s = (s + 1) & mask }
-        if entries[s].hash == hash {
-            let seen = entries[s].stamp
+        if h.mode == DistinctHandle.emptyMode {
+            h = newSet(base: t.index - ExactSet.slack, &store)
+        } else if !store.set(h).fits(t.index) {
+            h = rebuilt(h, front: ring.view(record).index(0), base: Swift.min(ring.view(record).index(0), t.index) - ExactSet.slack, &store)
+        }
+        let key = ExactSet.key(hash)
+        let set = store.set(h)
+        let s = set.find(key)
+        if set.slots[s] != 0 {
+            let seen = set.stamp(at: s)
             if seen >= t.index { return }  // already counted in a later (or this) tile
             let view = ring.view(record)
             if seen >= view.index(0) {
@@ -348,9 +417,9 @@ struct DistinctKernel: Sendable {
             } else {
                 h.live += 1  // its tile is gone: counted afresh
             }
-            entries[s].stamp = t.index
+            set.store(key, stamp: t.index, at: s)
         } else {
-            entries[s] = SetEntry(hash: hash, stamp: t.index)
+            set.store(key, stamp: t.index, at: s)
             h.used += 1
             h.live += 1
         }
@@ -358,8 +427,8 @@ struct DistinctKernel: Sendable {
         for j in 0..<shape.ringWindows.count where shape.ringWindows[j] >= t.first { add(1, window: j, record) }
         if Int(h.live) > HLL.exactLimit {
             h = toSketch(h, record, view: ring.view(record), ring: ring.layout, now: now, &store)
-        } else if Int(h.used) * 4 > (mask + 1) * 3 {
-            h = rebuilt(h, front: ring.view(record).index(0), &store)
+        } else if Int(h.used) * 4 > (set.mask + 1) * 3 {
+            h = rebuilt(h, front: ring.view(record).index(0), base: set.base, &store)
         }
         setHandle(h, record)
     }
@@ -370,8 +439,8 @@ struct DistinctKernel: Sendable {
         guard inputs.active[i] else { return }
         let h = handle(record)
         if h.mode == DistinctHandle.exact {
-            let mask = (4 << Int(h.sizeClass)) - 1
-            tessera_prefetch(cores[Int(h.sizeClass)].pointer(h.block) + (Int(truncatingIfNeeded: inputs.bits(i)) & mask) &* MemoryLayout<SetEntry>.stride)
+            let set = ExactSet(cores[Int(h.sizeClass)].pointer(h.block), sizeClass: h.sizeClass)
+            tessera_prefetch(set.slots + (Int(truncatingIfNeeded: ExactSet.key(inputs.bits(i))) & set.mask))
         } else if h.mode == DistinctHandle.sketch {
             SlidingHLL.prefetch(inputs.bits(i), cells: cores[DistinctStore.cellsSlot].pointer(h.block))
         }
@@ -384,56 +453,56 @@ struct DistinctKernel: Sendable {
             store.insert(sketch: h.block, hash, stamp: 0, list: &none) { _ in true }
             return
         }
-        if h.mode == DistinctHandle.emptyMode { h = newSet(&store) }
-        let entries = store.entries(h)
-        let mask = (4 << Int(h.sizeClass)) - 1
-        var s = Int(truncatingIfNeeded: hash) & mask
-        while entries[s].hash != 0 && entries[s].hash != hash { s = (s + 1) & mask }
-        if entries[s].hash == hash { return }
-        entries[s] = SetEntry(hash: hash, stamp: 0)
+        if h.mode == DistinctHandle.emptyMode { h = newSet(base: 0, &store) }
+        let key = ExactSet.key(hash)
+        let set = store.set(h)
+        let s = set.find(key)
+        if set.slots[s] != 0 { return }
+        set.store(key, stamp: 0, at: s)
         h.used += 1
         h.live += 1
         add(1, window: 0, record)
         if Int(h.live) > HLL.exactLimit {
             h = toSketch(h, record, view: nil, ring: nil, now: 0, &store)
-        } else if Int(h.used) * 4 > (mask + 1) * 3 {
-            h = rebuilt(h, front: .min, &store)
+        } else if Int(h.used) * 4 > (set.mask + 1) * 3 {
+            h = rebuilt(h, front: .min, base: 0, &store)
         }
         setHandle(h, record)
     }
 
-    private func newSet(_ store: inout DistinctStore) -> DistinctHandle {
-        DistinctHandle(block: store.allocateSet(class: 0), used: 0, live: 0, sizeClass: 0, mode: DistinctHandle.exact)
+    private func newSet(base: Int64, _ store: inout DistinctStore) -> DistinctHandle {
+        DistinctHandle(block: store.allocateSet(class: 0, base: base), used: 0, live: 0, sizeClass: 0, mode: DistinctHandle.exact)
     }
 
-    /// The set without the values whose tile is gone, in a block sized for what is left.
-    private func rebuilt(_ h: DistinctHandle, front: Int64, _ store: inout DistinctStore) -> DistinctHandle {
+    /// The set without the values whose tile is gone, in a block sized for what is left, its
+    /// stamps relative to `base` (at most the front).
+    private func rebuilt(_ h: DistinctHandle, front: Int64, base: Int64, _ store: inout DistinctStore) -> DistinctHandle {
         var c: UInt8 = 0
         while (4 << Int(c)) < 2 * (Int(h.live) + 1) { c += 1 }
-        let capacity = 4 << Int(c)
-        let block = store.allocateSet(class: Int(c))
-        let to = store.entries(DistinctHandle(block: block, used: 0, live: 0, sizeClass: c, mode: DistinctHandle.exact))
-        let from = store.entries(h)
+        let handle = DistinctHandle(block: store.allocateSet(class: Int(c), base: base), used: 0, live: 0, sizeClass: c, mode: DistinctHandle.exact)
+        let to = store.set(handle), from = store.set(h)
         var live: UInt32 = 0
-        for s in 0..<(4 << Int(h.sizeClass)) where from[s].hash != 0 && from[s].stamp >= front {
-            var t = Int(truncatingIfNeeded: from[s].hash) & (capacity - 1)
-            while to[t].hash != 0 { t = (t + 1) & (capacity - 1) }
-            to[t] = from[s]
+        for s in 0...from.mask where from.slots[s] != 0 && from.stamp(at: s) >= front {
+            let key = from.key(at: s), stamp = from.stamp(at: s)
+            precondition(to.fits(stamp), "a window spans more tiles than an exact distinct set can hold")
+            to.store(key, stamp: stamp, at: to.find(key))
             live += 1
         }
         store.releaseSet(h)
-        return DistinctHandle(block: block, used: live, live: live, sizeClass: c, mode: DistinctHandle.exact)
+        return DistinctHandle(block: handle.block, used: live, live: live, sizeClass: c, mode: DistinctHandle.exact)
     }
 
     /// Too many distinct values to count exactly: the live values go into a sketch, oldest tile
     /// first, and every tile's count becomes its register list.
     private func toSketch(_ h: DistinctHandle, _ record: UnsafeMutableRawPointer, view: DequeView?,
                           ring: RingLayout?, now: Micros, _ store: inout DistinctStore) -> DistinctHandle {
-        let from = store.entries(h)
+        let from = store.set(h)
         let front = view.map { $0.index(0) } ?? .min
-        var live: [SetEntry] = []
+        var live: [(hash: UInt64, stamp: Int64)] = []
         live.reserveCapacity(Int(h.used))
-        for s in 0..<(4 << Int(h.sizeClass)) where from[s].hash != 0 && from[s].stamp >= front { live.append(from[s]) }
+        for s in 0...from.mask where from.slots[s] != 0 && from.stamp(at: s) >= front {
+            live.append((ExactSet.hash(ofKey: from.key(at: s)), from.stamp(at: s)))
+        }
         live.sort { $0.stamp < $1.stamp }
         store.releaseSet(h)
         let index = store.allocateSketch(windows: shape.ringWindows.count, sliding: shape.ring >= 0, base: live.first?.stamp ?? 0)
@@ -458,7 +527,7 @@ struct DistinctKernel: Sendable {
         }
         if let view {
             for p in 0..<view.count {
-                view.tile(p).storeBytes(of: UInt64(lists[view.index(p)] ?? 0), toByteOffset: shape.tileOffset, as: UInt64.self)
+                setField(lists[view.index(p)] ?? 0, view.tile(p))
             }
         }
         return DistinctHandle(block: index, used: 0, live: 0, sizeClass: 0, mode: DistinctHandle.sketch)
@@ -467,31 +536,29 @@ struct DistinctKernel: Sendable {
     // MARK: Windows sliding
 
     /// Tile `tile` leaves kernel window `j`.
-    func expire(_ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, window j: Int, store: inout DistinctStore) {
+    func expire(_ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, index k: Int64, window j: Int, store: inout DistinctStore) {
         let h = handle(record)
         switch h.mode {
         case DistinctHandle.exact:
-            add(-tile.load(fromByteOffset: shape.tileOffset, as: Int64.self), window: j, record)
+            add(-Int64(field(tile)), window: j, record)
         case DistinctHandle.sketch:
-            let list = UInt32(truncatingIfNeeded: tile.load(fromByteOffset: shape.tileOffset, as: UInt64.self))
-            store.expire(sketch: h.block, list: list, stamp: tile.load(as: Int64.self), window: j)
+            store.expire(sketch: h.block, list: field(tile), stamp: k, window: j)
         default: break
         }
     }
 
-    /// Tile `tile` leaves the ring (its last window); `last` when it is the entity's only tile.
-    func drop(_ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, last: Bool, store: inout DistinctStore) {
+    /// Tile `tile` (index `k`) leaves the ring (its last window); `last` when it is the entity's only tile.
+    func drop(_ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, index k: Int64, last: Bool, store: inout DistinctStore) {
         var h = handle(record)
         switch h.mode {
         case DistinctHandle.exact:
-            h.live -= UInt32(tile.load(fromByteOffset: shape.tileOffset, as: Int64.self))
+            h.live -= field(tile)
             if last {
                 store.releaseSet(h)
                 h = .empty
             }
         case DistinctHandle.sketch:
-            let list = UInt32(truncatingIfNeeded: tile.load(fromByteOffset: shape.tileOffset, as: UInt64.self))
-            store.drop(sketch: h.block, list: list, stamp: tile.load(as: Int64.self))
+            store.drop(sketch: h.block, list: field(tile), stamp: k)
             if last {
                 store.releaseSketch(h.block)
                 h = .empty

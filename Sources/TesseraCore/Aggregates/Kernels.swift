@@ -118,8 +118,10 @@ struct CountKernel: Sendable {
 
 // MARK: - sum / mean / variance / stddev
 
-/// `sum`, `mean`, `variance` and `stddev` of one field share a `MomentsPartial` per tile and per
-/// window (sums of squares only when a variance or standard deviation is asked for). Invertible.
+/// `sum`, `mean`, `variance` and `stddev` of one field share a partial per tile and per window: a
+/// `MomentsPartial` where some output of the window (or, for tiles, of any window) is a variance
+/// or standard deviation, else only its first part, `MomentsPartial.Sums` (no sums of squares).
+/// Invertible.
 struct MomentsKernel: Sendable {
     let shape: KernelShape
     /// Whether tiles keep sums of squares (some output is a variance or standard deviation), and
@@ -130,6 +132,9 @@ struct MomentsKernel: Sendable {
 
     init(shape: KernelShape, squaredWindows: UInt64) {
         precondition(shape.ringWindows.count <= 64)
+        precondition(MemoryLayout<MomentsPartial>.offset(of: \MomentsPartial.sum) == MemoryLayout<MomentsPartial.Sums>.offset(of: \.sum)
+                     && MemoryLayout<MomentsPartial>.offset(of: \MomentsPartial.squares) == MomentsPartial.squaresOffset,
+                     "a partial's sums come first")
         self.shape = shape
         self.squaredWindows = squaredWindows
         squares = squaredWindows != 0
@@ -155,23 +160,40 @@ struct MomentsKernel: Sendable {
         }
     }
 
+    /// Adds `x` to the partial at `at`, and `square` to its sums of squares when given (only a
+    /// partial that has them is given one).
     @inline(__always)
     private func add(_ x: Double, _ square: DoubleDouble?, _ at: UnsafeMutableRawPointer) {
-        var p = at.load(as: MomentsPartial.self)
-        p.add(x, square: square)
-        at.storeBytes(of: p, as: MomentsPartial.self)
+        var p = at.load(as: MomentsPartial.Sums.self)
+        p.add(x)
+        at.storeBytes(of: p, as: MomentsPartial.Sums.self)
+        if let square {
+            var q = at.load(fromByteOffset: MomentsPartial.squaresOffset, as: DoubleDouble.self)
+            q.add(square.hi, square.lo)
+            at.storeBytes(of: q, toByteOffset: MomentsPartial.squaresOffset, as: DoubleDouble.self)
+        }
+    }
+
+    @inline(__always)
+    private func partial(_ at: UnsafeRawPointer, squared: Bool) -> MomentsPartial {
+        let p = at.load(as: MomentsPartial.Sums.self)
+        return MomentsPartial(count: p.count, sum: p.sum,
+                              squares: squared ? at.load(fromByteOffset: MomentsPartial.squaresOffset, as: DoubleDouble.self) : .zero)
     }
 
     @inline(__always)
     func expire(_ record: UnsafeMutableRawPointer, _ tile: UnsafeMutableRawPointer, window j: Int) {
         let at = record + shape.windowOffsets[j]
-        var p = at.load(as: MomentsPartial.self)
-        p.retract(tile.load(fromByteOffset: shape.tileOffset, as: MomentsPartial.self), squares: squaredWindows & (1 << UInt64(j)) != 0)
-        at.storeBytes(of: p, as: MomentsPartial.self)
+        let squared = squaredWindows & (1 << UInt64(j)) != 0
+        var p = partial(at, squared: squared)
+        p.retract(partial(tile + shape.tileOffset, squared: squares), squares: squared)
+        at.storeBytes(of: MomentsPartial.Sums(count: p.count, sum: p.sum), as: MomentsPartial.Sums.self)
+        if squared { at.storeBytes(of: p.squares, toByteOffset: MomentsPartial.squaresOffset, as: DoubleDouble.self) }
     }
 
     @inline(__always)
     func finalize(_ record: UnsafeMutableRawPointer, window j: Int, mode: Int) -> UInt64? {
-        record.load(fromByteOffset: shape.windowOffsets[j], as: MomentsPartial.self).finalize(MomentsPartial.Mode(rawValue: mode)!)
+        partial(record + shape.windowOffsets[j], squared: squaredWindows & (1 << UInt64(j)) != 0)
+            .finalize(MomentsPartial.Mode(rawValue: mode)!)
     }
 }

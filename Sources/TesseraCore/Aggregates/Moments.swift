@@ -84,6 +84,24 @@ public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
 
     public static let zero = MomentsPartial(count: 0, sum: .zero, squares: .zero)
 
+    /// The first part of a partial, count and sum: what a partial without sums of squares keeps
+    /// (the fields of a window no variance or standard deviation reads).
+    struct Sums: BitwiseCopyable {
+        var count: Int64
+        var sum: DoubleDouble
+
+        static let zero = Sums(count: 0, sum: .zero)
+
+        @inline(__always)
+        mutating func add(_ x: Double) {
+            count &+= 1
+            sum.add(x, 0)
+        }
+    }
+
+    /// Where `squares` is in a partial's bytes (after the `Sums`).
+    static let squaresOffset = MemoryLayout<Sums>.stride
+
     public init(count: Int64, sum: DoubleDouble, squares: DoubleDouble) {
         self.count = count
         self.sum = sum

@@ -182,7 +182,7 @@ struct Slab: Sendable {
 /// its owner rewrites an entry whenever it creates or copies that class's slab.
 final class SlabTable: @unchecked Sendable {  // rewritten only by the store value that uniquely holds it
     let cores: UnsafeMutablePointer<SlabCore>
-    static let size = 32
+    static let size = 48
 
     init() {
         cores = .allocate(capacity: SlabTable.size)

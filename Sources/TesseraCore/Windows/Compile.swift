@@ -115,8 +115,13 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                     lengths[h, default: []].insert(w)
                 }
             }
+            // A ring with a distinct count (a 4-byte tile partial) keeps tile indices in 4 bytes beside it.
+            var compact: Set<Micros> = []
+            for f in features where Family(spec.features[f].aggregate) == .distinct {
+                if case .sliding(_, let h) = spec.features[f].window { compact.insert(h) }
+            }
             var ringOf: [Micros: Int] = [:]
-            for h in hops { ringOf[h] = builder.addRing(hop: h, windows: lengths[h]!.sorted(), generation: g) }
+            for h in hops { ringOf[h] = builder.addRing(hop: h, windows: lengths[h]!.sorted(), generation: g, compact: compact.contains(h)) }
 
             // Kernels: features that agree on family, field, filter and ring share one (a
             // selection kernel serves one window).
@@ -169,8 +174,9 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                 let outputs = p.outputs.map { KernelOutput(feature: $0.feature, window: ringWindows.firstIndex(of: $0.window)!, mode: $0.mode) }
                 var shape: KernelShape!
                 func fields<T: BitwiseCopyable, U: BitwiseCopyable>(tile: T, window: U) {
-                    let tileOffset = p.key.ring.map { builder.tile(ring: $0, tile) } ?? -1
-                    let windowOffsets = ringWindows.map { _ in builder.record(window) }
+                    place(tileOffset: p.key.ring.map { builder.tile(ring: $0, tile) } ?? -1, windowOffsets: ringWindows.map { _ in builder.record(window) })
+                }
+                func place(tileOffset: Int, windowOffsets: [Int]) {
                     shape = KernelShape(ring: p.key.ring ?? -1, field: p.key.field ?? -1, filter: p.key.filter ?? -1, generation: g,
                                         ringWindows: memory.list(ringWindows), windowOffsets: memory.list(windowOffsets),
                                         tileOffset: tileOffset, outputs: memory.values(outputs), outputCount: outputs.count)
@@ -181,7 +187,12 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                     kernels.counts.append(CountKernel(shape: shape))
                     refs.append((.count, kernels.counts.count - 1))
                 case .moments:
-                    fields(tile: MomentsPartial.zero, window: MomentsPartial.zero)
+                    // Sums of squares only where a variance or standard deviation reads them.
+                    let squaredRing = ringWindows.map { p.squaredWindows.contains($0) }
+                    let tileOffset = p.key.ring.map {
+                        squaredRing.contains(true) ? builder.tile(ring: $0, MomentsPartial.zero) : builder.tile(ring: $0, MomentsPartial.Sums.zero)
+                    } ?? -1
+                    place(tileOffset: tileOffset, windowOffsets: squaredRing.map { $0 ? builder.record(MomentsPartial.zero) : builder.record(MomentsPartial.Sums.zero) })
                     let squared = ringWindows.enumerated().reduce(UInt64(0)) { $0 | (p.squaredWindows.contains($1.element) ? 1 << UInt64($1.offset) : 0) }
                     kernels.moments.append(MomentsKernel(shape: shape, squaredWindows: squared))
                     refs.append((.moments, kernels.moments.count - 1))
@@ -218,7 +229,7 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                         refs.append((.last, kernels.lasts.count - 1))
                     }
                 case .distinct:
-                    fields(tile: UInt64(0), window: Int64(0))
+                    place(tileOffset: p.key.ring.map { builder.tile32(ring: $0, 0) } ?? -1, windowOffsets: ringWindows.map { _ in builder.record(Int64(0)) })
                     let handle = builder.record(DistinctHandle.empty)
                     kernels.distincts.append(DistinctKernel(shape: shape, handleOffset: handle, store: distinctStores))
                     distinctStores += 1

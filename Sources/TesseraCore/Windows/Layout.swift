@@ -3,11 +3,12 @@
 /// Every entity has one fixed-size **record** (`stride` bytes, a multiple of 8) holding everything
 /// an event of that entity touches besides its tiles: the emission bookkeeping, each ring's tile
 /// deque header and window state, every window partial, every lifetime partial, and the first
-/// tile(s) of each ring inline. Tiles beyond the inline ones live in a per-ring block the record
-/// points to (see `TileDeque`). A tile is a fixed-size **tile record**: its index, then one
+/// tile(s) of a ring whose tiles are small inline. Tiles beyond the inline ones live in a per-ring
+/// block the record points to (see `TileDeque`). A tile is a fixed-size **tile record**: its
+/// index (8 bytes, or 4 relative to the deque's base with a 4-byte partial beside it), then one
 /// partial per kernel of the ring.
 ///
-///     record = [header 32 B][ring 0: deque 16 B, window starts, pivots][kernel fields …]
+///     record = [header 32 B][ring 0: deque 16 B, (base,) window starts, pivots][kernel fields …]
 ///              [ring 0 inline tiles] … [lifetime partials] … (generation 1 …)
 ///
 /// Fields are laid out generation by generation (`FeatureSpec.generation`), so the layout of the
@@ -27,18 +28,15 @@ struct ViewLayout: BitwiseCopyable, @unchecked Sendable {  // points into immuta
 
     /// Header: the epoch (UInt32) and index (UInt32) of the entity's latest emission in the
     /// batch being applied, its int64 key (single int64 join key), then the time of its latest
-    /// emission and the created timestamp its sink gave it (`Micros.min` and 0 when not known,
-    /// in state saved by a release that did not keep them) — 32 bytes. The last two make the
-    /// entity's current row, which the online store is rewritten from when it lost its data.
+    /// emission and the created timestamp its sink gave it (`Micros.min` and 0 before its first
+    /// emission) — 32 bytes. The last two make the entity's current row, which the online store is
+    /// rewritten from when it lost its data.
     static let epochOffset = 0
     static let emissionOffset = 4
     static let keyOffset = 8
     static let emittedAtOffset = 16
     static let createdOffset = 24
     static let headerBytes = 32
-    /// The header of state saved before the record kept its latest emission (checkpoint image
-    /// tag "view"): epoch, index and key.
-    static let savedHeaderBytesV1 = 16
 
     @inline(__always)
     func ring(_ r: Int) -> RingLayout { rings.unsafelyUnwrapped[r] }
@@ -61,8 +59,11 @@ struct RingLayout: BitwiseCopyable, @unchecked Sendable {  // points into immuta
     /// Record offset of the inline tiles and how many fit there.
     let inlineOffset: Int
     let inlineCapacity: Int
-    /// Bytes per tile record (a multiple of 8); the tile index (Int64) is at offset 0.
+    /// Bytes per tile record (a multiple of 8); the tile index is at offset 0: an Int64, or, when
+    /// `baseOffset` ≥ 0, a UInt32 relative to the deque's base tile (an Int64 at `baseOffset` in
+    /// the record), which leaves the tile's other 4 bytes to a 4-byte partial.
     let tileStride: Int
+    let baseOffset: Int
     /// A tile record with every partial empty (its index is set on creation).
     let tileTemplate: UnsafeRawPointer
 
@@ -112,6 +113,9 @@ struct LayoutBuilder {
         var inlineCapacity = 1
         var tileStride = 8
         var tileTemplate: [UInt8] = Array(repeating: 0, count: 8)
+        var baseOffset = -1
+        /// A free 4-byte slot in the tile record, or -1.
+        var spare = -1
     }
 
     init(memory: ProgramMemory) {
@@ -142,10 +146,32 @@ struct LayoutBuilder {
         return offset
     }
 
-    mutating func addRing(hop: Micros, windows: [Micros], generation: Int) -> Int {
+    /// A ring; `compact` when its tiles hold their index in 4 bytes (worth it when a kernel has a
+    /// 4-byte partial to put beside it).
+    /// Room for a 4-byte partial in the tile records of ring `r` (beside a compact index if free).
+    mutating func tile32(ring r: Int, _ empty: UInt32) -> Int {
+        let offset: Int
+        if rings[r].spare >= 0 {
+            offset = rings[r].spare
+            rings[r].spare = -1
+        } else {
+            offset = rings[r].tileStride
+            rings[r].tileStride += 8
+            rings[r].tileTemplate.append(contentsOf: repeatElement(0, count: 8))
+            rings[r].spare = offset + 4
+        }
+        rings[r].tileTemplate.store(empty, at: offset)
+        return offset
+    }
+
+    mutating func addRing(hop: Micros, windows: [Micros], generation: Int, compact: Bool) -> Int {
         rings.append(Ring(hop: hop, windows: windows, generation: generation))
         let r = rings.count - 1
         rings[r].dequeOffset = record(DequeHeader.empty)
+        if compact {
+            rings[r].baseOffset = record(Int64(0))
+            rings[r].spare = 4
+        }
         rings[r].startOffsets = windows.indices.map { $0 == windows.count - 1 ? -1 : record(UInt64(0)) }
         rings[r].pivotOffsets = Array(repeating: -1, count: windows.count)
         return r
@@ -157,10 +183,12 @@ struct LayoutBuilder {
         return rings[r].pivotOffsets[w]
     }
 
-    /// Places the inline tiles of ring `r` once its tile record is complete.
+    /// Places the inline tiles of ring `r` once its tile record is complete: two small tiles, one
+    /// of at most a cache line, none of a larger one (an entity with more tiles than fit inline
+    /// leaves the room unused, and an entity's first tile in a one-tile block costs no more).
     mutating func finishRing(_ r: Int) {
         let tileStride = rings[r].tileStride
-        let inline = tileStride <= 32 ? 2 : 1
+        let inline = tileStride <= 32 ? 2 : tileStride <= 64 ? 1 : 0
         rings[r].inlineCapacity = inline
         rings[r].inlineOffset = record(UInt64(0), count: inline * tileStride / 8)
     }
@@ -170,7 +198,7 @@ struct LayoutBuilder {
             RingLayout(hop: d.hop, windows: memory.list(d.windows.map { Int($0) }), generation: d.generation,
                        dequeOffset: d.dequeOffset, startOffsets: memory.list(d.startOffsets), pivotOffsets: memory.list(d.pivotOffsets),
                        inlineOffset: d.inlineOffset, inlineCapacity: d.inlineCapacity, tileStride: d.tileStride,
-                       tileTemplate: memory.bytes(d.tileTemplate))
+                       baseOffset: d.baseOffset, tileTemplate: memory.bytes(d.tileTemplate))
         }
         return ViewLayout(stride: stride, template: memory.bytes(template), rings: frozen.isEmpty ? nil : memory.values(frozen),
                           ringCount: frozen.count, prefix: memory.list(prefix))
