@@ -593,8 +593,8 @@ public struct ViewAggregator: Sendable {
     /// again from the state: a value changes only by an emission (an event or a tile leaving a
     /// window), so the state's values now are those of the entity's latest row. Returns the rows
     /// (all open: they are for the online store, not the offline log) and their created
-    /// timestamps. An entity whose latest emission time is not known (state saved by an earlier
-    /// release) is given the stream time. Leaves `emissions` as it was.
+    /// timestamps (an entity without an emission yet is given the stream time). Leaves `emissions`
+    /// as it was.
     public mutating func currentRows(_ ids: Range<Int>) -> (rows: EmissionBatch, created: [Micros]) {
         let ids = ids.clamped(to: 0..<keys.count)
         makeUnique()

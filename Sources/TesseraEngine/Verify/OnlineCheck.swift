@@ -18,9 +18,6 @@ public enum OnlineCheck: String, Sendable, CaseIterable, Codable {
     case newer
     /// Redis has no row and the entity's row is older than the TTL: its key expired.
     case expired
-    /// The expected row's created timestamp is not known (state saved by an earlier release)
-    /// and the values differ: nothing can be said.
-    case unknown
 
     /// Whether this outcome means the online store is wrong.
     public var isMismatch: Bool { self == .missing || self == .older || self == .differs }
@@ -37,7 +34,6 @@ public enum OnlineCheck: String, Sendable, CaseIterable, Codable {
             if [.count, .sum].contains(view.spec.features[f].aggregate), features[f] == .int(0) || features[f] == .double(0) { features[f] = nil }
         }
         let same = online.eventTime == expected.time && online.matches(features, view: view)
-        if expected.created == 0 { return same ? .equal : .unknown }
         guard let created = online.createdTime else { return .differs }
         if created < expected.created { return .older }
         if created > expected.created { return .newer }
