@@ -146,8 +146,6 @@ struct LayoutBuilder {
         return offset
     }
 
-    /// A ring; `compact` when its tiles hold their index in 4 bytes (worth it when a kernel has a
-    /// 4-byte partial to put beside it).
     /// Room for a 4-byte partial in the tile records of ring `r` (beside a compact index if free).
     mutating func tile32(ring r: Int, _ empty: UInt32) -> Int {
         let offset: Int
@@ -164,6 +162,8 @@ struct LayoutBuilder {
         return offset
     }
 
+    /// A ring; `compact` when its tiles hold their index in 4 bytes (worth it when a kernel has a
+    /// 4-byte partial to put beside it).
     mutating func addRing(hop: Micros, windows: [Micros], generation: Int, compact: Bool) -> Int {
         rings.append(Ring(hop: hop, windows: windows, generation: generation))
         let r = rings.count - 1
