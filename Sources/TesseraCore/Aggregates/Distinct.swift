@@ -118,10 +118,8 @@ struct ExactSet {
     @inline(__always)
     static func hash(ofKey key: UInt64) -> UInt64 { key << UInt64(64 - HLL.hashBits) }
 
-    var base: Int64 {
-        @inline(__always) get { raw.load(as: Int64.self) }
-        @inline(__always) nonmutating set { raw.storeBytes(of: newValue, as: Int64.self) }
-    }
+    @inline(__always)
+    var base: Int64 { raw.load(as: Int64.self) }
 
     @inline(__always)
     var slots: UnsafeMutablePointer<UInt64> { (raw + ExactSet.headerBytes).assumingMemoryBound(to: UInt64.self) }
@@ -398,7 +396,8 @@ struct DistinctKernel: Sendable {
         if h.mode == DistinctHandle.emptyMode {
             h = newSet(base: t.index - ExactSet.slack, &store)
         } else if !store.set(h).fits(t.index) {
-            h = rebuilt(h, front: ring.view(record).index(0), base: Swift.min(ring.view(record).index(0), t.index) - ExactSet.slack, &store)
+            let front = ring.view(record).index(0)
+            h = rebuilt(h, front: front, base: Swift.min(front, t.index) - ExactSet.slack, &store)
         }
         let key = ExactSet.key(hash)
         let set = store.set(h)

@@ -118,14 +118,6 @@ public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
         }
     }
 
-    /// Adds `x` whose exact square is `square` (computed once for every partial it goes to).
-    @inline(__always)
-    public mutating func add(_ x: Double, square: DoubleDouble?) {
-        count &+= 1
-        sum.add(x, 0)
-        if let square { squares.add(square.hi, square.lo) }
-    }
-
     @inline(__always)
     public mutating func merge(_ other: MomentsPartial) {
         count &+= other.count
