@@ -463,18 +463,24 @@ public struct ViewAggregator: Sendable {
             bits[o.feature] = v ?? 0
             present[o.feature] = v != nil
         }
-        for k in kernels.counts.indices {
-            let kernel = kernels.counts[k]
-            for o in 0..<kernel.shape.outputCount {
-                let out = kernel.shape.outputs[o]
-                put(out, kernel.finalize(record, window: out.window))
-            }
-        }
-        for k in kernels.moments.indices {
-            let kernel = kernels.moments[k]
-            for o in 0..<kernel.shape.outputCount {
-                let out = kernel.shape.outputs[o]
-                put(out, kernel.finalize(record, window: out.window, mode: out.mode))
+        if let numeric = program.numericOutputs {
+            for i in 0..<program.numericOutputCount {
+                let op = numeric[i]
+                let at = record + Int(op.offset), f = Int(op.feature)
+                switch op.kind {
+                case .count:
+                    bits[f] = at.load(as: UInt64.self)
+                    present[f] = true
+                case .sum, .mean:
+                    let p = at.load(as: MomentsPartial.Sums.self)
+                    let v = MomentsPartial(count: p.count, sum: p.sum, squares: .zero).finalize(op.kind == .sum ? .sum : .mean)
+                    bits[f] = v ?? 0
+                    present[f] = v != nil
+                case .variance, .stddev:
+                    let v = at.load(as: MomentsPartial.self).finalize(op.kind == .variance ? .variance : .stddev)
+                    bits[f] = v ?? 0
+                    present[f] = v != nil
+                }
             }
         }
         for k in kernels.maxes.indices {

@@ -109,11 +109,6 @@ struct CountKernel: Sendable {
         let part = tile.load(fromByteOffset: shape.tileOffset, as: Int64.self)
         record.storeBytes(of: record.load(fromByteOffset: o, as: Int64.self) &- part, toByteOffset: o, as: Int64.self)
     }
-
-    @inline(__always)
-    func finalize(_ record: UnsafeMutableRawPointer, window j: Int) -> UInt64 {
-        UInt64(bitPattern: record.load(fromByteOffset: shape.windowOffsets[j], as: Int64.self))
-    }
 }
 
 // MARK: - sum / mean / variance / stddev
@@ -189,11 +184,5 @@ struct MomentsKernel: Sendable {
         p.retract(partial(tile + shape.tileOffset, squared: squares), squares: squared)
         at.storeBytes(of: MomentsPartial.Sums(count: p.count, sum: p.sum), as: MomentsPartial.Sums.self)
         if squared { at.storeBytes(of: p.squares, toByteOffset: MomentsPartial.squaresOffset, as: DoubleDouble.self) }
-    }
-
-    @inline(__always)
-    func finalize(_ record: UnsafeMutableRawPointer, window j: Int, mode: Int) -> UInt64? {
-        partial(record + shape.windowOffsets[j], squared: squaredWindows & (1 << UInt64(j)) != 0)
-            .finalize(MomentsPartial.Mode(rawValue: mode)!)
     }
 }

@@ -56,17 +56,12 @@ public struct DoubleDouble: BitwiseCopyable, Sendable, Equatable {
         return r
     }
 
-    /// `self / b` for a double `b` given `inverse` ≈ 1/b, rounded to double-double: the
-    /// quotient from the inverse, then one exact correction step (the remainder is computed
-    /// exactly), so the inverse's rounding does not reach the result.
+    /// `self · b` for a double `b`, rounded to double-double.
     @inline(__always)
-    func divided(by b: Double, inverse: Double) -> DoubleDouble {
-        let q1 = hi * inverse
-        var r = self
-        r.subtract(DoubleDouble.product(q1, b))
-        var q = DoubleDouble(hi: q1, lo: 0)
-        q.add(r.hi * inverse, 0)
-        return q
+    func times(_ b: Double) -> DoubleDouble {
+        var r = DoubleDouble.product(hi, b)
+        r.add(0, lo * b)
+        return r
     }
 }
 
@@ -74,9 +69,9 @@ public struct DoubleDouble: BitwiseCopyable, Sendable, Equatable {
 /// serves `sum`, `mean`, `variance` and `stddev`, and it is invertible — a tile leaving a window
 /// is subtracted from it in O(1) instead of the window being rebuilt from its tiles.
 ///
-/// The variance is `(Σx² − (Σx)²/n) / (n − 1)` evaluated in double-double: its absolute error is
-/// about 2⁻¹⁰⁴ · n · mean², far below a double's rounding of the result unless the mean exceeds
-/// the standard deviation by more than 2²⁵.
+/// The variance is `(n·Σx² − (Σx)²) / (n·(n − 1))`, the numerator evaluated in double-double: its
+/// absolute error is about 2⁻¹⁰⁴ · mean², far below a double's rounding of the result unless the
+/// mean exceeds the standard deviation by more than 2²⁵.
 public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
     public var count: Int64
     public var sum: DoubleDouble
@@ -148,9 +143,9 @@ public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
     public var variance: Double? {
         guard count >= 2 else { return nil }
         let n = Double(count)
-        var centered = squares
-        centered.subtract(sum.times(sum).divided(by: n, inverse: 1 / n))
-        return Swift.max(0, (centered.hi + centered.lo) / (n - 1))
+        var centered = squares.times(n)
+        centered.subtract(sum.times(sum))
+        return Swift.max(0, (centered.hi + centered.lo) / (n * (n - 1)))
     }
 
     /// Output modes of the moments kernel.

@@ -72,6 +72,22 @@ struct KernelSet: Sendable {
 
 }
 
+/// One output of a count or moments kernel: the partial at `offset` in the record, read as `kind`
+/// into column `feature` of the emission row.
+struct NumericOutput: BitwiseCopyable, Sendable {
+    enum Kind: UInt8, BitwiseCopyable, Sendable {
+        /// An Int64 count; never null.
+        case count
+        /// From a `MomentsPartial.Sums` (or the start of a `MomentsPartial`).
+        case sum, mean
+        /// From a `MomentsPartial` with sums of squares.
+        case variance, stddev
+    }
+    var kind: Kind
+    var feature: Int32
+    var offset: Int32
+}
+
 /// A view compiled for the core: its layout, its kernels (empty), its filters, and which kernels
 /// act when a tile leaves a window or a ring.
 struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, immutable once compiled
@@ -94,6 +110,10 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
     var selectors: UnsafePointer<RefList>?
     /// Per feature: its output type.
     var types: [ValueType]
+    /// The outputs of the count and moments kernels, flattened into one list that `finalize` runs
+    /// through (a plain read of a partial each, instead of a loop per kernel over its outputs).
+    var numericOutputs: UnsafePointer<NumericOutput>?
+    var numericOutputCount = 0
 
     init(spec: ViewSpec) {
         let memory = ProgramMemory()
@@ -275,6 +295,31 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
             self.selectors = memory.values(selectors.map { RefList($0, in: memory) })
         }
         types = spec.features.map { spec.outputType(of: $0) }
+        var numeric: [NumericOutput] = []
+        for k in kernels.counts {
+            for o in 0..<k.shape.outputCount {
+                let out = k.shape.outputs[o]
+                numeric.append(NumericOutput(kind: .count, feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
+            }
+        }
+        for k in kernels.moments {
+            for o in 0..<k.shape.outputCount {
+                let out = k.shape.outputs[o]
+                let kind: NumericOutput.Kind
+                switch MomentsPartial.Mode(rawValue: out.mode)! {
+                case .sum: kind = .sum
+                case .mean: kind = .mean
+                case .variance: kind = .variance
+                case .stddev: kind = .stddev
+                }
+                precondition(kind.rawValue < NumericOutput.Kind.variance.rawValue || k.squaredWindows & (1 << UInt64(out.window)) != 0,
+                             "a variance reads a partial with sums of squares")
+                numeric.append(NumericOutput(kind: kind, feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
+            }
+        }
+        numeric.sort { $0.feature < $1.feature }
+        numericOutputs = numeric.isEmpty ? nil : memory.values(numeric)
+        numericOutputCount = numeric.count
     }
 
     @inline(__always) func expiries(ring r: Int, window w: Int) -> RefList { expiries.unsafelyUnwrapped[windowBase[r] + w] }
