@@ -70,8 +70,8 @@ public struct ViewAggregator: Sendable {
     }
 
     /// Raw per-batch buffers: the rows' tiles, the ring cores, and this batch's emissions — time,
-    /// entity, closer, key (single int64 join key) and values (row-major, one row of features per
-    /// emission) — until they are materialised into `emissions`. Plain pointers (no reference
+    /// entity, closer, key (single int64 join key) and values (column-major: feature f's values
+    /// from `f · capacity` on, see `RowSlots`) — until they are materialised into `emissions`. Plain pointers (no reference
     /// counting, no exclusivity checks in the loops); `Scratch` owns the memory.
     struct Buffers: BitwiseCopyable, @unchecked Sendable {  // valid for the batch being applied, see `Scratch`
         var tiles: UnsafeMutablePointer<TileRef>
@@ -117,19 +117,26 @@ public struct ViewAggregator: Sendable {
         func reserve(_ n: Int, keeping keep: Int) {
             guard n > buffers.capacity else { return }
             let capacity = max(n, buffers.capacity * 2)
-            func grow<T>(_ p: UnsafeMutablePointer<T>, _ per: Int) -> UnsafeMutablePointer<T> {
-                let q = UnsafeMutablePointer<T>.allocate(capacity: max(1, capacity * per))
-                q.moveInitialize(from: p, count: keep * per)
+            func grow<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
+                let q = UnsafeMutablePointer<T>.allocate(capacity: max(1, capacity))
+                q.moveInitialize(from: p, count: keep)
+                p.deallocate()
+                return q
+            }
+            /// Each feature's first `keep` values move to the feature's column in the larger buffer.
+            func regrow<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
+                let q = UnsafeMutablePointer<T>.allocate(capacity: max(1, capacity * features))
+                for f in 0..<features { (q + f * capacity).moveInitialize(from: p + f * buffers.capacity, count: keep) }
                 p.deallocate()
                 return q
             }
             var b = buffers
-            b.times = grow(b.times, 1)
-            b.entities = grow(b.entities, 1)
-            b.closers = grow(b.closers, 1)
-            b.keys = grow(b.keys, 1)
-            b.values = grow(b.values, features)
-            b.valid = grow(b.valid, features)
+            b.times = grow(b.times)
+            b.entities = grow(b.entities)
+            b.closers = grow(b.closers)
+            b.keys = grow(b.keys)
+            b.values = regrow(b.values)
+            b.valid = regrow(b.valid)
             b.capacity = capacity
             buffers = b
         }
@@ -453,33 +460,40 @@ public struct ViewAggregator: Sendable {
         record.storeBytes(of: time, toByteOffset: ViewLayout.emittedAtOffset, as: Int64.self)
     }
 
+    /// Where one emission's values go in the column-major scratch: feature f at `f · stride`.
+    struct RowSlots {
+        let bits: UnsafeMutablePointer<UInt64>
+        let present: UnsafeMutablePointer<Bool>
+        let stride: Int
+
+        @inline(__always)
+        func put(_ f: Int, _ v: UInt64?) {
+            bits[f &* stride] = v ?? 0
+            present[f &* stride] = v != nil
+        }
+
+        @inline(__always)
+        func put(_ o: KernelOutput, _ v: UInt64?) { put(o.feature, v) }
+    }
+
     /// Writes the values of the entity's current emission (this batch's) from its state.
     @inline(__always)
     private mutating func finalize(_ record: UnsafeMutableRawPointer) {
         let index = Int(record.load(fromByteOffset: ViewLayout.emissionOffset, as: UInt32.self))
-        let base = index &* spec.features.count
-        let bits = buffers.values + base, present = buffers.valid + base
-        @inline(__always) func put(_ o: KernelOutput, _ v: UInt64?) {
-            bits[o.feature] = v ?? 0
-            present[o.feature] = v != nil
-        }
+        let row = RowSlots(bits: buffers.values + index, present: buffers.valid + index, stride: buffers.capacity)
+        @inline(__always) func put(_ o: KernelOutput, _ v: UInt64?) { row.put(o, v) }
         if let numeric = program.numericOutputs {
             for i in 0..<program.numericOutputCount {
                 let op = numeric[i]
                 let at = record + Int(op.offset), f = Int(op.feature)
                 switch op.kind {
                 case .count:
-                    bits[f] = at.load(as: UInt64.self)
-                    present[f] = true
+                    row.put(f, at.load(as: UInt64.self))
                 case .sum, .mean:
                     let p = at.load(as: MomentsPartial.Sums.self)
-                    let v = MomentsPartial(count: p.count, sum: p.sum, squares: .zero).finalize(op.kind == .sum ? .sum : .mean)
-                    bits[f] = v ?? 0
-                    present[f] = v != nil
+                    row.put(f, MomentsPartial(count: p.count, sum: p.sum, squares: .zero).finalize(op.kind == .sum ? .sum : .mean))
                 case .variance, .stddev:
-                    let v = at.load(as: MomentsPartial.self).finalize(op.kind == .variance ? .variance : .stddev)
-                    bits[f] = v ?? 0
-                    present[f] = v != nil
+                    row.put(f, at.load(as: MomentsPartial.self).finalize(op.kind == .variance ? .variance : .stddev))
                 }
             }
         }
@@ -501,35 +515,31 @@ public struct ViewAggregator: Sendable {
         }
         for k in kernels.distincts.indices {
             let kernel = kernels.distincts[k]
-            if kernel.isSketched(record) { finalizeDistinct(k, record, bits, present); continue }
+            if kernel.isSketched(record) { finalizeDistinct(k, record, row); continue }
             for o in 0..<kernel.shape.outputCount {
                 let out = kernel.shape.outputs[o]
                 put(out, kernel.exactCount(record, window: out.window))
             }
         }
-        if !kernels.quantiles.isEmpty { finalizeQuantiles(record, bits, present) }
+        if !kernels.quantiles.isEmpty { finalizeQuantiles(record, row) }
     }
 
     @inline(never)
-    private mutating func finalizeDistinct(_ k: Int, _ record: UnsafeMutableRawPointer, _ bits: UnsafeMutablePointer<UInt64>,
-                                           _ present: UnsafeMutablePointer<Bool>) {
+    private mutating func finalizeDistinct(_ k: Int, _ record: UnsafeMutableRawPointer, _ row: RowSlots) {
         let kernel = kernels.distincts[k]
         for o in 0..<kernel.shape.outputCount {
             let out = kernel.shape.outputs[o]
-            bits[out.feature] = kernel.finalize(record, window: out.window, store: &distinctStores[kernel.store])
-            present[out.feature] = true
+            row.put(out, kernel.finalize(record, window: out.window, store: &distinctStores[kernel.store]))
         }
     }
 
     @inline(never)
-    private func finalizeQuantiles(_ record: UnsafeMutableRawPointer, _ bits: UnsafeMutablePointer<UInt64>, _ present: UnsafeMutablePointer<Bool>) {
+    private func finalizeQuantiles(_ record: UnsafeMutableRawPointer, _ row: RowSlots) {
         for k in kernels.quantiles.indices {
             let kernel = kernels.quantiles[k]
             for o in 0..<kernel.shape.outputCount {
                 let out = kernel.shape.outputs[o]
-                let v = kernel.finalize(record, window: out.window, mode: out.mode, store: quantileStores[kernel.store])
-                bits[out.feature] = v ?? 0
-                present[out.feature] = v != nil
+                row.put(out, kernel.finalize(record, window: out.window, mode: out.mode, store: quantileStores[kernel.store]))
             }
         }
     }
@@ -562,10 +572,10 @@ public struct ViewAggregator: Sendable {
             if emissions.features[f].type == .string {
                 var column = emissions.features[f]
                 emissions.features[f] = Column(type: .string)
-                dictionaries[dictionary(ofFeature: f)].append(codes: s.values + f, valid: s.valid + f, stride: features, count: count, to: &column)
+                dictionaries[dictionary(ofFeature: f)].append(codes: s.values + f * s.capacity, valid: s.valid + f * s.capacity, count: count, to: &column)
                 emissions.features[f] = column
             } else {
-                emissions.features[f].append(bits: s.values + f, valid: s.valid + f, stride: features, count: count)
+                emissions.features[f].append(bits: s.values + f * s.capacity, valid: s.valid + f * s.capacity, count: count)
             }
         }
     }

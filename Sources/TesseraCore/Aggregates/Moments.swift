@@ -140,6 +140,7 @@ public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
     public var mean: Double? { count == 0 ? nil : sum.hi / Double(count) }
 
     /// The sample variance (n − 1 in the denominator); nil below two values.
+    @inline(__always)
     public var variance: Double? {
         guard count >= 2 else { return nil }
         let n = Double(count)

@@ -38,16 +38,16 @@ public struct StringDictionary: Sendable {
         return try bytes.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[start..<end])) }
     }
 
-    /// Appends to a string column the strings of `n` codes, `codes[i * stride]` for row i (its
-    /// low 32 bits), or a null where `valid[i * stride]` is false: the bytes counted first, then
+    /// Appends to a string column the strings of `n` codes, `codes[i]` for row i (its
+    /// low 32 bits), or a null where `valid[i]` is false: the bytes counted first, then
     /// copied in one pass.
-    func append(codes: UnsafePointer<UInt64>, valid: UnsafePointer<Bool>, stride: Int, count n: Int, to column: inout Column) {
+    func append(codes: UnsafePointer<UInt64>, valid: UnsafePointer<Bool>, count n: Int, to column: inout Column) {
         precondition(column.type == .string)
         offsets.withUnsafeBufferPointer { starts in
             bytes.withUnsafeBufferPointer { source in
                 var total = 0
-                for i in 0..<n where valid[i &* stride] {
-                    let c = Int(UInt32(truncatingIfNeeded: codes[i &* stride]))
+                for i in 0..<n where valid[i] {
+                    let c = Int(UInt32(truncatingIfNeeded: codes[i]))
                     total &+= Int(starts[c &+ 1] &- starts[c])
                 }
                 let firstByte = column.bytes.count, firstOffset = column.offsets.count
@@ -57,8 +57,8 @@ public struct StringDictionary: Sendable {
                     column.offsets.withUnsafeMutableBufferPointer { ends in
                         var at = firstByte
                         for i in 0..<n {
-                            if valid[i &* stride] {
-                                let c = Int(UInt32(truncatingIfNeeded: codes[i &* stride]))
+                            if valid[i] {
+                                let c = Int(UInt32(truncatingIfNeeded: codes[i]))
                                 for k in Int(starts[c])..<Int(starts[c &+ 1]) {
                                     out[at] = source[k]
                                     at &+= 1
@@ -70,7 +70,7 @@ public struct StringDictionary: Sendable {
                 }
             }
         }
-        column.validity.append(strided: valid, stride: stride, count: n)
+        column.validity.append(contentsOf: UnsafeBufferPointer(start: valid, count: n))
     }
 
     public func string(of code: UInt32) -> String {

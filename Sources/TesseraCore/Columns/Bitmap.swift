@@ -66,59 +66,38 @@ public struct Bitmap: Sendable, Equatable {
         if count & 63 == 0 { words.removeLast() }
     }
 
-    /// Appends one bit per flag, 64 at a time where the bitmap is word-aligned.
+    /// Appends one bit per flag: whole words where the bitmap is word-aligned, eight flags per
+    /// multiply (a Bool is one byte, 0 or 1).
     public mutating func append(contentsOf flags: UnsafeBufferPointer<Bool>) {
-        var i = 0
         let n = flags.count
-        while i < n && count & 63 != 0 {
-            append(flags[i])
-            i += 1
-        }
-        words.reserveCapacity(words.count + (n - i + 63) / 64)
-        while i + 64 <= n {
-            var word: UInt64 = 0
-            var unset = 0
-            for b in 0..<64 {
-                let bit: UInt64 = flags[i + b] ? 1 : 0
-                word |= bit << UInt64(b)
-                unset &+= Int(1 &- bit)
-            }
-            words.append(word)
-            count += 64
-            unsetCount += unset
-            i += 64
-        }
-        while i < n {
-            append(flags[i])
-            i += 1
-        }
-    }
-
-    /// Appends `count` bits read from `flags[0], flags[stride], flags[2·stride], …`.
-    public mutating func append(strided flags: UnsafePointer<Bool>, stride: Int, count n: Int) {
-        // Most columns have no null at all: check that first, then append whole words.
-        var all = true
-        for i in 0..<n where !flags[i &* stride] {
-            all = false
-            break
-        }
-        if all { return appendSet(count: n) }
+        guard let base = flags.baseAddress else { return }
+        let raw = UnsafeRawPointer(base)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        // Most columns have no null at all: check that first, eight flags at a time.
         var i = 0
+        while i + 8 <= n && raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) == ones { i += 8 }
+        while i < n && flags[i] { i += 1 }
+        if i == n { return appendSet(count: n) }
+        i = 0
         while i < n && count & 63 != 0 {
-            append(flags[i &* stride])
+            append(flags[i])
             i += 1
         }
         words.reserveCapacity(words.count + (n - i + 63) / 64)
         while i + 64 <= n {
             var word: UInt64 = 0
-            for b in 0..<64 { word |= UInt64(unsafeBitCast(flags[(i &+ b) &* stride], to: UInt8.self)) << UInt64(b) }
+            for b in 0..<8 {
+                // Byte k (0 or 1) of `eight` lands on bit 56 + k of the product, with no carries.
+                let eight = raw.loadUnaligned(fromByteOffset: i &+ 8 &* b, as: UInt64.self)
+                word |= ((eight &* 0x0102_0408_1020_4080) &>> 56) &<< UInt64(8 &* b)
+            }
             words.append(word)
             count += 64
             unsetCount += 64 - word.nonzeroBitCount
             i += 64
         }
         while i < n {
-            append(flags[i &* stride])
+            append(flags[i])
             i += 1
         }
     }

@@ -117,23 +117,15 @@ public struct Column: Sendable, Equatable {
     }
 
     /// Appends `count` fixed-width values given as bit patterns (Int64, Double or 0/1 for a bool) with
-    /// their validity, read from `bits[0], bits[stride], …` and `valid[0], valid[stride], …`.
-    public mutating func append(bits: UnsafePointer<UInt64>, valid: UnsafePointer<Bool>, stride: Int, count n: Int) {
+    /// their validity.
+    public mutating func append(bits: UnsafePointer<UInt64>, valid: UnsafePointer<Bool>, count n: Int) {
         precondition(type != .string)
         if type == .float64 {
-            let start = doubles.count
-            doubles.append(contentsOf: repeatElement(0, count: n))
-            doubles.withUnsafeMutableBufferPointer { out in
-                for i in 0..<n { out[start &+ i] = Double(bitPattern: bits[i &* stride]) }
-            }
+            bits.withMemoryRebound(to: Double.self, capacity: n) { doubles.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
         } else {
-            let start = ints.count
-            ints.append(contentsOf: repeatElement(0, count: n))
-            ints.withUnsafeMutableBufferPointer { out in
-                for i in 0..<n { out[start &+ i] = Int64(bitPattern: bits[i &* stride]) }
-            }
+            bits.withMemoryRebound(to: Int64.self, capacity: n) { ints.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
         }
-        validity.append(strided: valid, stride: stride, count: n)
+        validity.append(contentsOf: UnsafeBufferPointer(start: valid, count: n))
     }
 
     /// Appends a string from raw UTF-8 bytes (memcpy, no generic iteration).
