@@ -347,15 +347,24 @@ public struct ViewAggregator: Sendable {
         let core = buffers.rings[r]
         let ring = core.layout
         let view = core.view(record)
-        // The common case, first: the event falls in the entity's newest tile.
+        // The common case, in the row loop: the event falls in the entity's newest tile.
         if view.count > 0 {
-            let newest = view.tile(view.count - 1)
             let k = view.index(view.count - 1)
             let start = k &* ring.hop
             if t >= start && t &- start < ring.hop {
-                return TileRef(pointer: newest, index: k, first: ring.firstWindowContaining(tile: k, at: now), position: view.count - 1)
+                return TileRef(pointer: view.tile(view.count - 1), index: k, first: ring.firstWindowContaining(tile: k, at: now),
+                               position: view.count - 1)
             }
         }
+        return otherTile(for: e, record, ring: r, time: t, now: now)
+    }
+
+    /// `tile(for:…)` for an event outside the entity's newest tile: a new tile, or a late event's.
+    @inline(never)
+    private mutating func otherTile(for e: UInt32, _ record: UnsafeMutableRawPointer, ring r: Int, time t: Micros, now: Micros) -> TileRef {
+        let core = buffers.rings[r]
+        let ring = core.layout
+        let view = core.view(record)
         let k = Time.floorDiv(t, ring.hop)
         let first = ring.firstWindowContaining(tile: k, at: now)
         guard first < ring.windows.count else { return TileRef(pointer: nil, index: k, first: first, position: -1) }
