@@ -138,7 +138,11 @@ public indirect enum Predicate: Sendable, Hashable {
         let n = out.count
         let no = Truth.no.rawValue, yes = Truth.yes.rawValue, unknown = Truth.unknown.rawValue
         func each(_ test: (Int) -> Bool) {
-            for i in 0..<n { out[i] = c.validity[i] ? (test(i) ? yes : no) : unknown }
+            if c.validity.allSet {
+                for i in 0..<n { out[i] = test(i) ? yes : no }
+            } else {
+                for i in 0..<n { out[i] = c.validity[i] ? (test(i) ? yes : no) : unknown }
+            }
         }
         switch (c.type, lit) {
         case (.int64, .int(let v)): c.ints.withUnsafeBufferPointer { x in each { holds(x[$0], op, v) } }
@@ -151,13 +155,20 @@ public indirect enum Predicate: Sendable, Hashable {
             c.bytes.withUnsafeBufferPointer { bytes in
                 c.offsets.withUnsafeBufferPointer { offsets in
                     literal.withUTF8 { lit in
-                        each { i in
-                            let cell = UnsafeBufferPointer(rebasing: bytes[Int(offsets[i])..<Int(offsets[i + 1])])
-                            if op == .eq || op == .ne {
-                                let equal = cell.count == lit.count && (cell.isEmpty || memoryEqual(cell, lit))
-                                return equal == (op == .eq)
+                        let base = bytes.baseAddress  // nil only when every string is empty
+                        @inline(__always) func cell(_ i: Int) -> UnsafeBufferPointer<UInt8> {
+                            let start = Int(offsets[i])
+                            return UnsafeBufferPointer(start: base.map { $0 + start }, count: Int(offsets[i &+ 1]) &- start)
+                        }
+                        if op == .eq || op == .ne {
+                            // The length first, then the bytes.
+                            let equal = op == .eq
+                            each { i in
+                                let value = cell(i)
+                                return (value.count == lit.count && (value.isEmpty || memoryEqual(value, lit))) == equal
                             }
-                            return holds(ByteString(cell), op, ByteString(lit))
+                        } else {
+                            each { i in holds(ByteString(cell(i)), op, ByteString(lit)) }
                         }
                     }
                 }
