@@ -69,30 +69,45 @@ public struct PartitionAggregator: Sendable {
     public mutating func ingest(_ batch: ColumnBatch, notAfter: [Micros]? = nil) -> [(row: Int, reason: Rejection)] {
         precondition(notAfter == nil || notAfter!.count == batch.count, "one bound per row")
         var rejected: [(row: Int, reason: Rejection)] = []
+        let n = batch.count
+        // Filled through pointers (no per-row uniqueness checks); taken out of `self` meanwhile.
+        var accepted = self.accepted, streamTimes = self.streamTimes
+        self.accepted = []
+        self.streamTimes = []
         accepted.removeAll(keepingCapacity: true)
+        accepted.append(contentsOf: repeatElement(true, count: n))
         streamTimes.removeAll(keepingCapacity: true)
+        streamTimes.append(contentsOf: repeatElement(0, count: n))
         let nullable = keyColumns.filter { !batch.columns[$0.column].validity.allSet }
         var now = streamTime
-        for (i, t) in batch.eventTimes.enumerated() {
-            var reason: Rejection?
-            if !PartitionAggregator.validTimes.contains(t) {
-                reason = .timeOutOfRange(eventTime: t)
-            } else if let k = nullable.first(where: { !batch.columns[$0.column].validity[i] }) {
-                reason = .missingKey(view: views[k.view].spec.name)
-            } else if let notAfter, t > notAfter[i] {
-                reason = .future(eventTime: t, limit: notAfter[i])
-            } else if now != .min && t < now - allowedLateness {
-                reason = .late(eventTime: t, watermark: now - allowedLateness)
+        accepted.withUnsafeMutableBufferPointer { accepted in
+            streamTimes.withUnsafeMutableBufferPointer { streamTimes in
+                batch.eventTimes.withUnsafeBufferPointer { times in
+                    for i in 0..<n {
+                        let t = times[i]
+                        var reason: Rejection?
+                        if !PartitionAggregator.validTimes.contains(t) {
+                            reason = .timeOutOfRange(eventTime: t)
+                        } else if !nullable.isEmpty, let k = nullable.first(where: { !batch.columns[$0.column].validity[i] }) {
+                            reason = .missingKey(view: views[k.view].spec.name)
+                        } else if let notAfter, t > notAfter[i] {
+                            reason = .future(eventTime: t, limit: notAfter[i])
+                        } else if now != .min && t < now - allowedLateness {
+                            reason = .late(eventTime: t, watermark: now - allowedLateness)
+                        }
+                        if let reason {
+                            rejected.append((i, reason))
+                            accepted[i] = false
+                        } else if t > now {
+                            now = t
+                        }
+                        streamTimes[i] = now
+                    }
+                }
             }
-            if let reason {
-                rejected.append((i, reason))
-                accepted.append(false)
-            } else {
-                accepted.append(true)
-                if t > now { now = t }
-            }
-            streamTimes.append(now)
         }
+        self.accepted = accepted
+        self.streamTimes = streamTimes
         for v in views.indices {
             views[v].apply(batch, accepted: accepted, streamTimes: streamTimes, end: now, lateness: allowedLateness)
         }

@@ -79,15 +79,26 @@ struct KeyIndex: @unchecked Sendable {  // the slot array is copied before a sha
             var hashes = self.hashes
             self.hashes = []
             hashes.removeAll(keepingCapacity: true)
+            hashes.append(contentsOf: repeatElement(0, count: n))
             // Hash every key, then probe each while the slot of a key further on is loading.
-            let mask = capacity - 1
-            for i in 0..<n { hashes.append(StableHash.hash(int: column.ints[i])) }
-            let distance = 16
-            for i in 0..<min(n, distance) { tessera_prefetch(slots + (Int(truncatingIfNeeded: hashes[i]) & mask)) }
-            for i in 0..<n {
-                if i &+ distance < n { tessera_prefetch(slots + (Int(truncatingIfNeeded: hashes[i &+ distance]) & (capacity - 1))) }
-                guard use[i] && (allValid || column.validity[i]) else { continue }
-                ids[i] = id(int: column.ints[i], hash: hashes[i])
+            column.ints.withUnsafeBufferPointer { keys in
+                hashes.withUnsafeMutableBufferPointer { hashes in
+                    for i in 0..<n { hashes[i] = StableHash.hash(int: keys[i]) }
+                }
+                hashes.withUnsafeBufferPointer { hashes in
+                    ids.withUnsafeMutableBufferPointer { ids in
+                        use.withUnsafeBufferPointer { use in
+                            let distance = 16
+                            for i in 0..<min(n, distance) { tessera_prefetch(slots + (Int(truncatingIfNeeded: hashes[i]) & (capacity - 1))) }
+                            for i in 0..<n {
+                                // `capacity` read each time: inserting a key may grow the index.
+                                if i &+ distance < n { tessera_prefetch(slots + (Int(truncatingIfNeeded: hashes[i &+ distance]) & (capacity - 1))) }
+                                guard use[i] && (allValid || column.validity[i]) else { continue }
+                                ids[i] = id(int: keys[i], hash: hashes[i])
+                            }
+                        }
+                    }
+                }
             }
             self.hashes = hashes
         } else {
