@@ -409,10 +409,12 @@ public struct ViewAggregator: Sendable {
         let cores = UnsafePointer(buffers.rings)
         for k in kernels.counts.indices { kernels.counts[k].update(i, record, refs) }
         for k in kernels.moments.indices { kernels.moments[k].update(i, record, refs) }
-        for k in kernels.maxes.indices { kernels.maxes[k].update(i, time: t, record, refs, cores) }
-        for k in kernels.mins.indices { kernels.mins[k].update(i, time: t, record, refs, cores) }
-        for k in kernels.firsts.indices { kernels.firsts[k].update(i, time: t, record, refs, cores) }
-        for k in kernels.lasts.indices { kernels.lasts[k].update(i, time: t, record, refs, cores) }
+        // Through buffer pointers: a kernel the compiler leaves out of line is then passed by
+        // address, not copied for each call.
+        kernels.maxes.withUnsafeBufferPointer { for k in $0.indices { $0[k].update(i, time: t, record, refs, cores) } }
+        kernels.mins.withUnsafeBufferPointer { for k in $0.indices { $0[k].update(i, time: t, record, refs, cores) } }
+        kernels.firsts.withUnsafeBufferPointer { for k in $0.indices { $0[k].update(i, time: t, record, refs, cores) } }
+        kernels.lasts.withUnsafeBufferPointer { for k in $0.indices { $0[k].update(i, time: t, record, refs, cores) } }
         // Kernels with stores of their own: touched only when the view has them (an access to an
         // empty array of stores would copy it).
         updateDistincts(row: i, now: now, record, refs)
