@@ -71,8 +71,9 @@ public struct ViewAggregator: Sendable {
 
     /// Raw per-batch buffers: the rows' tiles, the ring cores, and this batch's emissions — time,
     /// entity, closer, key (single int64 join key) and values (column-major: feature f's values
-    /// from `f · capacity` on, see `RowSlots`) — until they are materialised into `emissions`. Plain pointers (no reference
-    /// counting, no exclusivity checks in the loops); `Scratch` owns the memory.
+    /// from `f · capacity` on, see `RowSlots`) — until they are materialised into `emissions`.
+    /// Plain pointers (no reference counting, no exclusivity checks in the loops); `Scratch` owns
+    /// the memory.
     struct Buffers: BitwiseCopyable, @unchecked Sendable {  // valid for the batch being applied, see `Scratch`
         var tiles: UnsafeMutablePointer<TileRef>
         var rings: UnsafeMutablePointer<RingCore>
@@ -492,7 +493,6 @@ public struct ViewAggregator: Sendable {
     private mutating func finalize(_ record: UnsafeMutableRawPointer) {
         let index = Int(record.load(fromByteOffset: ViewLayout.emissionOffset, as: UInt32.self))
         let row = RowSlots(bits: buffers.values + index, present: buffers.valid + index, stride: buffers.capacity)
-        @inline(__always) func put(_ o: KernelOutput, _ v: UInt64?) { row.put(o, v) }
         if let numeric = program.numericOutputs {
             for i in 0..<program.numericOutputCount {
                 let op = numeric[i]
@@ -510,26 +510,26 @@ public struct ViewAggregator: Sendable {
         }
         for k in kernels.maxes.indices {
             let v = kernels.maxes[k].finalize(record)
-            for o in 0..<kernels.maxes[k].shape.outputCount { put(kernels.maxes[k].shape.outputs[o], v) }
+            for o in 0..<kernels.maxes[k].shape.outputCount { row.put(kernels.maxes[k].shape.outputs[o], v) }
         }
         for k in kernels.mins.indices {
             let v = kernels.mins[k].finalize(record)
-            for o in 0..<kernels.mins[k].shape.outputCount { put(kernels.mins[k].shape.outputs[o], v) }
+            for o in 0..<kernels.mins[k].shape.outputCount { row.put(kernels.mins[k].shape.outputs[o], v) }
         }
         for k in kernels.firsts.indices {
             let v = kernels.firsts[k].finalize(record)
-            for o in 0..<kernels.firsts[k].shape.outputCount { put(kernels.firsts[k].shape.outputs[o], v) }
+            for o in 0..<kernels.firsts[k].shape.outputCount { row.put(kernels.firsts[k].shape.outputs[o], v) }
         }
         for k in kernels.lasts.indices {
             let v = kernels.lasts[k].finalize(record)
-            for o in 0..<kernels.lasts[k].shape.outputCount { put(kernels.lasts[k].shape.outputs[o], v) }
+            for o in 0..<kernels.lasts[k].shape.outputCount { row.put(kernels.lasts[k].shape.outputs[o], v) }
         }
         for k in kernels.distincts.indices {
             let kernel = kernels.distincts[k]
             if kernel.isSketched(record) { finalizeDistinct(k, record, row); continue }
             for o in 0..<kernel.shape.outputCount {
                 let out = kernel.shape.outputs[o]
-                put(out, kernel.exactCount(record, window: out.window))
+                row.put(out, kernel.exactCount(record, window: out.window))
             }
         }
         if !kernels.quantiles.isEmpty { finalizeQuantiles(record, row) }
