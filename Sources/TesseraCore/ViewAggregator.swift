@@ -500,11 +500,11 @@ public struct ViewAggregator: Sendable {
                 switch op.kind {
                 case .count:
                     row.put(f, at.load(as: UInt64.self))
-                case .sum, .mean:
+                case .moments(let mode) where mode == .sum || mode == .mean:
                     let p = at.load(as: MomentsPartial.Sums.self)
-                    row.put(f, MomentsPartial(count: p.count, sum: p.sum, squares: .zero).finalize(op.kind == .sum ? .sum : .mean))
-                case .variance, .stddev:
-                    row.put(f, at.load(as: MomentsPartial.self).finalize(op.kind == .variance ? .variance : .stddev))
+                    row.put(f, MomentsPartial(count: p.count, sum: p.sum, squares: .zero).finalize(mode))
+                case .moments(let mode):
+                    row.put(f, at.load(as: MomentsPartial.self).finalize(mode))
                 }
             }
         }

@@ -150,7 +150,7 @@ public struct MomentsPartial: BitwiseCopyable, Sendable, Equatable {
     }
 
     /// Output modes of the moments kernel.
-    public enum Mode: Int, Sendable {
+    public enum Mode: Int, Sendable, BitwiseCopyable {
         case sum = 0, mean = 1, variance = 2, stddev = 3
     }
 

@@ -72,16 +72,15 @@ struct KernelSet: Sendable {
 
 }
 
-/// One output of a count or moments kernel: the partial at `offset` in the record, read as `kind`
-/// into column `feature` of the emission row.
+/// One output of a count or moments kernel: the partial at `offset` in the record, read into
+/// column `feature` of the emission row.
 struct NumericOutput: BitwiseCopyable, Sendable {
-    enum Kind: UInt8, BitwiseCopyable, Sendable {
+    enum Kind: BitwiseCopyable, Sendable {
         /// An Int64 count; never null.
         case count
-        /// From a `MomentsPartial.Sums` (or the start of a `MomentsPartial`).
-        case sum, mean
-        /// From a `MomentsPartial` with sums of squares.
-        case variance, stddev
+        /// A moments partial read in this mode (a variance or standard deviation reads one with
+        /// sums of squares; a sum or mean only its `Sums`).
+        case moments(MomentsPartial.Mode)
     }
     var kind: Kind
     var feature: Int32
@@ -305,16 +304,10 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
         for k in kernels.moments {
             for o in 0..<k.shape.outputCount {
                 let out = k.shape.outputs[o]
-                let kind: NumericOutput.Kind
-                switch MomentsPartial.Mode(rawValue: out.mode)! {
-                case .sum: kind = .sum
-                case .mean: kind = .mean
-                case .variance: kind = .variance
-                case .stddev: kind = .stddev
-                }
-                precondition(kind.rawValue < NumericOutput.Kind.variance.rawValue || k.squaredWindows & (1 << UInt64(out.window)) != 0,
+                let mode = MomentsPartial.Mode(rawValue: out.mode)!
+                precondition(mode == .sum || mode == .mean || k.squaredWindows & (1 << UInt64(out.window)) != 0,
                              "a variance reads a partial with sums of squares")
-                numeric.append(NumericOutput(kind: kind, feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
+                numeric.append(NumericOutput(kind: .moments(mode), feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
             }
         }
         numeric.sort { $0.feature < $1.feature }
