@@ -436,7 +436,11 @@ public struct ViewAggregator: Sendable {
     /// A distinct update that allocates or goes through a sketch.
     @inline(never)
     private mutating func updateDistinct(_ k: Int, row i: Int, now: Micros, _ record: UnsafeMutableRawPointer, _ refs: UnsafePointer<TileRef>) {
-        kernels.distincts[k].update(i, now: now, record, refs, UnsafePointer(buffers.rings), store: &distinctStores[kernels.distincts[k].store])
+        let rings = UnsafePointer(buffers.rings)
+        // Through a buffer pointer: the kernel is not copied for the call.
+        kernels.distincts.withUnsafeBufferPointer { kernels in
+            kernels[k].update(i, now: now, record, refs, rings, store: &distinctStores[kernels[k].store])
+        }
     }
 
     @inline(never)
@@ -524,24 +528,7 @@ public struct ViewAggregator: Sendable {
             let v = kernels.lasts[k].finalize(record)
             for o in 0..<kernels.lasts[k].shape.outputCount { row.put(kernels.lasts[k].shape.outputs[o], v) }
         }
-        for k in kernels.distincts.indices {
-            let kernel = kernels.distincts[k]
-            if kernel.isSketched(record) { finalizeDistinct(k, record, row); continue }
-            for o in 0..<kernel.shape.outputCount {
-                let out = kernel.shape.outputs[o]
-                row.put(out, kernel.exactCount(record, window: out.window))
-            }
-        }
         if !kernels.quantiles.isEmpty { finalizeQuantiles(record, row) }
-    }
-
-    @inline(never)
-    private mutating func finalizeDistinct(_ k: Int, _ record: UnsafeMutableRawPointer, _ row: RowSlots) {
-        let kernel = kernels.distincts[k]
-        for o in 0..<kernel.shape.outputCount {
-            let out = kernel.shape.outputs[o]
-            row.put(out, kernel.finalize(record, window: out.window, store: &distinctStores[kernel.store]))
-        }
     }
 
     @inline(never)

@@ -98,6 +98,11 @@ extension ViewAggregator {
         recordCore = records.core
         for r in rings.indices { buffers.rings[r] = rings[r].core }
         try validateRecords()
+        // A sketched distinct count's values are read from its record (older states kept the
+        // counts from before the sketch there).
+        for d in kernels.distincts {
+            for e in 0..<UInt32(n) { d.publishAll(records.pointer(e), store: &distinctStores[d.store]) }
+        }
     }
 
     /// Checks that every reference a record holds points inside the restored storage, so that a

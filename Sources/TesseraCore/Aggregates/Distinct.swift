@@ -197,17 +197,20 @@ struct DistinctStore: Sendable {
         freeSketches.append(i)
     }
 
-    mutating func insert(sketch i: UInt32, _ hash: UInt64, stamp: Int64, list: inout UInt32, contains: (Int) -> Bool) {
+    /// Returns whether a window's registers changed.
+    @discardableResult
+    mutating func insert(sketch i: UInt32, _ hash: UInt64, stamp: Int64, list: inout UInt32, contains: (Int) -> Bool) -> Bool {
         let c = cells(i)
-        sketches[Int(i)].insert(hash, stamp: stamp, list: &list, cells: c, contains: contains)
+        return sketches[Int(i)].insert(hash, stamp: stamp, list: &list, cells: c, contains: contains)
     }
 
     /// A register list for a tile of sketch `i` with room for `capacity` registers (its handle).
     mutating func makeList(sketch i: UInt32, capacity: Int) -> UInt32 { sketches[Int(i)].makeList(capacity: capacity) }
 
-    mutating func expire(sketch i: UInt32, list: UInt32, stamp: Int64, window j: Int) {
+    /// Returns whether the window's registers changed.
+    mutating func expire(sketch i: UInt32, list: UInt32, stamp: Int64, window j: Int) -> Bool {
         let c = cells(i)
-        sketches[Int(i)].expire(list: list, stamp: stamp, window: j, cells: c)
+        return sketches[Int(i)].expire(list: list, stamp: stamp, window: j, cells: c)
     }
 
     mutating func drop(sketch i: UInt32, list: UInt32, stamp: Int64) {
@@ -216,6 +219,10 @@ struct DistinctStore: Sendable {
     }
 
     mutating func estimate(sketch i: UInt32, window j: Int) -> Double { sketches[Int(i)].estimate(window: j) }
+
+    /// Whether window `j` of sketch `i` changed since it was last estimated.
+    @inline(__always)
+    func isStale(sketch i: UInt32, window j: Int) -> Bool { sketches[Int(i)].isStale(window: j) }
 
     /// An exact set.
     @inline(__always)
@@ -388,8 +395,9 @@ struct DistinctKernel: Sendable {
         if h.mode == DistinctHandle.sketch {
             var list = field(tile)
             let first = t.first, ringWindows = shape.ringWindows
-            store.insert(sketch: h.block, hash, stamp: t.index, list: &list) { ringWindows[$0] >= first }
+            let changed = store.insert(sketch: h.block, hash, stamp: t.index, list: &list) { ringWindows[$0] >= first }
             setField(list, tile)
+            if changed { publish(h, record, store: &store) }
             return
         }
         let ring = rings[r]
@@ -426,6 +434,7 @@ struct DistinctKernel: Sendable {
         for j in 0..<shape.ringWindows.count where shape.ringWindows[j] >= t.first { add(1, window: j, record) }
         if Int(h.live) > HLL.exactLimit {
             h = toSketch(h, record, view: ring.view(record), ring: ring.layout, now: now, &store)
+            publish(h, record, everyWindow: true, store: &store)
         } else if Int(h.used) * 4 > (set.mask + 1) * 3 {
             h = rebuilt(h, front: ring.view(record).index(0), base: set.base, &store)
         }
@@ -449,7 +458,7 @@ struct DistinctKernel: Sendable {
         var h = handle(record)
         if h.mode == DistinctHandle.sketch {
             var none: UInt32 = 0
-            store.insert(sketch: h.block, hash, stamp: 0, list: &none) { _ in true }
+            if store.insert(sketch: h.block, hash, stamp: 0, list: &none, contains: { _ in true }) { publish(h, record, store: &store) }
             return
         }
         if h.mode == DistinctHandle.emptyMode { h = newSet(base: 0, &store) }
@@ -463,6 +472,7 @@ struct DistinctKernel: Sendable {
         add(1, window: 0, record)
         if Int(h.live) > HLL.exactLimit {
             h = toSketch(h, record, view: nil, ring: nil, now: 0, &store)
+            publish(h, record, everyWindow: true, store: &store)
         } else if Int(h.used) * 4 > (set.mask + 1) * 3 {
             h = rebuilt(h, front: .min, base: 0, &store)
         }
@@ -541,7 +551,7 @@ struct DistinctKernel: Sendable {
         case DistinctHandle.exact:
             add(-Int64(field(tile)), window: j, record)
         case DistinctHandle.sketch:
-            store.expire(sketch: h.block, list: field(tile), stamp: k, window: j)
+            if store.expire(sketch: h.block, list: field(tile), stamp: k, window: j) { publish(h, record, store: &store) }
         default: break
         }
     }
@@ -568,19 +578,19 @@ struct DistinctKernel: Sendable {
         setHandle(h, record)
     }
 
-    /// Whether the entity's count is in a sketch (else the record holds it exactly).
-    @inline(__always)
-    func isSketched(_ record: UnsafeMutableRawPointer) -> Bool { handle(record).mode == DistinctHandle.sketch }
-
-    @inline(__always)
-    func exactCount(_ record: UnsafeMutableRawPointer, window j: Int) -> UInt64 {
-        UInt64(bitPattern: record.load(fromByteOffset: shape.windowOffsets[j], as: Int64.self))
+    /// Writes a sketch's estimates, rounded, into the record's window fields, where the row's
+    /// values are read from in both modes: those of the windows whose registers changed since
+    /// they were last written, or all of them (`everyWindow`: a new sketch, a restored state).
+    func publish(_ h: DistinctHandle, _ record: UnsafeMutableRawPointer, everyWindow: Bool = false, store: inout DistinctStore) {
+        guard h.mode == DistinctHandle.sketch else { return }
+        for j in 0..<shape.windowOffsets.count where everyWindow || store.isStale(sketch: h.block, window: j) {
+            let estimate = Int64(store.estimate(sketch: h.block, window: j) + 0.5)
+            record.storeBytes(of: estimate, toByteOffset: shape.windowOffsets[j], as: Int64.self)
+        }
     }
 
-    func finalize(_ record: UnsafeMutableRawPointer, window j: Int, store: inout DistinctStore) -> UInt64 {
-        let h = handle(record)
-        guard h.mode == DistinctHandle.sketch else { return exactCount(record, window: j) }
-        return UInt64(Int64(store.estimate(sketch: h.block, window: j) + 0.5))
+    func publishAll(_ record: UnsafeMutableRawPointer, store: inout DistinctStore) {
+        publish(handle(record), record, everyWindow: true, store: &store)
     }
 
     /// Whether a record's handle points at storage this kernel has (restoring state).

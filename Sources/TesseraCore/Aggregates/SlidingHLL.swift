@@ -63,14 +63,16 @@ struct SlidingHLL: Sendable {
         cell.load(fromByteOffset: 1 &+ j, as: UInt8.self)
     }
 
-    @inline(__always)
-    private mutating func set(_ cell: UnsafeMutableRawPointer, window j: Int, to v: UInt8) {
+    /// Sets a register's value in window `j`; returns whether it changed.
+    @inline(__always) @discardableResult
+    private mutating func set(_ cell: UnsafeMutableRawPointer, window j: Int, to v: UInt8) -> Bool {
         let old = SlidingHLL.value(cell, j)
-        guard old != v else { return }
+        guard old != v else { return false }
         cell.storeBytes(of: v, toByteOffset: 1 &+ j, as: UInt8.self)
         histograms[j &* 64 &+ Int(old)] &-= 1
         histograms[j &* 64 &+ Int(v)] &+= 1
         estimates[j] = .nan
+        return true
     }
 
     /// The pairs of a register (in its cell or spilled), for reading and editing in place.
@@ -109,13 +111,12 @@ struct SlidingHLL: Sendable {
 
     /// Adds a value seen in tile `stamp`; `contains(j)` says whether window j holds the tile.
     /// `list` is the tile's register-list handle (0: none yet), updated when a list is created.
-    mutating func insert(_ hash: UInt64, stamp k: Int64, list: inout UInt32, cells: UnsafeMutableRawPointer, contains: (Int) -> Bool) {
+    /// Returns whether a window's registers changed (its estimate with them).
+    @discardableResult
+    mutating func insert(_ hash: UInt64, stamp k: Int64, list: inout UInt32, cells: UnsafeMutableRawPointer, contains: (Int) -> Bool) -> Bool {
         let (r, rho) = HLL.register(hash)
         let cell = SlidingHLL.cell(cells, r)
-        guard sliding else {
-            if rho > SlidingHLL.value(cell, 0) { set(cell, window: 0, to: rho) }
-            return
-        }
+        guard sliding else { return rho > SlidingHLL.value(cell, 0) && set(cell, window: 0, to: rho) }
         if k - base < 0 || k - base >= 1 << SlidingHLL.stampBits { rebase(around: k, cells: cells) }
         let ek = UInt32(k - base)
         if cell.load(as: UInt8.self) == UInt8(SlidingHLL.inlinePairs) { spillRegister(cell, register: r) }
@@ -152,7 +153,7 @@ struct SlidingHLL: Sendable {
             }
             return (created, removed)
         }
-        guard let (created, removed) = outcome else { return }
+        guard let (created, removed) = outcome else { return false }
         pairs += (created ? 1 : 0) - removed
         if created {
             if list == 0 {
@@ -163,7 +164,9 @@ struct SlidingHLL: Sendable {
             }
             lists.append(Int(list) - 1, UInt16(r))
         }
-        for j in 0..<windows where contains(j) && rho > SlidingHLL.value(cell, j) { set(cell, window: j, to: rho) }
+        var changed = false
+        for j in 0..<windows where contains(j) && rho > SlidingHLL.value(cell, j) { changed = set(cell, window: j, to: rho) || changed }
+        return changed
     }
 
     /// A new (empty) register list for a tile, with room for `capacity` registers; returns its
@@ -181,11 +184,14 @@ struct SlidingHLL: Sendable {
         return UInt32(index + 1)
     }
 
-    /// Tile `k`, with register list `list`, leaves window `j`: its registers fall to their next pair.
-    mutating func expire(list: UInt32, stamp k: Int64, window j: Int, cells: UnsafeMutableRawPointer) {
-        guard list > 0 else { return }
+    /// Tile `k`, with register list `list`, leaves window `j`: its registers fall to their next
+    /// pair. Returns whether the window's registers changed.
+    @discardableResult
+    mutating func expire(list: UInt32, stamp k: Int64, window j: Int, cells: UnsafeMutableRawPointer) -> Bool {
+        guard list > 0 else { return false }
         let l = Int(list) - 1
         let ek = UInt32(truncatingIfNeeded: k - base)
+        var changed = false
         for e in 0..<lists.count(l) {
             let r = lists.register(l, e)
             let cell = SlidingHLL.cell(cells, r)
@@ -195,8 +201,9 @@ struct SlidingHLL: Sendable {
                 guard i < n, pairs[i] >> 6 == ek else { return nil }  // dominated since
                 return i + 1 < n ? UInt8(pairs[i + 1] & 63) : 0
             }
-            if let next { set(cell, window: j, to: next) }
+            if let next, set(cell, window: j, to: next) { changed = true }
         }
+        return changed
     }
 
     /// Tile `k`, with register list `list`, leaves the ring: its pairs (each its register's
@@ -251,6 +258,9 @@ struct SlidingHLL: Sendable {
         }
         base = newBase
     }
+
+    @inline(__always)
+    func isStale(window j: Int) -> Bool { estimates[j].isNaN }
 
     mutating func estimate(window j: Int) -> Double {
         if estimates[j].isNaN {

@@ -72,8 +72,8 @@ struct KernelSet: Sendable {
 
 }
 
-/// One output of a count or moments kernel: the partial at `offset` in the record, read into
-/// column `feature` of the emission row.
+/// One output of a count, moments or distinct kernel: the partial at `offset` in the record, read
+/// into column `feature` of the emission row.
 struct NumericOutput: BitwiseCopyable, Sendable {
     enum Kind: BitwiseCopyable, Sendable {
         /// An Int64 count; never null.
@@ -109,8 +109,9 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
     var selectors: UnsafePointer<RefList>?
     /// Per feature: its output type.
     var types: [ValueType]
-    /// The outputs of the count and moments kernels, flattened into one list that `finalize` runs
-    /// through (a plain read of a partial each, instead of a loop per kernel over its outputs).
+    /// The outputs of the count, moments and distinct kernels, flattened into one list that
+    /// `finalize` runs through (a plain read of a partial each, instead of a loop per kernel over
+    /// its outputs).
     var numericOutputs: UnsafePointer<NumericOutput>?
     var numericOutputCount = 0
 
@@ -308,6 +309,14 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                 precondition(mode == .sum || mode == .mean || k.squaredWindows & (1 << UInt64(out.window)) != 0,
                              "a variance reads a partial with sums of squares")
                 numeric.append(NumericOutput(kind: .moments(mode), feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
+            }
+        }
+        // A distinct count's window fields hold its count in either mode (a sketch publishes its
+        // estimates there).
+        for k in kernels.distincts {
+            for o in 0..<k.shape.outputCount {
+                let out = k.shape.outputs[o]
+                numeric.append(NumericOutput(kind: .count, feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
             }
         }
         numeric.sort { $0.feature < $1.feature }
