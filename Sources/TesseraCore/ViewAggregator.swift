@@ -427,13 +427,20 @@ public struct ViewAggregator: Sendable {
         let cores = UnsafePointer(buffers.rings)
         for k in kernels.distincts.indices {
             let kernel = kernels.distincts[k]
-            if !kernel.updateInPlace(i, now: now, record, refs, cores, cores: buffers.sets[kernel.store]) {
-                updateDistinct(k, row: i, now: now, record, refs)
-            }
+            if kernel.updateInPlace(i, now: now, record, refs, cores, cores: buffers.sets[kernel.store]) { continue }
+            if kernel.slidesSketch(record) { updateSketch(k, row: i, record, refs) } else { updateDistinct(k, row: i, now: now, record, refs) }
         }
     }
 
-    /// A distinct update that allocates or goes through a sketch.
+    @inline(never)
+    private mutating func updateSketch(_ k: Int, row i: Int, _ record: UnsafeMutableRawPointer, _ refs: UnsafePointer<TileRef>) {
+        kernels.distincts.withUnsafeBufferPointer { kernels in
+            let kernel = kernels.baseAddress.unsafelyUnwrapped + k
+            kernel.pointee.updateSketch(i, record, refs[kernel.pointee.shape.ring], store: &distinctStores[kernel.pointee.store])
+        }
+    }
+
+    /// A distinct update that allocates, rebuilds or turns a set into a sketch, or a lifetime sketch's.
     @inline(never)
     private mutating func updateDistinct(_ k: Int, row i: Int, now: Micros, _ record: UnsafeMutableRawPointer, _ refs: UnsafePointer<TileRef>) {
         let rings = UnsafePointer(buffers.rings)

@@ -383,6 +383,23 @@ struct DistinctKernel: Sendable {
         return true
     }
 
+    /// Whether row updates of this entity go to a sliding sketch (`updateSketch`).
+    @inline(__always)
+    func slidesSketch(_ record: UnsafeMutableRawPointer) -> Bool { shape.ring >= 0 && handle(record).mode == DistinctHandle.sketch }
+
+    /// The update of an active row of an entity whose count is a sliding sketch: most rows of the
+    /// busiest entities, so kept apart from the exact sets' growth and rebuilds.
+    @inline(__always)
+    func updateSketch(_ i: Int, _ record: UnsafeMutableRawPointer, _ t: TileRef, store: inout DistinctStore) {
+        guard let tile = t.pointer else { return }
+        let h = handle(record)
+        var list = field(tile)
+        let first = t.first, ringWindows = shape.ringWindows
+        let changed = store.insert(sketch: h.block, inputs.bits(i), stamp: t.index, list: &list) { ringWindows[$0] >= first }
+        setField(list, tile)
+        if changed { publish(h, record, store: &store) }
+    }
+
     func update(_ i: Int, now: Micros, _ record: UnsafeMutableRawPointer, _ tiles: UnsafePointer<TileRef>, _ rings: UnsafePointer<RingCore>,
                 store: inout DistinctStore) {
         guard inputs.active[i] else { return }
@@ -392,14 +409,7 @@ struct DistinctKernel: Sendable {
         let t = tiles[r]
         guard let tile = t.pointer else { return }
         var h = handle(record)
-        if h.mode == DistinctHandle.sketch {
-            var list = field(tile)
-            let first = t.first, ringWindows = shape.ringWindows
-            let changed = store.insert(sketch: h.block, hash, stamp: t.index, list: &list) { ringWindows[$0] >= first }
-            setField(list, tile)
-            if changed { publish(h, record, store: &store) }
-            return
-        }
+        if h.mode == DistinctHandle.sketch { return updateSketch(i, record, t, store: &store) }
         let ring = rings[r]
         if h.mode == DistinctHandle.emptyMode {
             h = newSet(base: t.index - ExactSet.slack, &store)
