@@ -516,26 +516,23 @@ public struct ViewAggregator: Sendable {
                     row.put(f, MomentsPartial(count: p.count, sum: p.sum, squares: .zero).finalize(mode))
                 case .moments(let mode):
                     row.put(f, at.load(as: MomentsPartial.self).finalize(mode))
+                case .max: row.put(f, Self.selection(MaxRule.self, at, front: op.front, record))
+                case .min: row.put(f, Self.selection(MinRule.self, at, front: op.front, record))
+                case .first: row.put(f, Self.selection(FirstRule.self, at, front: op.front, record))
+                case .last: row.put(f, Self.selection(LastRule.self, at, front: op.front, record))
                 }
             }
         }
-        for k in kernels.maxes.indices {
-            let v = kernels.maxes[k].finalize(record)
-            for o in 0..<kernels.maxes[k].shape.outputCount { row.put(kernels.maxes[k].shape.outputs[o], v) }
-        }
-        for k in kernels.mins.indices {
-            let v = kernels.mins[k].finalize(record)
-            for o in 0..<kernels.mins[k].shape.outputCount { row.put(kernels.mins[k].shape.outputs[o], v) }
-        }
-        for k in kernels.firsts.indices {
-            let v = kernels.firsts[k].finalize(record)
-            for o in 0..<kernels.firsts[k].shape.outputCount { row.put(kernels.firsts[k].shape.outputs[o], v) }
-        }
-        for k in kernels.lasts.indices {
-            let v = kernels.lasts[k].finalize(record)
-            for o in 0..<kernels.lasts[k].shape.outputCount { row.put(kernels.lasts[k].shape.outputs[o], v) }
-        }
         if !kernels.quantiles.isEmpty { finalizeQuantiles(record, row) }
+    }
+
+    /// A selection kernel's value: its back partial at `at` merged with its front's at `front` (-1:
+    /// a lifetime selection, which has only the one; see `SelectionKernel`).
+    @inline(__always)
+    private static func selection<R: SelectionRule>(_ rule: R.Type, _ at: UnsafeMutableRawPointer, front: Int32,
+                                                     _ record: UnsafeMutableRawPointer) -> UInt64? {
+        let back = at.load(as: R.Partial.self)
+        return R.value(front < 0 ? back : R.merge(record.load(fromByteOffset: Int(front), as: R.Partial.self), back))
     }
 
     @inline(never)

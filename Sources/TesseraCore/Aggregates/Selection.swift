@@ -210,17 +210,4 @@ struct SelectionKernel<Rule: SelectionRule>: Sendable {
         }
         store(suffix, record + frontOffset)
     }
-
-    /// The window's current aggregate.
-    @inline(__always)
-    func current(_ record: UnsafeMutableRawPointer) -> Rule.Partial {
-        let back = load(record + shape.windowOffsets[0])
-        guard shape.ring >= 0 else { return back }
-        return Rule.merge(load(record + frontOffset), back)
-    }
-
-    @inline(__always)
-    func finalize(_ record: UnsafeMutableRawPointer) -> UInt64? {
-        Rule.value(current(record))
-    }
 }

@@ -72,8 +72,9 @@ struct KernelSet: Sendable {
 
 }
 
-/// One output of a count, moments or distinct kernel: the partial at `offset` in the record, read
-/// into column `feature` of the emission row.
+/// One output of a count, moments, distinct or selection kernel: the partial at `offset` in the
+/// record (merged, for a selection over a sliding window, with the front's at `front`), read into
+/// column `feature` of the emission row.
 struct NumericOutput: BitwiseCopyable, Sendable {
     enum Kind: BitwiseCopyable, Sendable {
         /// An Int64 count; never null.
@@ -81,10 +82,14 @@ struct NumericOutput: BitwiseCopyable, Sendable {
         /// A moments partial read in this mode (a variance or standard deviation reads one with
         /// sums of squares; a sum or mean only its `Sums`).
         case moments(MomentsPartial.Mode)
+        /// The value of a selection kernel (`merge(front, back)`, see `SelectionKernel`).
+        case max, min, first, last
     }
     var kind: Kind
     var feature: Int32
     var offset: Int32
+    /// A selection's front partial, or -1 (a lifetime selection has none; other kinds).
+    var front: Int32 = -1
 }
 
 /// A view compiled for the core: its layout, its kernels (empty), its filters, and which kernels
@@ -109,9 +114,9 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
     var selectors: UnsafePointer<RefList>?
     /// Per feature: its output type.
     var types: [ValueType]
-    /// The outputs of the count, moments and distinct kernels, flattened into one list that
-    /// `finalize` runs through (a plain read of a partial each, instead of a loop per kernel over
-    /// its outputs).
+    /// The outputs of every kernel but the percentiles', flattened into one list that `finalize`
+    /// runs through (a plain read of a partial or two each, instead of a loop per kernel over its
+    /// outputs).
     var numericOutputs: UnsafePointer<NumericOutput>?
     var numericOutputCount = 0
 
@@ -311,6 +316,18 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                 numeric.append(NumericOutput(kind: .moments(mode), feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
             }
         }
+        func selectionOutputs<R: SelectionRule>(_ kernels: [SelectionKernel<R>], _ kind: NumericOutput.Kind) {
+            for k in kernels {
+                for o in 0..<k.shape.outputCount {
+                    numeric.append(NumericOutput(kind: kind, feature: Int32(k.shape.outputs[o].feature), offset: Int32(k.shape.windowOffsets[0]),
+                                                 front: k.shape.ring >= 0 ? Int32(k.frontOffset) : -1))
+                }
+            }
+        }
+        selectionOutputs(kernels.maxes, .max)
+        selectionOutputs(kernels.mins, .min)
+        selectionOutputs(kernels.firsts, .first)
+        selectionOutputs(kernels.lasts, .last)
         // A distinct count's window fields hold its count in either mode (a sketch publishes its
         // estimates there).
         for k in kernels.distincts {
