@@ -149,7 +149,7 @@ public struct ViewAggregator: Sendable {
         self.program = program
         layout = program.layout
         keys = KeyIndex(keyTypes: spec.keyTypes)
-        records = Slab(itemBytes: program.layout.stride, chunkBytes: 1 << 21)
+        records = Slab(itemBytes: program.layout.stride)
         recordCore = records.core
         rings = (0..<program.layout.ringCount).map { RingStore(layout: program.layout.ring($0)) }
         kernels = program.kernels

@@ -60,7 +60,7 @@ extension ViewAggregator {
             try records.restore(from: &r)
         } else {
             // Features were added: each saved record continues with the added fields, empty.
-            var saved = Slab(itemBytes: savedStride, chunkBytes: 1 << 21)
+            var saved = Slab(itemBytes: savedStride)
             try saved.restore(from: &r)
             for id in 0..<saved.highWater {
                 let record = records.pointer(records.allocate())

@@ -155,7 +155,7 @@ struct DistinctStore: Sendable {
     private(set) var sketches: [SlidingHLL] = []
     private(set) var freeSketches: [UInt32] = []
     /// Sketch i's register cells are block i.
-    private var cells = Slab(itemBytes: SlidingHLL.blockBytes, chunkBytes: 2 * SlidingHLL.blockBytes)
+    private var cells = Slab(itemBytes: SlidingHLL.blockBytes)
     /// Where each size class's sets are (and, at `cellsSlot`, the sketches' cells), for hot loops.
     private var table = SlabTable()
     static let cellsSlot = 16
@@ -232,7 +232,7 @@ struct DistinctStore: Sendable {
     mutating func allocateSet(class c: Int, base: Int64) -> UInt32 {
         let bytes = ExactSet.bytes(sizeClass: c)
         if sets[c] == nil {
-            sets[c] = Slab(itemBytes: bytes, chunkBytes: max(1 << 18, 2 * bytes))
+            sets[c] = Slab(itemBytes: bytes)
             table.cores[c] = sets[c]!.core
         }
         let block = sets[c]!.allocate()
@@ -271,7 +271,7 @@ struct DistinctStore: Sendable {
             let c = Int(try r.read(UInt8.self))
             if c == 0 { break }
             guard c <= sets.count, sets[c - 1] == nil else { throw StateFormatError(description: "distinct sets are corrupt") }
-            var slab = Slab(itemBytes: ExactSet.bytes(sizeClass: c - 1), chunkBytes: max(1 << 18, 2 * ExactSet.bytes(sizeClass: c - 1)))
+            var slab = Slab(itemBytes: ExactSet.bytes(sizeClass: c - 1))
             try slab.restore(from: &r)
             sets[c - 1] = slab
             table.cores[c - 1] = slab.core

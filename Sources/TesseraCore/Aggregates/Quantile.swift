@@ -162,7 +162,7 @@ struct QuantileStore: Sendable {
     }
 
     mutating func slab(_ c: Int) {
-        if lists[c] == nil { lists[c] = Slab(itemBytes: (4 << c) * 8, chunkBytes: max(1 << 18, (4 << c) * 8)) }
+        if lists[c] == nil { lists[c] = Slab(itemBytes: (4 << c) * 8) }
     }
 
     var memory: Int {
@@ -191,7 +191,7 @@ struct QuantileStore: Sendable {
             let c = Int(try r.read(UInt8.self))
             if c == 0 { break }
             guard c <= lists.count, lists[c - 1] == nil else { throw StateFormatError(description: "percentile values are corrupt") }
-            var slab = Slab(itemBytes: (4 << (c - 1)) * 8, chunkBytes: max(1 << 18, (4 << (c - 1)) * 8))
+            var slab = Slab(itemBytes: (4 << (c - 1)) * 8)
             try slab.restore(from: &r)
             lists[c - 1] = slab
         }

@@ -1,35 +1,43 @@
 import CIntrinsics
 
-/// Where a slab's items are: a fixed table of chunk pointers, chunk `c` holding `1 << (base + c)`
-/// items. Trivially copyable, so hot loops read it without reference counting; valid while its
-/// slab lives and is not copied (`Slab.makeUnique`).
+/// Where a slab's items are: a table of chunk pointers, each chunk holding `1 << shift` items.
+/// Trivially copyable, so hot loops read it without reference counting; valid while its slab
+/// lives and is not copied (`Slab.makeUnique`) — growing fills the table in place.
 struct SlabCore: BitwiseCopyable, @unchecked Sendable {  // plain pointers; the slab owning them says when they change
     let table: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     let itemBytes: Int
-    let base: Int
+    /// Items per chunk: `1 << shift`; `mask` is that minus one.
+    let shift: Int
+    let mask: Int
 
-    static let chunks = 32
+    init(table: UnsafeMutablePointer<UnsafeMutableRawPointer?>, itemBytes: Int, shift: Int) {
+        self.table = table
+        self.itemBytes = itemBytes
+        self.shift = shift
+        mask = (1 << shift) - 1
+    }
+
+    /// Bytes a chunk holds at most (fewer items than that per chunk only when one item is larger).
+    static let chunkBytes = 4 << 20
 
     @inline(__always)
     func pointer(_ i: UInt32) -> UnsafeMutableRawPointer {
-        let units = Int(i) &>> base
-        let c = 63 &- (units &+ 1).leadingZeroBitCount
-        let first = ((1 &<< c) &- 1) &<< base
-        return table[c].unsafelyUnwrapped + (Int(i) &- first) &* itemBytes
+        let i = Int(i)
+        return table[i &>> shift].unsafelyUnwrapped + (i & mask) &* itemBytes
     }
 
-    /// The items chunk `c` holds.
-    @inline(__always)
-    func capacity(ofChunk c: Int) -> Int { 1 << (base + c) }
+    /// The items a chunk holds.
+    var chunkCapacity: Int { 1 << shift }
 }
 
 /// Fixed-size items in chunks that never move, addressed by a dense `UInt32` index: the storage
 /// of entity records, tile blocks and sketch blocks.
 ///
-/// Chunks double in size and are zeroed memory the kernel maps lazily, so growing never copies an
-/// item and unused room costs address space only. A pointer to an item stays valid until the item
-/// is released or the slab is copied. Released items go to a free list and are handed out again
-/// first, so steady state allocates nothing.
+/// Chunks are of one size (`SlabCore.chunkBytes`), so an item's address is its chunk's plus an
+/// offset, without arithmetic on the index's magnitude. They are zeroed memory the kernel maps
+/// lazily: growing never copies an item, and room not yet used costs address space only. A pointer
+/// to an item stays valid until the item is released or the slab is copied. Released items go
+/// to a free list and are handed out again first, so steady state allocates nothing.
 ///
 /// Copy-on-write: copies of a slab share their chunks until one of them calls `makeUnique()`
 /// before writing (the owner of a slab does so once per batch). Reading a shared copy — a
@@ -46,41 +54,42 @@ struct Slab: Sendable {
     /// Owns the chunk table and the chunks; frees them with the last copy of the slab.
     final class Owner: @unchecked Sendable {  // written only by the slab value that uniquely holds it
         let table: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-        /// Bytes of each chunk (to unmap it).
-        let sizes: UnsafeMutablePointer<Int>
+        /// Entries of the table: enough chunks for every `UInt32` index, up to 2¹³ (2¹³ chunks
+        /// of 4 MiB: 32 GiB of items, 67 M entity records of 320 bytes per view and partition).
+        let capacity: Int
+        let chunkBytes: Int
         var count = 0
 
-        init() {
-            table = .allocate(capacity: SlabCore.chunks)
-            table.initialize(repeating: nil, count: SlabCore.chunks)
-            sizes = .allocate(capacity: SlabCore.chunks)
-            sizes.initialize(repeating: 0, count: SlabCore.chunks)
+        init(chunkItems shift: Int, itemBytes: Int) {
+            capacity = min(1 << (32 - shift), 1 << 13)
+            chunkBytes = itemBytes << shift
+            guard let table = tessera_map(capacity * MemoryLayout<UnsafeMutableRawPointer?>.stride) else {
+                fatalError("out of memory (a table of \(capacity) chunks for state)")
+            }
+            self.table = table.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: capacity)
         }
 
-        func add(_ bytes: Int) -> UnsafeMutableRawPointer {
-            guard let chunk = tessera_map(bytes) else { fatalError("out of memory (\(bytes) bytes for state)") }
+        func add() -> UnsafeMutableRawPointer {
+            precondition(count < capacity, "a slab is full (\(capacity) chunks of \(chunkBytes) bytes)")
+            guard let chunk = tessera_map(chunkBytes) else { fatalError("out of memory (\(chunkBytes) bytes for state)") }
             table[count] = chunk
-            sizes[count] = bytes
             count += 1
             return chunk
         }
 
         deinit {
-            for i in 0..<count { tessera_unmap(table[i], sizes[i]) }
-            table.deallocate()
-            sizes.deallocate()
+            for i in 0..<count { tessera_unmap(table[i], chunkBytes) }
+            tessera_unmap(table, capacity * MemoryLayout<UnsafeMutableRawPointer?>.stride)
         }
     }
 
-    /// - Parameters:
-    ///   - itemBytes: the size of one item (a multiple of 8).
-    ///   - chunkBytes: roughly how much memory the first chunk takes.
-    init(itemBytes: Int, chunkBytes: Int = 1 << 18) {
+    /// - Parameter itemBytes: the size of one item (a multiple of 8).
+    init(itemBytes: Int) {
         precondition(itemBytes > 0 && itemBytes % 8 == 0)
-        var base = 0
-        while (itemBytes << (base + 1)) <= chunkBytes && base < 20 { base += 1 }
-        owner = Owner()
-        core = SlabCore(table: owner.table, itemBytes: itemBytes, base: base)
+        var shift = 0
+        while (itemBytes << (shift + 1)) <= SlabCore.chunkBytes && shift < 31 { shift += 1 }
+        owner = Owner(chunkItems: shift, itemBytes: itemBytes)
+        core = SlabCore(table: owner.table, itemBytes: itemBytes, shift: shift)
     }
 
     var itemBytes: Int { core.itemBytes }
@@ -90,11 +99,7 @@ struct Slab: Sendable {
     /// what of `memory` is resident.
     var usedBytes: Int { Int(highWater) * core.itemBytes + free.count * 4 + 24 }
     /// Bytes of memory reserved (chunks are mapped lazily: resident memory is what was touched).
-    var memory: Int {
-        var bytes = free.capacity * 4
-        for c in 0..<chunkCount { bytes += core.capacity(ofChunk: c) * core.itemBytes }
-        return bytes
-    }
+    var memory: Int { free.capacity * 4 + chunkCount * core.chunkCapacity * core.itemBytes }
 
     @inline(__always)
     func pointer(_ i: UInt32) -> UnsafeMutableRawPointer { core.pointer(i) }
@@ -103,7 +108,7 @@ struct Slab: Sendable {
     @inline(__always)
     mutating func allocate() -> UInt32 {
         if let i = free.popLast() { return i }
-        if Int(highWater) == ((1 << chunkCount) - 1) << core.base { addChunk() }
+        if Int(highWater) == chunkCount << core.shift { addChunk() }
         defer { highWater += 1 }
         return highWater
     }
@@ -112,8 +117,7 @@ struct Slab: Sendable {
     mutating func release(_ i: UInt32) { free.append(i) }
 
     private mutating func addChunk() {
-        precondition(chunkCount < SlabCore.chunks, "a slab is full")
-        _ = owner.add(core.capacity(ofChunk: chunkCount) * core.itemBytes)
+        _ = owner.add()
         chunkCount += 1
     }
 
@@ -128,16 +132,15 @@ struct Slab: Sendable {
     }
 
     private mutating func copyChunks() {
-        let fresh = Owner()
+        let fresh = Owner(chunkItems: core.shift, itemBytes: core.itemBytes)
         for c in 0..<chunkCount {
-            let chunk = fresh.add(core.capacity(ofChunk: c) * core.itemBytes)
+            let chunk = fresh.add()
             // Only what was handed out is worth copying.
-            let first = ((1 << c) - 1) << core.base
-            let used = max(0, min(core.capacity(ofChunk: c), Int(highWater) - first))
+            let used = max(0, min(core.chunkCapacity, Int(highWater) - c * core.chunkCapacity))
             chunk.copyMemory(from: core.table[c]!, byteCount: used * core.itemBytes)
         }
         owner = fresh
-        core = SlabCore(table: fresh.table, itemBytes: core.itemBytes, base: core.base)
+        core = SlabCore(table: fresh.table, itemBytes: core.itemBytes, shift: core.shift)
     }
 
     // MARK: - State
@@ -150,7 +153,7 @@ struct Slab: Sendable {
         var left = Int(highWater)
         var c = 0
         while left > 0 {
-            let n = min(left, core.capacity(ofChunk: c))
+            let n = min(left, core.chunkCapacity)
             w.write(raw: UnsafeRawBufferPointer(start: core.table[c]!, count: n * core.itemBytes))
             left -= n
             c += 1
@@ -170,7 +173,7 @@ struct Slab: Sendable {
         var left = n
         while left > 0 {
             addChunk()
-            let k = min(left, core.capacity(ofChunk: chunkCount - 1))
+            let k = min(left, core.chunkCapacity)
             try r.readRaw(into: UnsafeMutableRawBufferPointer(start: core.table[chunkCount - 1]!, count: k * core.itemBytes))
             left -= k
         }
@@ -186,7 +189,7 @@ final class SlabTable: @unchecked Sendable {  // rewritten only by the store val
 
     init() {
         cores = .allocate(capacity: SlabTable.size)
-        let unused = SlabCore(table: UnsafeMutablePointer(bitPattern: 8)!, itemBytes: 8, base: 0)
+        let unused = SlabCore(table: UnsafeMutablePointer(bitPattern: 8)!, itemBytes: 8, shift: 0)
         cores.initialize(repeating: unused, count: SlabTable.size)
     }
 
