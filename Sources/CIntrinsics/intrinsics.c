@@ -20,14 +20,22 @@ void tessera_malloc_own_memory_from(size_t bytes) {
 // Below this, state memory comes from malloc; from it up, from a mapping of its own.
 static const size_t own_mapping = (size_t)2 << 20;
 
-void *tessera_map(size_t bytes) {
-    if (bytes < own_mapping) return calloc(1, bytes);
+void *tessera_map_own(size_t bytes) {
     void *region = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (region == MAP_FAILED) return NULL;
 #ifdef MADV_NOHUGEPAGE
     madvise(region, bytes, MADV_NOHUGEPAGE);  // also where the system's default is `always`
 #endif
     return region;
+}
+
+void *tessera_map(size_t bytes) {
+    if (bytes < own_mapping) return calloc(1, bytes);
+    return tessera_map_own(bytes);
+}
+
+void tessera_unmap_own(void *pointer, size_t bytes) {
+    if (pointer != NULL) munmap(pointer, bytes);
 }
 
 void tessera_unmap(void *pointer, size_t bytes) {

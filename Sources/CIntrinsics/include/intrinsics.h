@@ -20,6 +20,11 @@ static inline double tessera_exp(double x) { return __builtin_exp(x); }
 void *tessera_map(size_t bytes);
 void tessera_unmap(void *pointer, size_t bytes);
 
+/// `tessera_map` as a mapping of its own whatever the size: for a table most of which stays
+/// unused (only its touched pages become resident). Release with `tessera_unmap_own`.
+void *tessera_map_own(size_t bytes);
+void tessera_unmap_own(void *pointer, size_t bytes);
+
 /// Makes malloc serve blocks of `bytes` and more with memory of their own, returned to the
 /// system when freed (glibc's `M_MMAP_THRESHOLD`, which also ends its adaptive threshold).
 void tessera_malloc_own_memory_from(size_t bytes);

@@ -54,16 +54,17 @@ struct Slab: Sendable {
     /// Owns the chunk table and the chunks; frees them with the last copy of the slab.
     final class Owner: @unchecked Sendable {  // written only by the slab value that uniquely holds it
         let table: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-        /// Entries of the table: enough chunks for every `UInt32` index, up to 2¹³ (2¹³ chunks
-        /// of 4 MiB: 32 GiB of items, 67 M entity records of 320 bytes per view and partition).
+        /// Entries of the table: enough chunks for every `UInt32` index, up to 2¹⁶ (of 4 MiB:
+        /// 256 GiB of items, 536 M entity records of 320 bytes per view and partition). The table
+        /// is a mapping of its own: a slab of a few chunks touches one page of it.
         let capacity: Int
         let chunkBytes: Int
         var count = 0
 
         init(chunkItems shift: Int, itemBytes: Int) {
-            capacity = min(1 << (32 - shift), 1 << 13)
+            capacity = min(1 << (32 - shift), 1 << 16)
             chunkBytes = itemBytes << shift
-            guard let table = tessera_map(capacity * MemoryLayout<UnsafeMutableRawPointer?>.stride) else {
+            guard let table = tessera_map_own(capacity * MemoryLayout<UnsafeMutableRawPointer?>.stride) else {
                 fatalError("out of memory (a table of \(capacity) chunks for state)")
             }
             self.table = table.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: capacity)
@@ -79,7 +80,7 @@ struct Slab: Sendable {
 
         deinit {
             for i in 0..<count { tessera_unmap(table[i], chunkBytes) }
-            tessera_unmap(table, capacity * MemoryLayout<UnsafeMutableRawPointer?>.stride)
+            tessera_unmap_own(table, capacity * MemoryLayout<UnsafeMutableRawPointer?>.stride)
         }
     }
 
