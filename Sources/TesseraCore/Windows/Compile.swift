@@ -301,10 +301,12 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
         }
         types = spec.features.map { spec.outputType(of: $0) }
         var numeric: [NumericOutput] = []
-        for k in kernels.counts {
-            for o in 0..<k.shape.outputCount {
-                let out = k.shape.outputs[o]
-                numeric.append(NumericOutput(kind: .count, feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
+        // A count's window fields hold its count, and so do a distinct count's in either mode (a
+        // sketch publishes its estimates there).
+        for shape in kernels.counts.map(\.shape) + kernels.distincts.map(\.shape) {
+            for o in 0..<shape.outputCount {
+                let out = shape.outputs[o]
+                numeric.append(NumericOutput(kind: .count, feature: Int32(out.feature), offset: Int32(shape.windowOffsets[out.window])))
             }
         }
         for k in kernels.moments {
@@ -328,14 +330,6 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
         selectionOutputs(kernels.mins, .min)
         selectionOutputs(kernels.firsts, .first)
         selectionOutputs(kernels.lasts, .last)
-        // A distinct count's window fields hold its count in either mode (a sketch publishes its
-        // estimates there).
-        for k in kernels.distincts {
-            for o in 0..<k.shape.outputCount {
-                let out = k.shape.outputs[o]
-                numeric.append(NumericOutput(kind: .count, feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
-            }
-        }
         numeric.sort { $0.feature < $1.feature }
         numericOutputs = numeric.isEmpty ? nil : memory.values(numeric)
         numericOutputCount = numeric.count
