@@ -25,7 +25,8 @@ struct SketchTests {
 
     /// Runs the stream through a view (checkpointing and restoring every `restoreEvery` batches)
     /// and returns the emitted rows of the one entity.
-    static func run(_ spec: ViewSpec, _ rows: [(time: Micros, value: Int64, amount: Double)], lateness: Micros, restoreEvery: Int = 0) throws -> EmissionLog {
+    static func run(_ spec: ViewSpec, _ rows: [(time: Micros, value: Int64, amount: Double)], lateness: Micros, restoreEvery: Int = 0,
+                    beforeSaving disturb: (ViewAggregator) -> Void = { _ in }) throws -> EmissionLog {
         var core = PartitionAggregator(views: [spec], allowedLateness: lateness)
         var log = EmissionLog()
         var batches = 0
@@ -38,6 +39,7 @@ struct SketchTests {
             core.removeAllEmissions()
             batches += 1
             if restoreEvery > 0 && batches % restoreEvery == 0 {
+                disturb(core.views[0])
                 core = try PartitionAggregator(views: [spec], allowedLateness: lateness, restoring: core.serialized())
             }
         }
@@ -204,6 +206,41 @@ struct SketchTests {
             }
         }
         #expect(sketched > 15)
+    }
+
+    /// Overwrites the window fields of every sketched distinct count with -1, as a state saved
+    /// before sketches published their estimates there holds other numbers in them; returns how
+    /// many records it changed.
+    @discardableResult
+    static func overwriteSketchedFields(_ view: ViewAggregator) -> Int {
+        var changed = 0
+        for kernel in view.kernels.distincts {
+            for e in 0..<UInt32(view.keys.count) {
+                let record = view.records.pointer(e)
+                guard record.load(fromByteOffset: kernel.handleOffset, as: DistinctHandle.self).mode == DistinctHandle.sketch else { continue }
+                for o in kernel.shape.windowOffsets { record.storeBytes(of: -1, toByteOffset: o, as: Int64.self) }
+                changed += 1
+            }
+        }
+        return changed
+    }
+
+    @Test("a restored state's sketched distinct counts are read from the sketches, not from what the saved record held")
+    func restoredSketchesPublish() throws {
+        let hop = Self.hop
+        let windows: [Micros] = [4 * hop, 12 * hop]
+        let rows = Self.stream(events: 40_000, hops: 36, disorder: hop / 2, seed: 5) { g, i in
+            (Int64(i / 3 + Int.random(in: 0..<2_000, using: &g)), 0)
+        }
+        let spec = try Self.distinctSpec(windows: windows)
+        var overwritten = 0
+        let disturbed = try Self.run(spec, rows, lateness: hop, restoreEvery: 5) { overwritten += Self.overwriteSketchedFields($0) }
+        let undisturbed = try Self.run(spec, rows, lateness: hop)
+        #expect(overwritten > 3)
+        let a = disturbed.rows[[.int(1)]] ?? [], b = undisturbed.rows[[.int(1)]] ?? []
+        #expect(a.count == b.count && a.count > 30_000, "\(a.count) rows against \(b.count)")
+        let differing = zip(a, b).filter { $0.time != $1.time || $0.features != $1.features }.count
+        #expect(differing == 0, "\(differing) of \(a.count) rows differ")
     }
 
     @Test("lifetime distinct counts: exact, then a HyperLogLog within three standard errors", arguments: [10, 1_000, 4_096, 4_097, 20_000, 80_000])
