@@ -119,22 +119,24 @@ struct SelectionKernel<Rule: SelectionRule>: Sendable {
         case .int64, .bool: for i in 0..<n { bits[i] = UInt64(bitPattern: column.ints[i]) }
         case .float64: for i in 0..<n { bits[i] = column.doubles[i].bitPattern }
         case .string:
-            // Low-cardinality columns repeat the row before: reuse its code without a lookup.
+            // Low-cardinality columns repeat a few values: the codes of the values met last, by
+            // their length and first and last bytes, spare most dictionary lookups.
             let active = inputs.active
             column.bytes.withUnsafeBufferPointer { bytes in
                 column.offsets.withUnsafeBufferPointer { offsets in
-                    var previous: (start: Int, count: Int, code: UInt64) = (0, -1, 0)
+                    var recent = InlineArray<16, (start: Int, count: Int, code: UInt64)>(repeating: (0, -1, 0))
                     for i in 0..<n {
                         guard active[i] else { bits[i] = 0; continue }
-                        let start = Int(offsets[i]), count = Int(offsets[i + 1]) - start
-                        let value = UnsafeBufferPointer(rebasing: bytes[start..<start + count])
-                        if count == previous.count, count == 0 || UnsafeRawPointer(value.baseAddress!).bytesEqual(
-                            UnsafeRawPointer(bytes.baseAddress! + previous.start), count: count) {
-                            bits[i] = previous.code
+                        let start = Int(offsets[i]), count = Int(offsets[i &+ 1]) &- start
+                        let slot = count == 0 ? 0 : (count &+ Int(bytes[start]) &* 3 &+ Int(bytes[start &+ count &- 1]) &* 5) & 15
+                        let seen = recent[slot]
+                        if count == seen.count, count == 0 || UnsafeRawPointer(bytes.baseAddress! + start).bytesEqual(
+                            UnsafeRawPointer(bytes.baseAddress! + seen.start), count: count) {
+                            bits[i] = seen.code
                             continue
                         }
-                        let code = UInt64(strings.intern(value))
-                        previous = (start, count, code)
+                        let code = UInt64(strings.intern(UnsafeBufferPointer(rebasing: bytes[start..<start &+ count])))
+                        recent[slot] = (start, count, code)
                         bits[i] = code
                     }
                 }
