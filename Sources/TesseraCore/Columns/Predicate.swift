@@ -160,13 +160,18 @@ public indirect enum Predicate: Sendable, Hashable {
                             let start = Int(offsets[i])
                             return UnsafeBufferPointer(start: base.map { $0 + start }, count: Int(offsets[i &+ 1]) &- start)
                         }
-                        if op == .eq || op == .ne {
-                            // The length first, then the bytes.
-                            let equal = op == .eq
-                            each { i in
-                                let value = cell(i)
-                                return (value.count == lit.count && (value.isEmpty || memoryEqual(value, lit))) == equal
+                        if op == .eq || op == .ne, let base, let b = lit.baseAddress, c.validity.allSet {
+                            // The common filter (`status == "paid"`): the length first, then the bytes.
+                            let (match, differ) = op == .eq ? (yes, no) : (no, yes)
+                            let literal = UnsafeRawPointer(b), length = lit.count
+                            for i in 0..<n {
+                                let start = Int(offsets[i])
+                                out[i] = Int(offsets[i &+ 1]) &- start == length
+                                    && UnsafeRawPointer(base + start).bytesEqual(literal, count: length) ? match : differ
                             }
+                        } else if op == .eq || op == .ne {
+                            let equal = op == .eq
+                            each { i in (cell(i).count == lit.count && (lit.isEmpty || cell(i).elementsEqual(lit))) == equal }
                         } else {
                             each { i in holds(ByteString(cell(i)), op, ByteString(lit)) }
                         }
@@ -176,21 +181,6 @@ public indirect enum Predicate: Sendable, Hashable {
         default: each { _ in false }
         }
     }
-}
-
-@inline(__always)
-private func memoryEqual(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-    var i = 0
-    let n = a.count
-    while i + 8 <= n {
-        if UnsafeRawPointer(a.baseAddress! + i).loadUnaligned(as: UInt64.self) != UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self) { return false }
-        i += 8
-    }
-    while i < n {
-        if a[i] != b[i] { return false }
-        i += 1
-    }
-    return true
 }
 
 /// Bytes ordered lexicographically, for string comparisons without building Strings.

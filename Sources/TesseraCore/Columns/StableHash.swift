@@ -65,17 +65,26 @@ public enum StableHash {
 }
 
 extension UnsafeRawPointer {
-    /// Whether `count` bytes here equal those at `other`, eight at a time.
+    /// Whether `count` bytes here equal those at `other`: eight at a time, the last eight (or,
+    /// for 4–7 bytes, the first and last four) read where they end, overlapping what was compared.
     @inlinable
     func bytesEqual(_ other: UnsafeRawPointer, count: Int) -> Bool {
-        var i = 0
-        while i + 8 <= count {
-            if loadUnaligned(fromByteOffset: i, as: UInt64.self) != other.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
-            i += 8
+        if count >= 8 {
+            var i = 0
+            while i &+ 8 < count {
+                if loadUnaligned(fromByteOffset: i, as: UInt64.self) != other.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+                i &+= 8
+            }
+            return loadUnaligned(fromByteOffset: count &- 8, as: UInt64.self) == other.loadUnaligned(fromByteOffset: count &- 8, as: UInt64.self)
         }
+        if count >= 4 {
+            return loadUnaligned(as: UInt32.self) == other.loadUnaligned(as: UInt32.self)
+                && loadUnaligned(fromByteOffset: count &- 4, as: UInt32.self) == other.loadUnaligned(fromByteOffset: count &- 4, as: UInt32.self)
+        }
+        var i = 0
         while i < count {
             if load(fromByteOffset: i, as: UInt8.self) != other.load(fromByteOffset: i, as: UInt8.self) { return false }
-            i += 1
+            i &+= 1
         }
         return true
     }
