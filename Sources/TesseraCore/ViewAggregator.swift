@@ -496,6 +496,12 @@ public struct ViewAggregator: Sendable {
         }
 
         @inline(__always)
+        func put(_ f: Int, count v: UInt64) {
+            bits[f &* stride] = v
+            present[f &* stride] = true
+        }
+
+        @inline(__always)
         func put(_ o: KernelOutput, _ v: UInt64?) { put(o.feature, v) }
     }
 
@@ -505,12 +511,16 @@ public struct ViewAggregator: Sendable {
         let index = Int(record.load(fromByteOffset: ViewLayout.emissionOffset, as: UInt32.self))
         let row = RowSlots(bits: buffers.values + index, present: buffers.valid + index, stride: buffers.capacity)
         if let numeric = program.numericOutputs {
-            for i in 0..<program.numericOutputCount {
+            for i in 0..<program.countOutputCount {
+                let op = numeric[i]
+                row.put(Int(op.feature), count: record.load(fromByteOffset: Int(op.offset), as: UInt64.self))
+            }
+            for i in program.countOutputCount..<program.numericOutputCount {
                 let op = numeric[i]
                 let at = record + Int(op.offset), f = Int(op.feature)
                 switch op.kind {
                 case .count:
-                    row.put(f, at.load(as: UInt64.self))
+                    row.put(f, count: at.load(as: UInt64.self))
                 case .moments(let mode) where mode == .sum || mode == .mean:
                     let p = at.load(as: MomentsPartial.Sums.self)
                     row.put(f, MomentsPartial(count: p.count, sum: p.sum, squares: .zero).finalize(mode))

@@ -67,7 +67,7 @@ public enum StableHash {
 extension UnsafeRawPointer {
     /// Whether `count` bytes here equal those at `other`: eight at a time, the last eight (or,
     /// for 4–7 bytes, the first and last four) read where they end, overlapping what was compared.
-    @inlinable
+    @inlinable @inline(__always)
     func bytesEqual(_ other: UnsafeRawPointer, count: Int) -> Bool {
         if count >= 8 {
             var i = 0

@@ -116,9 +116,10 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
     var types: [ValueType]
     /// The outputs of every kernel but the percentiles', flattened into one list that `finalize`
     /// runs through (a plain read of a partial or two each, instead of a loop per kernel over its
-    /// outputs).
+    /// outputs): the counts first (a copy each, in a loop of their own), then the others.
     var numericOutputs: UnsafePointer<NumericOutput>?
     var numericOutputCount = 0
+    var countOutputCount = 0
 
     init(spec: ViewSpec) {
         let memory = ProgramMemory()
@@ -330,9 +331,11 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
         selectionOutputs(kernels.mins, .min)
         selectionOutputs(kernels.firsts, .first)
         selectionOutputs(kernels.lasts, .last)
-        numeric.sort { $0.feature < $1.feature }
+        func isCount(_ o: NumericOutput) -> Bool { if case .count = o.kind { true } else { false } }
+        numeric.sort { (isCount($0) ? 0 : 1, $0.feature) < (isCount($1) ? 0 : 1, $1.feature) }
         numericOutputs = numeric.isEmpty ? nil : memory.values(numeric)
         numericOutputCount = numeric.count
+        countOutputCount = numeric.count(where: isCount)
     }
 
     @inline(__always) func expiries(ring r: Int, window w: Int) -> RefList { expiries.unsafelyUnwrapped[windowBase[r] + w] }
