@@ -85,17 +85,10 @@ public struct PartitionAggregator: Sendable {
                 batch.eventTimes.withUnsafeBufferPointer { times in
                     for i in 0..<n {
                         let t = times[i]
-                        var reason: Rejection?
-                        if !PartitionAggregator.validTimes.contains(t) {
-                            reason = .timeOutOfRange(eventTime: t)
-                        } else if !nullable.isEmpty, let k = nullable.first(where: { !batch.columns[$0.column].validity[i] }) {
-                            reason = .missingKey(view: views[k.view].spec.name)
-                        } else if let notAfter, t > notAfter[i] {
-                            reason = .future(eventTime: t, limit: notAfter[i])
-                        } else if now != .min && t < now - allowedLateness {
-                            reason = .late(eventTime: t, watermark: now - allowedLateness)
-                        }
-                        if let reason {
+                        // Most rows: in range, in time and with their keys (no reason to build).
+                        let plain = nullable.isEmpty && PartitionAggregator.validTimes.contains(t)
+                            && (now == .min || t >= now - allowedLateness) && (notAfter == nil || t <= notAfter.unsafelyUnwrapped[i])
+                        if !plain, let reason = rejection(row: i, time: t, batch, nullable: nullable, notAfter: notAfter, now: now) {
                             rejected.append((i, reason))
                             accepted[i] = false
                         } else if t > now {
@@ -113,6 +106,16 @@ public struct PartitionAggregator: Sendable {
         }
         streamTime = now
         return rejected
+    }
+
+    /// Why row `i` (event time `t`) is refused, if it is, with stream time at `now`.
+    private func rejection(row i: Int, time t: Micros, _ batch: ColumnBatch, nullable: [(column: Int, view: Int)], notAfter: [Micros]?,
+                           now: Micros) -> Rejection? {
+        if !PartitionAggregator.validTimes.contains(t) { return .timeOutOfRange(eventTime: t) }
+        if let k = nullable.first(where: { !batch.columns[$0.column].validity[i] }) { return .missingKey(view: views[k.view].spec.name) }
+        if let notAfter, t > notAfter[i] { return .future(eventTime: t, limit: notAfter[i]) }
+        if now != .min && t < now - allowedLateness { return .late(eventTime: t, watermark: now - allowedLateness) }
+        return nil
     }
 
     /// Moves stream time forward without events (the idle-partition hook): values decay as tiles

@@ -60,7 +60,13 @@ public indirect enum Predicate: Sendable, Hashable {
     public func evaluate(on batch: ColumnBatch, into selected: inout [Bool], scratch: inout [[UInt8]]) {
         evaluate(batch, depth: 0, &scratch)
         selected.removeAll(keepingCapacity: true)
-        selected.append(contentsOf: scratch[0].lazy.map { $0 == Truth.yes.rawValue })
+        selected.append(contentsOf: repeatElement(false, count: batch.count))
+        let yes = Truth.yes.rawValue
+        scratch[0].withUnsafeBufferPointer { truth in
+            selected.withUnsafeMutableBufferPointer { out in
+                for i in out.indices { out[i] = truth[i] == yes }
+            }
+        }
     }
 
     public func evaluate(on batch: ColumnBatch, into selected: inout [Bool]) {
