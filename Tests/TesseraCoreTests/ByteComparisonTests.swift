@@ -22,6 +22,21 @@ struct ByteComparisonTests {
         }
     }
 
+    @Test("copyShort: every length up to 40 copies exactly those bytes and writes nothing around them")
+    func copyShortEveryLength() {
+        for n in 0...40 {
+            let source = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 3) }
+            var target = [UInt8](repeating: 0xEE, count: n + 16)
+            source.withUnsafeBytes { from in
+                target.withUnsafeMutableBytes { to in
+                    if n > 0 { (to.baseAddress! + 8).copyShort(from: from.baseAddress!, count: n) }
+                }
+            }
+            #expect(Array(target[8..<8 + n]) == source, "length \(n)")
+            #expect(target[..<8].allSatisfy { $0 == 0xEE } && target[(8 + n)...].allSatisfy { $0 == 0xEE }, "length \(n)")
+        }
+    }
+
     @Test("string equality filters: == and != against String equality, with and without nulls", arguments: [false, true])
     func stringEquality(nulls: Bool) {
         var g = SeededGenerator(seed: nulls ? 7 : 8)

@@ -59,10 +59,11 @@ public struct StringDictionary: Sendable {
                         for i in 0..<n {
                             if valid[i] {
                                 let c = Int(UInt32(truncatingIfNeeded: codes[i]))
-                                for k in Int(starts[c])..<Int(starts[c &+ 1]) {
-                                    out[at] = source[k]
-                                    at &+= 1
+                                let start = Int(starts[c]), length = Int(starts[c &+ 1]) &- start
+                                if length > 0 {
+                                    UnsafeMutableRawPointer(out.baseAddress! + at).copyShort(from: source.baseAddress! + start, count: length)
                                 }
+                                at &+= length
                             }
                             ends[firstOffset &+ i] = Int32(at)
                         }

@@ -89,3 +89,26 @@ extension UnsafeRawPointer {
         return true
     }
 }
+
+extension UnsafeMutableRawPointer {
+    /// Copies `count` bytes from `source` (not overlapping them) without a call: a word at a time,
+    /// the last word (or, for 4–7 bytes, the first and last four) read and written where it ends.
+    /// For the short strings of feature values.
+    @inlinable @inline(__always)
+    func copyShort(from source: UnsafeRawPointer, count: Int) {
+        if count >= 8 {
+            var i = 0
+            while i &+ 8 < count {
+                storeBytes(of: source.loadUnaligned(fromByteOffset: i, as: UInt64.self), toByteOffset: i, as: UInt64.self)
+                i &+= 8
+            }
+            storeBytes(of: source.loadUnaligned(fromByteOffset: count &- 8, as: UInt64.self), toByteOffset: count &- 8, as: UInt64.self)
+        } else if count >= 4 {
+            let head = source.loadUnaligned(as: UInt32.self), tail = source.loadUnaligned(fromByteOffset: count &- 4, as: UInt32.self)
+            storeBytes(of: head, as: UInt32.self)
+            storeBytes(of: tail, toByteOffset: count &- 4, as: UInt32.self)
+        } else {
+            for i in 0..<count { storeBytes(of: source.load(fromByteOffset: i, as: UInt8.self), toByteOffset: i, as: UInt8.self) }
+        }
+    }
+}
