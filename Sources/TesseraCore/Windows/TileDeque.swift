@@ -55,6 +55,8 @@ struct RingCore: BitwiseCopyable, @unchecked Sendable {  // plain pointers into 
     let layout: RingLayout
     /// Per size class (index c ≥ 1): the class's slab.
     let slots: UnsafeMutablePointer<SlabCore>
+    /// Per size class: the tiles its blocks hold (`RingStore.capacities`), read instead of computed.
+    let capacities: UnsafePointer<Int>
 
     @inline(__always)
     func header(_ record: UnsafeMutableRawPointer) -> DequeHeader {
@@ -72,7 +74,7 @@ struct RingCore: BitwiseCopyable, @unchecked Sendable {  // plain pointers into 
             return DequeView(base: record + layout.inlineOffset, capacity: layout.inlineCapacity, head: Int(h.head),
                              count: Int(h.count), stride: layout.tileStride, compact: compact, firstTile: firstTile)
         }
-        return DequeView(base: slots[Int(h.sizeClass)].pointer(h.block), capacity: RingStore.capacity(ofClass: h.sizeClass),
+        return DequeView(base: slots[Int(h.sizeClass)].pointer(h.block), capacity: capacities[Int(h.sizeClass)],
                          head: Int(h.head), count: Int(h.count), stride: layout.tileStride, compact: compact, firstTile: firstTile)
     }
 }
@@ -106,7 +108,17 @@ struct RingStore: Sendable {
 
     static func capacity(ofClass c: UInt8, inline: Int) -> Int { c == 0 ? inline : capacity(ofClass: c) }
 
-    var core: RingCore { RingCore(layout: layout, slots: slots.cores) }
+    /// `capacity(ofClass:)` of every class (0 for class 0, whose capacity is the ring's inline one),
+    /// for the hot loops' views; written once when first read, never after, and lives as long as
+    /// the process.
+    nonisolated(unsafe) static let capacities: UnsafePointer<Int> = {
+        let table = UnsafeMutablePointer<Int>.allocate(capacity: classes)
+        table[0] = 0
+        for c in 1..<classes { table[c] = capacity(ofClass: UInt8(c)) }
+        return UnsafePointer(table)
+    }()
+
+    var core: RingCore { RingCore(layout: layout, slots: slots.cores, capacities: RingStore.capacities) }
 
     var memory: Int { blocks.reduce(roster.memory) { $0 + ($1?.memory ?? 0) } }
     /// The bytes in use (see `Slab.usedBytes`).
