@@ -408,10 +408,10 @@ public struct ViewAggregator: Sendable {
     @inline(__always)
     private mutating func update(row i: Int, time t: Micros, now: Micros, _ record: UnsafeMutableRawPointer, _ refs: UnsafePointer<TileRef>) {
         let cores = UnsafePointer(buffers.rings)
-        for k in kernels.counts.indices { kernels.counts[k].update(i, record, refs) }
-        for k in kernels.moments.indices { kernels.moments[k].update(i, record, refs) }
-        // Through buffer pointers: a kernel the compiler leaves out of line is then passed by
-        // address, not copied for each call.
+        // Through buffer pointers: no bounds checks, and a kernel the compiler leaves out of line
+        // is passed by address, not copied for each call.
+        kernels.counts.withUnsafeBufferPointer { for k in $0.indices { $0[k].update(i, record, refs) } }
+        kernels.moments.withUnsafeBufferPointer { for k in $0.indices { $0[k].update(i, record, refs) } }
         kernels.maxes.withUnsafeBufferPointer { for k in $0.indices { $0[k].update(i, time: t, record, refs, cores) } }
         kernels.mins.withUnsafeBufferPointer { for k in $0.indices { $0[k].update(i, time: t, record, refs, cores) } }
         kernels.firsts.withUnsafeBufferPointer { for k in $0.indices { $0[k].update(i, time: t, record, refs, cores) } }
