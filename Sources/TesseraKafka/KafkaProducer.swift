@@ -1,8 +1,9 @@
 import Logging
 import Synchronization
 
-/// A producer for the load generator and the dead-letter topic. Messages are copied into
-/// librdkafka's queue; `flush` waits for every delivery and reports the first failure.
+/// A producer for the load generators and the dead-letter topic. Messages are copied into
+/// librdkafka's queue (`sendUncopied` lends them instead); `flush` waits for every delivery and
+/// reports the first failure.
 ///
 /// Sendable: librdkafka's producer is thread-safe, the topic handles are behind a mutex and the
 /// delivery counter is thread-safe.
@@ -36,8 +37,19 @@ public final class KafkaProducer: Sendable {
     /// Queues a message (copied); `partition` nil lets the partitioner pick one from the key
     /// (murmur2, like the Java client). Waits while the local queue is full.
     public func send(topic name: String, partition: Int32? = nil, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(KafkaError) {
+        try send(topic: name, partition: partition, key: key, value: value, copy: true)
+    }
+
+    /// Queues a message without copying it: librdkafka reads `key` and `value` from the caller's
+    /// memory until the message is delivered, so that memory must stay allocated and unchanged
+    /// until `flush` returns (the load generator's payloads, written before it starts).
+    public func sendUncopied(topic name: String, partition: Int32? = nil, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(KafkaError) {
+        try send(topic: name, partition: partition, key: key, value: value, copy: false)
+    }
+
+    private func send(topic name: String, partition: Int32?, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, copy: Bool) throws(KafkaError) {
         let rkt = topic(name)
-        while try !client.produce(rkt, partition: partition, key: key, value: value) {
+        while try !client.produce(rkt, partition: partition, key: key, value: value, copy: copy) {
             client.poll(timeoutMs: 10)
         }
         if client.context.deliveries.sent() % 10_000 == 0 { client.poll(timeoutMs: 0) }

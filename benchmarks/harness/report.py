@@ -241,7 +241,8 @@ def markdown(results, table):
     if "freshness" in m:
         f = m["freshness"]
         lines.append(f"- Freshness: `rate-load` produces the reference orders with the wall clock as event time at "
-                     f"{f['rate']:,}/s for {f['seconds']} s (its producer's `linger.ms` {f.get('load_linger_ms', 5)}); a probe produces {f['probes']} marker events (a new user each) beside it and polls "
+                     f"{f['rate']:,}/s for {f['seconds']} s (its producer's `linger.ms` {f.get('load_linger_ms', 5)}; every payload written before the load starts, "
+                     f"sent without a copy, only its event time stamped as it goes); a probe produces {f['probes']} marker events (a new user each) beside it and polls "
                      f"Redis every {f['poll_interval_ms']} ms for their keys; delay = first poll seeing the key − the produce call.")
     if "hot" in m:
         lines.append("- Hot keys: Redis's `HSET` count read from Redis every second during the run; the bound is the "

@@ -3,7 +3,13 @@
 // event time, so that the topic looks like live traffic. LINGER_MS is the producer's `linger.ms`
 // (default 5, as Tessera's producer).
 //   rate-load BROKERS TOPIC RATE SECONDS [USERS] [SKEW] [LINGER_MS]
-// Prints one JSON line at the end: {"produced":N,"seconds":S,"rate":R}.
+// Prints `ready` once every payload is written, then produces, then one JSON line:
+// {"produced":N,"seconds":S,"rate":R}.
+//
+// The load shares the machine with what it measures, so it does as little as it can while it runs:
+// every payload and key is written before `ready`, into one buffer that librdkafka reads without
+// copying; while producing, only the event time (the payload's last 13 digits) is written, once
+// per message, from digits formatted once per millisecond. Delivery reports come only for errors.
 import Foundation
 import Logging
 import TesseraCore
@@ -20,8 +26,10 @@ let skew = args.count > 6 ? Double(args[6]) ?? 1.1 : 1.1
 let linger = args.count > 7 ? Int(args[7]) ?? 5 : 5
 var logger = Logger(label: "rate-load")
 logger.logLevel = .warning
-let workload = ReferenceWorkload(.init(events: Int(rate * seconds) + 1, users: users, skew: skew, span: Time.day, disorder: 0, seed: 11))
-let producer = try KafkaProducer(brokers: args[1], properties: [("linger.ms", String(linger))], logger: logger)
+let total = Int(rate * seconds)
+let workload = ReferenceWorkload(.init(events: total + 1, users: users, skew: skew, span: Time.day, disorder: 0, seed: 11))
+let producer = try KafkaProducer(brokers: args[1], properties: [("linger.ms", String(linger)), ("delivery.report.only.error", "true")],
+                                 logger: logger)
 if try producer.partitionCount(topic: args[2]) == nil { try producer.createTopic(args[2], partitions: 4) }
 
 func wallMillis() -> Int64 {
@@ -30,8 +38,30 @@ func wallMillis() -> Int64 {
     return Int64(ts.tv_sec) * 1_000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
-var json: [UInt8] = [], key: [UInt8] = []
-let total = Int(rate * seconds)
+/// Every message's key and payload, one after the other: message i is `key` at starts[i] (length
+/// keyLengths[i]) followed by its payload up to starts[i + 1]. The payloads carry a 13-digit
+/// placeholder event time, replaced as each message is sent.
+let timeDigits = 13
+var bytes: [UInt8] = [], starts: [Int] = [], keyLengths: [UInt8] = []
+bytes.reserveCapacity(total * 112)
+starts.reserveCapacity(total + 1)
+keyLengths.reserveCapacity(total)
+for i in 0..<total {
+    var order = workload.order(i)
+    order.eventTimeMillis = 1_000_000_000_000
+    starts.append(bytes.count)
+    let keyStart = bytes.count
+    DecimalText.append(order.userID, to: &bytes)
+    keyLengths.append(UInt8(bytes.count - keyStart))
+    ReferenceWorkload.json(order, into: &bytes)
+}
+starts.append(bytes.count)
+let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, bytes.count), alignment: 16)
+buffer.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
+bytes = []
+FileHandle.standardOutput.write(Data("ready\n".utf8))   // unbuffered: the harness waits for it
+
+var stamp = [UInt8](repeating: 0, count: timeDigits), stampMillis: Int64 = -1
 let started = ContinuousClock.now
 var sent = 0
 while sent < total {
@@ -42,14 +72,19 @@ while sent < total {
         continue
     }
     let now = wallMillis()
+    if now != stampMillis {
+        stampMillis = now
+        var digits: [UInt8] = []
+        DecimalText.append(now, to: &digits)
+        precondition(digits.count == timeDigits, "the wall clock in milliseconds has \(timeDigits) digits until 2286")
+        stamp = digits
+    }
     while sent < due {
-        var order = workload.order(sent)
-        order.eventTimeMillis = now
-        json.removeAll(keepingCapacity: true)
-        ReferenceWorkload.json(order, into: &json)
-        key.removeAll(keepingCapacity: true)
-        DecimalText.append(order.userID, to: &key)
-        try producer.send(topic: args[2], key: key, value: json)
+        let keyStart = starts[sent], valueStart = keyStart + Int(keyLengths[sent]), end = starts[sent + 1]
+        // The payload ends with the event time's digits and "}".
+        stamp.withUnsafeBytes { (buffer.baseAddress! + end - 1 - timeDigits).copyMemory(from: $0.baseAddress!, byteCount: timeDigits) }
+        try producer.sendUncopied(topic: args[2], key: UnsafeRawBufferPointer(rebasing: buffer[keyStart..<valueStart]),
+                                  value: UnsafeRawBufferPointer(rebasing: buffer[valueStart..<end]))
         sent += 1
     }
 }
