@@ -510,17 +510,17 @@ public struct ViewAggregator: Sendable {
     private mutating func finalize(_ record: UnsafeMutableRawPointer) {
         let index = Int(record.load(fromByteOffset: ViewLayout.emissionOffset, as: UInt32.self))
         let row = RowSlots(bits: buffers.values + index, present: buffers.valid + index, stride: buffers.capacity)
-        if let numeric = program.numericOutputs {
+        if let counts = program.countOutputs {
             for i in 0..<program.countOutputCount {
-                let op = numeric[i]
+                let op = counts[i]
                 row.put(Int(op.feature), count: record.load(fromByteOffset: Int(op.offset), as: UInt64.self))
             }
-            for i in program.countOutputCount..<program.numericOutputCount {
-                let op = numeric[i]
+        }
+        if let values = program.valueOutputs {
+            for i in 0..<program.valueOutputCount {
+                let op = values[i]
                 let at = record + Int(op.offset), f = Int(op.feature)
                 switch op.kind {
-                case .count:
-                    row.put(f, count: at.load(as: UInt64.self))
                 case .moments(let mode) where mode == .sum || mode == .mean:
                     let p = at.load(as: MomentsPartial.Sums.self)
                     row.put(f, MomentsPartial(count: p.count, sum: p.sum, squares: .zero).finalize(mode))

@@ -72,13 +72,19 @@ struct KernelSet: Sendable {
 
 }
 
-/// One output of a count, moments, distinct or selection kernel: the partial at `offset` in the
-/// record (merged, for a selection over a sliding window, with the front's at `front`), read into
-/// column `feature` of the emission row.
-struct NumericOutput: BitwiseCopyable, Sendable {
+/// One output of a count or distinct count kernel: the Int64 at `offset` in the record (a
+/// distinct count's sketch publishes its estimates there), copied into column `feature` of the
+/// emission row; never null.
+struct CountOutput: BitwiseCopyable, Sendable {
+    var feature: Int32
+    var offset: Int32
+}
+
+/// One output of a moments or selection kernel: the partial at `offset` in the record (merged, for
+/// a selection over a sliding window, with the front's at `front`), read into column `feature` of
+/// the emission row.
+struct ValueOutput: BitwiseCopyable, Sendable {
     enum Kind: BitwiseCopyable, Sendable {
-        /// An Int64 count; never null.
-        case count
         /// A moments partial read in this mode (a variance or standard deviation reads one with
         /// sums of squares; a sum or mean only its `Sums`).
         case moments(MomentsPartial.Mode)
@@ -88,7 +94,7 @@ struct NumericOutput: BitwiseCopyable, Sendable {
     var kind: Kind
     var feature: Int32
     var offset: Int32
-    /// A selection's front partial, or -1 (a lifetime selection has none; other kinds).
+    /// A selection's front partial, or -1 (a lifetime selection has none; moments).
     var front: Int32 = -1
 }
 
@@ -114,12 +120,13 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
     var selectors: UnsafePointer<RefList>?
     /// Per feature: its output type.
     var types: [ValueType]
-    /// The outputs of every kernel but the percentiles', flattened into one list that `finalize`
+    /// The outputs of every kernel but the percentiles', flattened into two lists that `finalize`
     /// runs through (a plain read of a partial or two each, instead of a loop per kernel over its
-    /// outputs): the counts first (a copy each, in a loop of their own), then the others.
-    var numericOutputs: UnsafePointer<NumericOutput>?
-    var numericOutputCount = 0
+    /// outputs): the counts (a copy each), then the others, each list in feature order.
+    var countOutputs: UnsafePointer<CountOutput>?
     var countOutputCount = 0
+    var valueOutputs: UnsafePointer<ValueOutput>?
+    var valueOutputCount = 0
 
     init(spec: ViewSpec) {
         let memory = ProgramMemory()
@@ -301,13 +308,13 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
             self.selectors = memory.values(selectors.map { RefList($0, in: memory) })
         }
         types = spec.features.map { spec.outputType(of: $0) }
-        var numeric: [NumericOutput] = []
+        var counts: [CountOutput] = [], values: [ValueOutput] = []
         // A count's window fields hold its count, and so do a distinct count's in either mode (a
         // sketch publishes its estimates there).
         for shape in kernels.counts.map(\.shape) + kernels.distincts.map(\.shape) {
             for o in 0..<shape.outputCount {
                 let out = shape.outputs[o]
-                numeric.append(NumericOutput(kind: .count, feature: Int32(out.feature), offset: Int32(shape.windowOffsets[out.window])))
+                counts.append(CountOutput(feature: Int32(out.feature), offset: Int32(shape.windowOffsets[out.window])))
             }
         }
         for k in kernels.moments {
@@ -316,14 +323,14 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
                 let mode = MomentsPartial.Mode(rawValue: out.mode)!
                 precondition(mode == .sum || mode == .mean || k.squaredWindows & (1 << UInt64(out.window)) != 0,
                              "a variance reads a partial with sums of squares")
-                numeric.append(NumericOutput(kind: .moments(mode), feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
+                values.append(ValueOutput(kind: .moments(mode), feature: Int32(out.feature), offset: Int32(k.shape.windowOffsets[out.window])))
             }
         }
-        func selectionOutputs<R: SelectionRule>(_ kernels: [SelectionKernel<R>], _ kind: NumericOutput.Kind) {
+        func selectionOutputs<R: SelectionRule>(_ kernels: [SelectionKernel<R>], _ kind: ValueOutput.Kind) {
             for k in kernels {
                 for o in 0..<k.shape.outputCount {
-                    numeric.append(NumericOutput(kind: kind, feature: Int32(k.shape.outputs[o].feature), offset: Int32(k.shape.windowOffsets[0]),
-                                                 front: k.shape.ring >= 0 ? Int32(k.frontOffset) : -1))
+                    values.append(ValueOutput(kind: kind, feature: Int32(k.shape.outputs[o].feature), offset: Int32(k.shape.windowOffsets[0]),
+                                              front: k.shape.ring >= 0 ? Int32(k.frontOffset) : -1))
                 }
             }
         }
@@ -331,11 +338,12 @@ struct ViewProgram: @unchecked Sendable {  // its pointers point into `memory`, 
         selectionOutputs(kernels.mins, .min)
         selectionOutputs(kernels.firsts, .first)
         selectionOutputs(kernels.lasts, .last)
-        func isCount(_ o: NumericOutput) -> Bool { if case .count = o.kind { true } else { false } }
-        numeric.sort { (isCount($0) ? 0 : 1, $0.feature) < (isCount($1) ? 0 : 1, $1.feature) }
-        numericOutputs = numeric.isEmpty ? nil : memory.values(numeric)
-        numericOutputCount = numeric.count
-        countOutputCount = numeric.count(where: isCount)
+        counts.sort { $0.feature < $1.feature }
+        values.sort { $0.feature < $1.feature }
+        countOutputs = counts.isEmpty ? nil : memory.values(counts)
+        countOutputCount = counts.count
+        valueOutputs = values.isEmpty ? nil : memory.values(values)
+        valueOutputCount = values.count
     }
 
     @inline(__always) func expiries(ring r: Int, window w: Int) -> RefList { expiries.unsafelyUnwrapped[windowBase[r] + w] }
