@@ -74,6 +74,45 @@ struct KafkaTests {
         again.close()
     }
 
+    @Test("messages lent to the producer uncopied arrive whole, each key and payload as written, keyed to their partitions")
+    func uncopiedMessages() throws {
+        let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)
+        try cluster.createTopic("lent", partitions: 4)
+        let producer = try KafkaProducer(brokers: cluster.bootstrapServers, logger: quiet)
+        // Keys and payloads of differing lengths, back to back in one buffer, as the load generator
+        // keeps them; each message's bytes are written just before it is sent.
+        var buffer = [UInt8](repeating: 0, count: 64 * 1_000)
+        var expected: [String: String] = [:]
+        try buffer.withUnsafeMutableBytes { all in
+            var at = 0
+            for i in 0..<1_000 {
+                let key = Array("user-\(i % 53)".utf8), value = Array("order \(i) \(String(repeating: "x", count: i % 17))".utf8)
+                (all.baseAddress! + at).copyMemory(from: key, byteCount: key.count)
+                (all.baseAddress! + at + key.count).copyMemory(from: value, byteCount: value.count)
+                try producer.sendUncopied(topic: "lent", key: UnsafeRawBufferPointer(rebasing: all[at..<at + key.count]),
+                                          value: UnsafeRawBufferPointer(rebasing: all[at + key.count..<at + key.count + value.count]))
+                expected[String(decoding: value, as: UTF8.self)] = String(decoding: key, as: UTF8.self)
+                at += key.count + value.count
+            }
+            try producer.flush()
+        }
+        let consumer = try KafkaConsumer(brokers: cluster.bootstrapServers, group: "lent", topics: ["lent"],
+                                         properties: [("session.timeout.ms", "6000")], reportEndOfPartition: true, logger: quiet)
+        var received: [String: String] = [:]
+        var total = 0
+        while total < 1_000 || consumer.atEnd.count < 4 {
+            total += try consumer.poll(timeout: 100) { records in
+                for r in records {
+                    received[String(decoding: r.payload, as: UTF8.self)] = String(decoding: r.key, as: UTF8.self)
+                    #expect(KafkaPartitioner.partition(key: r.key, partitions: 4) == r.partition)
+                }
+            }
+        }
+        #expect(total == 1_000)
+        #expect(received == expected)
+        consumer.close()
+    }
+
     /// Topic "t" of two partitions holding records "0", "1", … alternately, and a consumer of it.
     static func twoPartitions(records: Int, group: String, batchSize: Int = 8_192) throws -> (MockKafkaCluster, KafkaProducer, KafkaConsumer) {
         let cluster = try MockKafkaCluster(brokers: 1, logger: quiet)

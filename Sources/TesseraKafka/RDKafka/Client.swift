@@ -178,10 +178,10 @@ final class RDKafkaClient: @unchecked Sendable {
 
     // MARK: - Producer
 
-    /// Queues a copy of a message; false when the local queue is full (poll, then try again).
-    /// `copy` false: librdkafka reads key and value from the caller's memory until delivery.
+    /// Queues a message, a copy of it or (`copy` false) read from the caller's memory until it is
+    /// delivered; false when the local queue is full (poll, then try again).
     func produce(_ topic: RDKafkaTopic, partition: Int32?, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
-                 copy: Bool = true) throws(KafkaError) -> Bool {
+                 copy: Bool) throws(KafkaError) -> Bool {
         let result = topic.withTopicPointer {
             rd_kafka_produce($0, partition ?? RD_KAFKA_PARTITION_UA, copy ? RD_KAFKA_MSG_F_COPY : 0,
                              UnsafeMutableRawPointer(mutating: value.baseAddress), value.count, key.baseAddress, key.count, nil)

@@ -38,9 +38,10 @@ func wallMillis() -> Int64 {
     return Int64(ts.tv_sec) * 1_000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
-/// Every message's key and payload, one after the other: message i is `key` at starts[i] (length
-/// keyLengths[i]) followed by its payload up to starts[i + 1]. The payloads carry a 13-digit
-/// placeholder event time, replaced as each message is sent.
+/// Every message's key and payload, one after the other: message i is its key at starts[i]
+/// (keyLengths[i] bytes) followed by its payload up to starts[i + 1]. The payloads carry a 13-digit
+/// placeholder event time, replaced as each message is sent. The array is not resized once written,
+/// so librdkafka may read from it until `flush` returns.
 let timeDigits = 13
 var bytes: [UInt8] = [], starts: [Int] = [], keyLengths: [UInt8] = []
 bytes.reserveCapacity(total * 112)
@@ -56,38 +57,36 @@ for i in 0..<total {
     ReferenceWorkload.json(order, into: &bytes)
 }
 starts.append(bytes.count)
-let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, bytes.count), alignment: 16)
-buffer.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
-bytes = []
 FileHandle.standardOutput.write(Data("ready\n".utf8))   // unbuffered: the harness waits for it
 
-var stamp = [UInt8](repeating: 0, count: timeDigits), stampMillis: Int64 = -1
 let started = ContinuousClock.now
-var sent = 0
-while sent < total {
-    // Everything due by now goes out at once; then a short sleep (sub-millisecond pacing).
-    let due = min(total, Int(((ContinuousClock.now - started) / .seconds(1)) * rate))
-    if due <= sent {
-        usleep(200)
-        continue
+try bytes.withUnsafeMutableBytes { buffer in
+    var stamp: [UInt8] = [], stampMillis: Int64 = -1
+    var sent = 0
+    while sent < total {
+        // Everything due by now goes out at once; then a short sleep (sub-millisecond pacing).
+        let due = min(total, Int(((ContinuousClock.now - started) / .seconds(1)) * rate))
+        if due <= sent {
+            usleep(200)
+            continue
+        }
+        let now = wallMillis()
+        if now != stampMillis {
+            stampMillis = now
+            stamp.removeAll(keepingCapacity: true)
+            DecimalText.append(now, to: &stamp)
+            precondition(stamp.count == timeDigits, "the wall clock in milliseconds has \(timeDigits) digits until 2286")
+        }
+        while sent < due {
+            let keyStart = starts[sent], valueStart = keyStart + Int(keyLengths[sent]), end = starts[sent + 1]
+            // The payload ends with the event time's digits and "}".
+            stamp.withUnsafeBytes { (buffer.baseAddress! + end - 1 - timeDigits).copyMemory(from: $0.baseAddress!, byteCount: timeDigits) }
+            try producer.sendUncopied(topic: args[2], key: UnsafeRawBufferPointer(rebasing: buffer[keyStart..<valueStart]),
+                                      value: UnsafeRawBufferPointer(rebasing: buffer[valueStart..<end]))
+            sent += 1
+        }
     }
-    let now = wallMillis()
-    if now != stampMillis {
-        stampMillis = now
-        var digits: [UInt8] = []
-        DecimalText.append(now, to: &digits)
-        precondition(digits.count == timeDigits, "the wall clock in milliseconds has \(timeDigits) digits until 2286")
-        stamp = digits
-    }
-    while sent < due {
-        let keyStart = starts[sent], valueStart = keyStart + Int(keyLengths[sent]), end = starts[sent + 1]
-        // The payload ends with the event time's digits and "}".
-        stamp.withUnsafeBytes { (buffer.baseAddress! + end - 1 - timeDigits).copyMemory(from: $0.baseAddress!, byteCount: timeDigits) }
-        try producer.sendUncopied(topic: args[2], key: UnsafeRawBufferPointer(rebasing: buffer[keyStart..<valueStart]),
-                                  value: UnsafeRawBufferPointer(rebasing: buffer[valueStart..<end]))
-        sent += 1
-    }
+    try producer.flush()
 }
-try producer.flush()
 let elapsed = (ContinuousClock.now - started) / .seconds(1)
-print("{\"produced\":\(sent),\"seconds\":\(String(format: "%.3f", elapsed)),\"rate\":\(Int(Double(sent) / elapsed))}")
+print("{\"produced\":\(total),\"seconds\":\(String(format: "%.3f", elapsed)),\"rate\":\(Int(Double(total) / elapsed))}")
