@@ -41,7 +41,7 @@ public final class WorkerService: Service, Sendable {
             defer { s.started = true }
             return !s.started
         }) else { return }
-        let thread = Thread { [self] in
+        startThread(named: "tessera-worker", stackSize: 8 << 20) { [self] in
             let result = Result {
                 try Worker(configuration: configuration, logger: logger, clock: clock, health: health,
                            onProgress: { [self] stats in state.withLock { $0.progress = stats } })
@@ -56,9 +56,6 @@ public final class WorkerService: Service, Sendable {
             finished.signal()
             for w in waiters { w.resume() }
         }
-        thread.name = "tessera-worker"
-        thread.stackSize = 8 << 20
-        thread.start()
     }
 
     /// Asks the worker to stop: it finishes what it holds first, within the shutdown timeout.

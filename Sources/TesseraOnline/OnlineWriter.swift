@@ -596,10 +596,7 @@ final class RedisFlusher: @unchecked Sendable {
     /// ends its loop.
     private func startIfNeeded() {
         guard thread == nil else { return }
-        let t = Thread { self.loop() }
-        t.name = "tessera-redis"
-        thread = t
-        t.start()
+        thread = startThread(named: "tessera-redis") { self.loop() }
     }
 
     func waitIdle(_ whileWaiting: () throws -> Void = {}) throws {

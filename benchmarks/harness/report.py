@@ -89,6 +89,8 @@ def rows(results):
             + "".join(f", {n / tessera['events']:.2f} {name.upper()}" for name, n in sorted(tessera.get("redis_commands_by_name", {}).items()) if name != "hset")
             + ")"
             + "".join(f"; {name} {cpu:.2f} CPU s / M" for name, cpu in sorted(tessera.get("server_cpu_seconds_per_million", {}).items()))
+            + ("; the worker's threads (CPU s / M): " + ", ".join(f"{name} {cpu:.2f}" for name, cpu in sorted(tessera["thread_cpu_seconds_per_million"].items(), key=lambda kv: -kv[1]))
+               if tessera.get("thread_cpu_seconds_per_million") else "")
             + (f"; longest loop iteration {tessera['longest_loop_ms']:.0f} ms (checkpoint hand-over {tessera['longest_checkpoint_pause_ms']:.0f} ms; a partition held back at most {tessera.get('longest_checkpoint_hold_ms', 0):.0f} ms)"
                if "longest_loop_ms" in tessera else ""),
             tessera["cpu_seconds_per_million"], "CPU s per M events")
@@ -109,7 +111,9 @@ def rows(results):
                if fresh.get("longest_loop_ms") else "")
             + ("; cores used during the load (of the machine's " + str(os.cpu_count()) + "): "
                + ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(fresh["cores_used"].items(), key=lambda kv: -kv[1]))
-               if fresh.get("cores_used") else ""), fresh["p99_ms"],
+               if fresh.get("cores_used") else "")
+            + ("; the worker's threads: " + ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(fresh["worker_threads_cores_used"].items(), key=lambda kv: -kv[1]))
+               if fresh.get("worker_threads_cores_used") else ""), fresh["p99_ms"],
             "ms (p99)", baseline=f"load {rate(fresh['achieved_rate'])} achieved", target="p99 ≤ 250 ms",
             verdict=at_most(fresh["p99_ms"], 250) if fresh["lost"] == 0 else (False, f"{fresh['lost']} probes never visible"
                                                                                           + (f" ({len(fresh['undelivered'])} not taken by the broker)" if fresh.get("undelivered") else "")
@@ -234,7 +238,9 @@ def markdown(results, table):
         t = m["tessera"]
         lines.append(f"- Ceiling and Tessera: events / time from the group's first assignment to the end (Tessera: to the "
                      f"process exit, after the final flush, checkpoint and commit); group join ({t['group_join_seconds']:.1f} s) "
-                     f"excluded. Redis commands counted by Redis (`INFO commandstats`). librdkafka {t.get('librdkafka')}.")
+                     f"excluded. Redis commands counted by Redis (`INFO commandstats`). CPU from `/proc/PID/stat` (utime + stime), the "
+                     f"worker's per thread from `/proc/PID/task/*/stat` read every 0.5 s (its last half second is missing there). "
+                     f"librdkafka {t.get('librdkafka')}.")
     if "scaling" in m:
         lines.append("- Scaling: events / time from the first assignment to the last stats line (every 0.5 s) that "
                      "consumed events, for both runs (2 workers then wait 10 s before stopping, not counted).")

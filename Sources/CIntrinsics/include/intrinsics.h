@@ -50,4 +50,8 @@ int tessera_end_direct(int fd);
 /// (`kill -SEGV`): the handler installed before (the Swift runtime's, which prints a backtrace)
 /// still runs, then the signal is raised again with its default action. Call once, early.
 void tessera_end_on_fatal_signals(void);
+
+/// Names the calling thread for the kernel (`/proc/PID/task/*/comm`, `top -H`, `perf`): at most
+/// 15 bytes are kept.
+void tessera_name_this_thread(const char *name);
 #endif

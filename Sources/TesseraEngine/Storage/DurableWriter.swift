@@ -63,10 +63,7 @@ final class DurableWriter: @unchecked Sendable {
     init(offline: OfflineLog, checkpoints: CheckpointStore?) {
         self.offline = offline
         self.checkpoints = checkpoints
-        let thread = Thread { self.loop() }  // it keeps the writer alive until `stop()`
-        thread.name = "tessera-storage"
-        self.thread = thread
-        thread.start()
+        thread = startThread(named: "tessera-storage") { self.loop() }  // it keeps the writer alive until `stop()`
     }
 
     func enqueue(_ jobs: [Job]) {

@@ -93,9 +93,7 @@ final class SnapshotTaker: @unchecked Sendable {  // fields below `condition` ar
     private var live = 0
 
     init() {
-        let thread = Thread { self.loop() }  // it keeps the taker alive until `stop()`
-        thread.name = "tessera-snapshot"
-        thread.start()
+        startThread(named: "tessera-snap") { self.loop() }  // it keeps the taker alive until `stop()`
     }
 
     /// Queues the checkpoint of a partition at `position` whose state is `state`, a copy of the
