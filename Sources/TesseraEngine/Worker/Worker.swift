@@ -219,7 +219,7 @@ public final class Worker: RebalanceListener {
                 // Behind by more than a second of input (catching up): the newest record polled
                 // was produced over a second ago (for records without a timestamp: a second of
                 // full batches). Then rows go to Redis once per catch-up interval (a quarter of the
-                // lag, 1–3 s), which saves Redis most of its writes; at the head of the stream, as
+                // lag, 1–5 s), which saves Redis most of its writes; at the head of the stream, as
                 // soon as the flusher is idle, each entity's at most once per flush interval (the
                 // writer keeps the others back).
                 let lag: Duration? = newestProduced >= 0
@@ -272,11 +272,14 @@ public final class Worker: RebalanceListener {
     static let headPollMs: Int32 = 5, catchUpPollMs: Int32 = 50
 
     /// How often rows are handed to Redis while the worker is behind by `lag`: a quarter of the
-    /// lag, at least a second and at most three. Rows written while catching up are overwritten
+    /// lag, at least a second and at most five. Rows written while catching up are overwritten
     /// moments later; fewer of them leave Redis (and the cores it shares) to the rows that stay,
-    /// and an entity's value in Redis is then at most the lag plus a quarter of it behind.
+    /// and an entity's value in Redis is then at most the lag plus a quarter of it behind. The cap
+    /// bounds that quarter for long lags, and the rows held back meanwhile: on `steady`, 3 s took
+    /// 0.32 Redis commands per event at a peak RSS of ~1.0 GiB, 5 s 0.26 at ~1.1 GiB, 10 s 0.22
+    /// at ~1.6 GiB (benchmarks/results/2026-12-07-catch-up-cap).
     package static func catchUpInterval(lag: Duration) -> Duration {
-        min(max(lag / 4, .seconds(1)), .seconds(3))
+        min(max(lag / 4, .seconds(1)), .seconds(5))
     }
 
     /// Does what the lifecycle asks.
