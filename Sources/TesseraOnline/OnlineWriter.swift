@@ -456,7 +456,7 @@ final class RedisFlusher: @unchecked Sendable {
     private var failure: (any Error)?
     private var stopping = false
     private var state = Counters()
-    private var thread: Thread?
+    private var started = false
     /// Per view: produced → the row written to Redis, per row (the owner names the metrics).
     private let freshness: [String: FreshnessRecorders]
 
@@ -595,8 +595,9 @@ final class RedisFlusher: @unchecked Sendable {
     /// Starts the flusher thread (under `condition`); it keeps the flusher alive until `stop()`
     /// ends its loop.
     private func startIfNeeded() {
-        guard thread == nil else { return }
-        thread = startThread(named: "tessera-redis") { self.loop() }
+        guard !started else { return }
+        started = true
+        startThread(named: "tessera-redis") { self.loop() }
     }
 
     func waitIdle(_ whileWaiting: () throws -> Void = {}) throws {

@@ -4,7 +4,7 @@ import Testing
 import TesseraCore
 
 /// A thread started by `startThread(named:)` carries its name into the kernel, where `top -H`,
-/// `perf` and the benchmark harness read it (`/proc/self/task/TID/comm`).
+/// `perf` and the benchmark harness read it (`/proc/thread-self/comm`).
 @Suite("Named threads")
 struct NamedThreadTests {
     @Test("the kernel knows a started thread by its name")

@@ -58,12 +58,11 @@ final class DurableWriter: @unchecked Sendable {
     private var trouble: (task: String, component: String, error: String)?
     private var failures: [String: Int] = [:]
     private var stopping = false
-    private var thread: Thread?
 
     init(offline: OfflineLog, checkpoints: CheckpointStore?) {
         self.offline = offline
         self.checkpoints = checkpoints
-        thread = startThread(named: "tessera-storage") { self.loop() }  // it keeps the writer alive until `stop()`
+        startThread(named: "tessera-storage") { self.loop() }  // it keeps the writer alive until `stop()`
     }
 
     func enqueue(_ jobs: [Job]) {
