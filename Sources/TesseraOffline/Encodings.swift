@@ -294,54 +294,69 @@ enum Delta {
         Varint.append(UInt64(miniblocks), to: &out)
         Varint.append(UInt64(v.count), to: &out)
         Varint.append(Varint.zigzag(v.first ?? 0), to: &out)
-        var deltas = [UInt64](repeating: 0, count: blockSize)
-        var widths = [Int](repeating: 0, count: miniblocks)
-        var i = 1
-        while i < v.count {
-            let count = min(blockSize, v.count - i)
-            var least = Int64.max
-            for k in 0..<count {
-                let d = v[i + k] &- v[i + k - 1]
-                deltas[k] = UInt64(bitPattern: d)
-                least = min(least, d)
-            }
-            Varint.append(Varint.zigzag(least), to: &out)
-            for m in 0..<miniblocks { widths[m] = 0 }
-            for k in 0..<blockSize {
-                deltas[k] = k < count ? deltas[k] &- UInt64(bitPattern: least) : 0
-            }
-            let needed = (count + perMiniblock - 1) / perMiniblock
-            for m in 0..<needed {
-                var all: UInt64 = 0
-                for k in m * perMiniblock..<(m + 1) * perMiniblock { all |= deltas[k] }
-                widths[m] = bitWidth(all)
-            }
-            for m in 0..<miniblocks { out.append(UInt8(widths[m])) }
-            for m in 0..<needed {
-                deltas.withUnsafeBufferPointer {
-                    pack(UnsafeBufferPointer(rebasing: $0[m * perMiniblock..<(m + 1) * perMiniblock]), bitWidth: widths[m], into: &out)
+        guard v.count > 1 else { return }
+        // Each block is written into `block` through a pointer (its least delta, the miniblocks'
+        // widths, their packed deltas: at most 10 + 4 + 128 · 8 bytes), then appended at once.
+        let blockBytes = 10 + miniblocks + blockSize * 8
+        out.reserveCapacity(out.count + (v.count + blockSize - 1) / blockSize * (blockBytes / 4))
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: blockSize + blockBytes / 8 + 1) { scratch in
+            let deltas = scratch.baseAddress!
+            let block = UnsafeMutableRawPointer(deltas + blockSize)
+            let values = v.baseAddress!
+            var i = 1
+            while i < v.count {
+                let count = min(blockSize, v.count - i)
+                var least = Int64.max
+                for k in 0..<count {
+                    let d = values[i &+ k] &- values[i &+ k &- 1]
+                    deltas[k] = UInt64(bitPattern: d)
+                    least = min(least, d)
                 }
+                let needed = (count + perMiniblock - 1) / perMiniblock
+                for k in 0..<count { deltas[k] &-= UInt64(bitPattern: least) }
+                for k in count..<needed * perMiniblock { deltas[k] = 0 }
+                var o = Varint.write(Varint.zigzag(least), to: block)
+                let widths = o
+                o += miniblocks
+                for m in 0..<miniblocks {
+                    guard m < needed else { widths.storeBytes(of: 0, toByteOffset: m, as: UInt8.self); continue }
+                    let miniblock = deltas + m &* perMiniblock
+                    var all: UInt64 = 0
+                    for k in 0..<perMiniblock { all |= miniblock[k] }
+                    let w = bitWidth(all)
+                    widths.storeBytes(of: UInt8(w), toByteOffset: m, as: UInt8.self)
+                    o = pack(miniblock, bitWidth: w, to: o)
+                }
+                out.append(contentsOf: UnsafeRawBufferPointer(start: block, count: o - block))
+                i += count
             }
-            i += count
         }
     }
 
-    /// Packs `values` (a multiple of 8 of them, each below 2^width) least significant bit first.
-    static func pack(_ values: UnsafeBufferPointer<UInt64>, bitWidth w: Int, into out: inout [UInt8]) {
-        guard w > 0 else { return }
+    /// Packs 32 values (each below 2^width) least significant bit first at `o` (4 · width bytes);
+    /// returns the end.
+    @inline(__always)
+    static func pack(_ values: UnsafePointer<UInt64>, bitWidth w: Int, to o: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        guard w > 0 else { return o }
+        var o = o
         var acc: UInt64 = 0
         var used = 0
-        for value in values {
+        for k in 0..<32 {
+            let value = values[k]
             acc |= value &<< UInt64(used)
-            if used + w >= 64 {
-                withUnsafeBytes(of: acc.littleEndian) { out.append(contentsOf: $0) }
-                let consumed = 64 - used
-                acc = consumed < 64 ? value &>> UInt64(consumed) : 0
-                used = used + w - 64
-            } else {
-                used += w
+            used &+= w
+            if used >= 64 {
+                o.storeBytes(of: acc.littleEndian, as: UInt64.self)
+                o += 8
+                used &-= 64
+                acc = used > 0 ? value &>> UInt64(w &- used) : 0
             }
         }
-        withUnsafeBytes(of: acc.littleEndian) { out.append(contentsOf: $0.prefix(used / 8)) }
+        // 32 · w bits end on a byte: what is left is 0 or 32 bits.
+        if used > 0 {
+            o.storeBytes(of: UInt32(truncatingIfNeeded: acc).littleEndian, as: UInt32.self)
+            o += 4
+        }
+        return o
     }
 }

@@ -10,6 +10,19 @@ public enum Varint {
         out.append(UInt8(v))
     }
 
+    /// Writes `value` at `p` (at most 10 bytes) and returns the end.
+    @inline(__always)
+    public static func write(_ value: UInt64, to p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        var v = value, p = p
+        while v >= 0x80 {
+            p.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, as: UInt8.self)
+            p += 1
+            v >>= 7
+        }
+        p.storeBytes(of: UInt8(v), as: UInt8.self)
+        return p + 1
+    }
+
     /// Reads one varint from `next()`'s bytes; nil when it runs past 64 bits.
     public static func read(_ next: () throws -> UInt8) rethrows -> UInt64? {
         var result: UInt64 = 0
