@@ -116,6 +116,29 @@ public struct Column: Sendable, Equatable {
         flags.withUnsafeBufferPointer { validity.append(contentsOf: $0) }
     }
 
+    /// Appends rows `rows` of another column of the same type, in the order given.
+    public mutating func append(contentsOf other: Column, rows: UnsafeBufferPointer<Int>) {
+        precondition(type == other.type)
+        switch type {
+        case .int64, .bool: other.ints.withUnsafeBufferPointer { src in ints.append(contentsOf: rows.lazy.map { src[$0] }) }
+        case .float64: other.doubles.withUnsafeBufferPointer { src in doubles.append(contentsOf: rows.lazy.map { src[$0] }) }
+        case .string:
+            offsets.reserveCapacity(offsets.count + rows.count)
+            for r in rows {
+                other.withUTF8(at: r) { bytes.append(contentsOf: $0) }
+                offsets.append(Int32(bytes.count))
+            }
+        }
+        if other.validity.allSet {
+            validity.appendSet(count: rows.count)
+        } else {
+            withUnsafeTemporaryAllocation(of: Bool.self, capacity: rows.count) { flags in
+                for (k, r) in rows.enumerated() { flags[k] = other.validity[r] }
+                validity.append(contentsOf: UnsafeBufferPointer(flags))
+            }
+        }
+    }
+
     /// Appends `count` fixed-width values given as bit patterns (Int64, Double or 0/1 for a bool) with
     /// their validity.
     public mutating func append(bits: UnsafePointer<UInt64>, valid: UnsafePointer<Bool>, count n: Int) {
@@ -220,6 +243,13 @@ public struct ColumnBatch: Sendable {
     public mutating func removeLast() {
         eventTimes.removeLast()
         for i in columns.indices { columns[i].removeLast() }
+    }
+
+    /// Appends rows `rows` of a batch of the same schema, in the order given.
+    public mutating func append(rows: UnsafeBufferPointer<Int>, of other: ColumnBatch) {
+        precondition(columns.count == other.columns.count, "batches of one schema")
+        other.eventTimes.withUnsafeBufferPointer { times in eventTimes.append(contentsOf: rows.lazy.map { times[$0] }) }
+        for c in columns.indices { columns[c].append(contentsOf: other.columns[c], rows: rows) }
     }
 
     /// Appends one row; `values` follows the schema order, nil for a null field.

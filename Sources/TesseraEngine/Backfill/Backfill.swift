@@ -75,9 +75,17 @@ public final class Backfill {
     private let router: RecordRouter
     private let clock: any WallClock
     private var pipelines: [PartitionPipeline?]
-    /// Decodes each event once before it is routed, to read the key that places it.
+    /// Decodes each event of a chunk once, into `decoded`, to read the key that places it; the
+    /// rows then go to their partitions' pipelines as they are (`PartitionPipeline.accept`).
     private var placement: JSONEventDecoder
-    private var scratch: ColumnBatch
+    /// The fields the source takes from a Kafka record: null in events read from files.
+    private var recordFields: RecordFields?
+    private var decoded: ColumnBatch
+    /// Per partition, the rows of `decoded` placed in it and the chunk index of each one's event;
+    /// the partitions in the order the chunk first placed an event in them.
+    private var placedRows: [[Int]]
+    private var placedRecords: [[Int]]
+    private var placedOrder: [Int32] = []
     public private(set) var stats = BackfillStats()
 
     public init(options: BackfillOptions, logger: Logger, clock: any WallClock = SystemClock()) throws {
@@ -146,7 +154,10 @@ public final class Backfill {
             destination: .file(options.deadLetterFile ?? "\(options.offlineDirectory)/_dead_letters.jsonl"), producer: nil))
         pipelines = Array(repeating: nil, count: Int(options.partitions))
         placement = JSONEventDecoder(source: source, maxBytes: options.maxMessageBytes)
-        scratch = ColumnBatch(schema: source.schema.types)
+        recordFields = RecordFields(source: source)
+        decoded = ColumnBatch(schema: source.schema.types)
+        placedRows = Array(repeating: [], count: Int(options.partitions))
+        placedRecords = Array(repeating: [], count: Int(options.partitions))
     }
 
     deinit { online?.stop() }
@@ -196,29 +207,47 @@ public final class Backfill {
         stats.emissions += c.closed
     }
 
-    /// Places, decodes and aggregates one chunk of events (payloads are valid only in here).
+    /// Decodes and places one chunk of events, then aggregates it (payloads are valid only in here).
     private func process(_ chunk: EventChunk, file: String) throws {
+        decoded.removeAll()
+        for p in placedOrder {
+            placedRows[Int(p)].removeAll(keepingCapacity: true)
+            placedRecords[Int(p)].removeAll(keepingCapacity: true)
+        }
+        placedOrder.removeAll(keepingCapacity: true)
         for i in 0..<chunk.count {
             stats.events += 1
             let payload = chunk.payload(i)
-            // The key decides the partition; an event without a usable key cannot be placed.
-            scratch.removeAll()
-            if let rejection = placement.decode(payload, into: &scratch) {
+            // As a pipeline decodes a record: the record's fields are read first (none can be
+            // wrong here: a file has no record key, timestamp or header), appended after the payload.
+            var rejection = recordFields?.read(key: nil, timestampMillis: -1, header: { _ in nil })
+            if rejection == nil { rejection = placement.decode(payload, into: &decoded) }
+            if let rejection {
                 try router.deadLetters.record(DeadLetterOrigin(topic: file, partition: -1, offset: chunk.positions[i]),
                                               rejection: rejection, payload: payload)
                 continue
             }
-            let key = scratch.columns[keyIndex]
-            guard key.validity[0] else {
+            recordFields?.append(into: &decoded)
+            let row = decoded.count - 1
+            // The key decides the partition; an event without a usable key cannot be placed.
+            guard decoded.columns[keyIndex].validity[row] else {
+                decoded.removeLast()
                 try router.deadLetters.record(DeadLetterOrigin(topic: file, partition: -1, offset: chunk.positions[i]),
                                               rejection: Rejection(.missingKey, "'\(source.schema.names[keyIndex])' is null: no partition to put the event in"),
                                               payload: payload)
                 continue
             }
-            let partition = KafkaPartitioner.partition(key: keyBytes(key), partitions: options.partitions)
-            let p = pipeline(partition)
-            try router.decode(payload, offset: p.nextOffset, record: i, into: p,
-                              origin: DeadLetterOrigin(topic: file, partition: partition, offset: chunk.positions[i]))
+            let partition = self.partition(of: row)
+            if placedRows[Int(partition)].isEmpty { placedOrder.append(partition) }
+            placedRows[Int(partition)].append(row)
+            placedRecords[Int(partition)].append(i)
+        }
+        for p in placedOrder {
+            placedRows[Int(p)].withUnsafeBufferPointer { rows in
+                placedRecords[Int(p)].withUnsafeBufferPointer { records in
+                    router.accept(decoded, rows: rows, records: records, into: pipeline(p))
+                }
+            }
         }
         let touched = try router.aggregate { p, record, _ in
             (chunk.payload(record), DeadLetterOrigin(topic: file, partition: p.partition, offset: chunk.positions[record]))
@@ -238,13 +267,29 @@ public final class Backfill {
         return p
     }
 
-    /// The key bytes a producer sends for the field's value: its text (integers in decimal).
-    private func keyBytes(_ column: Column) -> [UInt8] {
+    /// The partition Kafka's default partitioner gives row `row`'s key: the bytes a producer
+    /// sends for the key field's value, its text (integers in decimal).
+    private func partition(of row: Int) -> Int32 {
+        let column = decoded.columns[keyIndex]
+        let n = options.partitions
         switch column.type {
-        case .string: return Array(column.string(at: 0).utf8)
-        case .int64: return Array(String(column.ints[0]).utf8)
-        case .bool: return Array((column.ints[0] != 0 ? "true" : "false").utf8)
-        case .float64: return Array(String(column.doubles[0]).utf8)
+        case .string: return column.withUTF8(at: row) { KafkaPartitioner.partition(key: $0, partitions: n) }
+        case .int64:
+            // The decimal digits, written from the end of a 20-byte buffer (no String made).
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+                let v = column.ints[row]
+                var magnitude = v.magnitude
+                var at = 20
+                repeat {
+                    at -= 1
+                    digits[at] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                    magnitude /= 10
+                } while magnitude > 0
+                if v < 0 { at -= 1; digits[at] = UInt8(ascii: "-") }
+                return KafkaPartitioner.partition(key: UnsafeBufferPointer(rebasing: digits[at...]), partitions: n)
+            }
+        case .bool: return KafkaPartitioner.partition(key: Array((column.ints[row] != 0 ? "true" : "false").utf8), partitions: n)
+        case .float64: return KafkaPartitioner.partition(key: Array(String(column.doubles[row]).utf8), partitions: n)
         }
     }
 }

@@ -127,6 +127,18 @@ final class PartitionPipeline {
         }
     }
 
+    /// Takes rows `rows` of `decoded` as its next input records, `records[i]` the caller's index
+    /// of row `rows[i]`'s record: events the caller decoded with the source's decoder, and the
+    /// fields the source takes from a record (null: there is none), as `decode` would have.
+    /// `tessera backfill` decodes each event once, to read the key that places it.
+    func accept(_ decoded: ColumnBatch, rows: UnsafeBufferPointer<Int>, records: UnsafeBufferPointer<Int>) {
+        guard rows.count > 0 else { return }
+        intake.accept(decoded, rows: rows, records: records, firstOffset: nextOffset)
+        nextOffset += Int64(rows.count)
+        counters.consumed += rows.count
+        consecutiveBad = 0
+    }
+
     private func reject(_ rejection: Rejection) -> Rejection {
         counters.rejected[rejection.reason, default: 0] += 1
         consecutiveBad += 1
@@ -309,6 +321,14 @@ private struct Intake {
         rowRecords.append(record)
         rowStamps.append(timestampMillis)
         return outcome
+    }
+
+    /// See `PartitionPipeline.accept`.
+    mutating func accept(_ decoded: ColumnBatch, rows: UnsafeBufferPointer<Int>, records: UnsafeBufferPointer<Int>, firstOffset: Int64) {
+        batch.append(rows: rows, of: decoded)
+        rowOffsets.append(contentsOf: firstOffset..<firstOffset + Int64(rows.count))
+        rowRecords.append(contentsOf: records)
+        rowStamps.append(contentsOf: repeatElement(-1, count: rows.count))
     }
 
     mutating func removeAll() {

@@ -1,3 +1,4 @@
+import TesseraCore
 import TesseraSource
 
 /// Decode → aggregate → reject for a batch of input records of any partitions: the one path by
@@ -22,13 +23,23 @@ final class RecordRouter {
     func decode(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer? = nil, timestampMillis: Int64 = -1,
                 header: (Int) -> UnsafeRawBufferPointer? = { _ in nil }, offset: Int64, record: Int, into pipeline: PartitionPipeline,
                 origin: @autoclosure () -> DeadLetterOrigin) throws {
+        touch(pipeline)
+        if let rejection = pipeline.decode(payload, key: key, timestampMillis: timestampMillis, header: header, offset: offset, record: record) {
+            try deadLetters.record(origin(), rejection: rejection, payload: payload)
+        }
+    }
+
+    /// Hands rows of `decoded` to `pipeline` (see `PartitionPipeline.accept`).
+    func accept(_ decoded: ColumnBatch, rows: UnsafeBufferPointer<Int>, records: UnsafeBufferPointer<Int>, into pipeline: PartitionPipeline) {
+        touch(pipeline)
+        pipeline.accept(decoded, rows: rows, records: records)
+    }
+
+    private func touch(_ pipeline: PartitionPipeline) {
         let id = ObjectIdentifier(pipeline)
         if id != last {
             last = id
             if isTouched.insert(id).inserted { touched.append(pipeline) }
-        }
-        if let rejection = pipeline.decode(payload, key: key, timestampMillis: timestampMillis, header: header, offset: offset, record: record) {
-            try deadLetters.record(origin(), rejection: rejection, payload: payload)
         }
     }
 
