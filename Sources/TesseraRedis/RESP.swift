@@ -64,11 +64,39 @@ public struct RESPBuffer: Sendable {
     }
 
     public mutating func argument(_ value: UnsafeRawBufferPointer) {
-        bytes.append(UInt8(ascii: "$"))
-        appendCount(value.count)
-        bytes.append(contentsOf: value)
-        bytes.append(0x0D)
-        bytes.append(0x0A)
+        // `$<length>\r\n<value>\r\n` assembled on the stack and appended at once when it is short
+        // (field names, numbers, keys): one capacity and uniqueness check instead of one per byte.
+        guard value.count <= 104 else {
+            bytes.append(UInt8(ascii: "$"))
+            appendCount(value.count)
+            bytes.append(contentsOf: value)
+            bytes.append(0x0D)
+            bytes.append(0x0A)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 112) { piece in
+            let p = piece.baseAddress!
+            p[0] = UInt8(ascii: "$")
+            var at = 1
+            let n = value.count
+            if n >= 100 {
+                p[at] = UInt8(truncatingIfNeeded: n / 100) &+ 0x30
+                at += 1
+            }
+            if n >= 10 {
+                p[at] = UInt8(truncatingIfNeeded: n / 10 % 10) &+ 0x30
+                at += 1
+            }
+            p[at] = UInt8(truncatingIfNeeded: n % 10) &+ 0x30
+            p[at + 1] = 0x0D
+            p[at + 2] = 0x0A
+            at += 3
+            if n > 0 { UnsafeMutableRawPointer(p + at).copyMemory(from: value.baseAddress!, byteCount: n) }
+            at += n
+            p[at] = 0x0D
+            p[at + 1] = 0x0A
+            bytes.append(contentsOf: UnsafeBufferPointer(start: p, count: at + 2))
+        }
     }
 
     public mutating func argument(_ value: [UInt8]) { value.withUnsafeBytes { argument($0) } }

@@ -7,8 +7,9 @@ import Testing
 struct RESPTests {
     @Test("commands are arrays of bulk strings, whatever the number of arguments and their lengths")
     func bulkStrings() {
-        // Counts of one, two and more digits, and an empty argument.
-        for lengths in [[0], [1, 9], [10, 99, 100], Array(repeating: 3, count: 11), [1_000, 12_345]] {
+        // Counts of one, two and more digits, an empty argument, either side of the longest one
+        // assembled on the stack (104 bytes).
+        for lengths in [[0], [1, 9], [10, 99, 100], [101, 104, 105, 106], Array(repeating: 3, count: 11), [1_000, 12_345]] {
             let arguments = lengths.enumerated().map { i, n in (0..<n).map { UInt8(truncatingIfNeeded: 0x41 + (i + $0) % 26) } }
             var buffer = RESPBuffer()
             buffer.begin(arguments: arguments.count)
