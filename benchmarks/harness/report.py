@@ -6,12 +6,12 @@ import os
 ROW_IDS = ["ceiling", "tessera", "tessera_resources", "scaling_1", "scaling_2", "freshness", "hot",
            "quix_view", "quix_tumbling", "quix_agreement", "bytewax_view", "bytewax_tumbling", "bytewax_agreement",
            "pathway_view", "pathway_tumbling", "pathway_agreement", "core", "core_steady", "core_state",
-           "duckdb", "historical_tessera", "historical_duckdb", "historical_polars", "historical_pandas"]
+           "backfill", "duckdb", "historical_tessera", "historical_duckdb", "historical_polars", "historical_pandas"]
 MEASUREMENT_OF_ROW = {"ceiling": "ceiling", "tessera": "tessera", "tessera_resources": "tessera", "scaling_1": "scaling",
                       "scaling_2": "scaling", "freshness": "freshness", "hot": "hot", "quix_view": "quix",
                       "quix_tumbling": "quix", "quix_agreement": "quix", "bytewax_view": "bytewax",
                       "bytewax_tumbling": "bytewax", "bytewax_agreement": "bytewax", "pathway_view": "pathway",
-                      "pathway_tumbling": "pathway", "pathway_agreement": "pathway", "core": "core", "core_steady": "core", "core_state": "core", "duckdb": "duckdb",
+                      "pathway_tumbling": "pathway", "pathway_agreement": "pathway", "core": "core", "core_steady": "core", "core_state": "core", "backfill": "backfill", "duckdb": "duckdb",
                       "historical_tessera": "historical", "historical_duckdb": "historical",
                       "historical_polars": "historical", "historical_pandas": "historical"}
 # The streaming peers: measurement, name in the table, package (its version key), Tessera's target ratio.
@@ -160,6 +160,13 @@ def rows(results):
             f"{core['state_mib']:,} MiB in use ({core['state_reserved_mib']:,} MiB reserved): {core['entities']:,} entities, "
             f"{core['tiles']:,} non-empty tiles; {core['bytes_per_entity']:,} B per entity, {core['bytes_per_tile']:,} B per non-empty tile",
             core["state_mib"], "MiB", target="≤ 0.5 GiB", verdict=at_most(core["state_mib"], 512))
+    backfill = m.get("backfill")
+    if backfill:
+        add("backfill", f"tessera backfill of the same {backfill['events']:,} events from JSON lines, 4 partitions "
+            "(decode, core, offline log)",
+            f"{rate(backfill['rate'])}, {backfill['cpu_seconds_per_million']:.2f} CPU s per M events, "
+            f"peak RSS {backfill['peak_rss_mib']:,.0f} MiB", backfill["rate"], "events/s",
+            baseline=f"core {rate(core['rate'])}" if core else "", ratio=backfill.get("core_ratio"))
     if duck:
         add("duckdb", "DuckDB window functions (RANGE), every event's features, 2 threads", rate(duck["rate"]), duck["rate"],
             "events/s", baseline=f"core {rate(core['rate'])}" if core else "", ratio=duck.get("core_ratio"),
@@ -198,6 +205,8 @@ def summary(name, m):
         return "failed"
     if name in ("ceiling", "tessera", "core", "duckdb"):
         return rate(m["rate"])
+    if name == "backfill":
+        return f"{rate(m['rate'])}, {m['cpu_seconds_per_million']:.2f} CPU s per M events"
     if name == "scaling":
         return f"2 workers {rate(m['workers_2']['rate_to_drained'])} ({m['speedup']:.2f}× of 1)"
     if name == "freshness":
@@ -273,6 +282,10 @@ def markdown(results, table):
                      "(one record past the prefix appended to each partition, dropped by the peer: tansu reports a partition's "
                      "high watermark as its last batch's first offset); the sampled users' windows joined out inside Pathway. "
                      "Rate = events / the whole `pw.run()`, the engine's start included.")
+    if "backfill" in m:
+        lines.append("- Backfill: `tessera backfill` of the scale's events written as JSON lines (as the topic holds them), "
+                     "4 partitions, into a fresh offline log; wall clock and CPU from /usr/bin/time, the reading of the file "
+                     "included. Ratio: the core's rate over backfill's (what decoding and the offline log add).")
     if "duckdb" in m:
         lines.append("- DuckDB: the same events loaded from JSON lines (not timed), then one CREATE TABLE AS SELECT of all "
                      "ten features with RANGE windows per user, each in DuckDB's fastest windowed form (exact count(DISTINCT); "
