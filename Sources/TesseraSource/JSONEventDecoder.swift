@@ -159,17 +159,20 @@ public struct JSONEventDecoder: Sendable {
     }
 
     private func append(_ base: UnsafePointer<UInt8>, into batch: inout ColumnBatch) {
-        for (f, c) in columns.enumerated() {
-            let slot = slots[f]
-            switch slot.kind {
-            case .absent, .null: batch.columns[c].appendNull()
-            case .int:
-                let v = Int64(bitPattern: slot.bits)
-                if schema.types[c] == .float64 { batch.columns[c].append(double: Double(v)) } else { batch.columns[c].append(int: v) }
-            case .double: batch.columns[c].append(double: Double(bitPattern: slot.bits))
-            case .bool: batch.columns[c].append(bool: slot.bits != 0)
-            case .string: batch.columns[c].append(utf8: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start))
-            case .unescapedString: unescaped[f].withUnsafeBufferPointer { batch.columns[c].append(utf8: $0) }
+        // Through a buffer pointer: one uniqueness check of the column array per row, not per field.
+        batch.columns.withUnsafeMutableBufferPointer { out in
+            for (f, c) in columns.enumerated() {
+                let slot = slots[f]
+                switch slot.kind {
+                case .absent, .null: out[c].appendNull()
+                case .int:
+                    let v = Int64(bitPattern: slot.bits)
+                    if schema.types[c] == .float64 { out[c].append(double: Double(v)) } else { out[c].append(int: v) }
+                case .double: out[c].append(double: Double(bitPattern: slot.bits))
+                case .bool: out[c].append(bool: slot.bits != 0)
+                case .string: out[c].append(utf8: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start))
+                case .unescapedString: unescaped[f].withUnsafeBufferPointer { out[c].append(utf8: $0) }
+                }
             }
         }
     }

@@ -1,6 +1,10 @@
 /// A validity bitmap: bit `i` is set when row `i` holds a value. Read 64 rows at a time where it pays.
 public struct Bitmap: Sendable, Equatable {
-    public private(set) var words: [UInt64] = []
+    /// The complete words (bit `i` of word `w` is row `64 · w + i`); the rows after them, fewer
+    /// than 64, are the low bits of `tail`. Appending a row then writes `tail`, not the array: a
+    /// decoder appends every field's validity once per row.
+    @usableFromInline var full: [UInt64] = []
+    @usableFromInline var tail: UInt64 = 0
     public private(set) var count: Int = 0
     /// Number of cleared bits; zero lets readers skip the bitmap entirely.
     public private(set) var unsetCount: Int = 0
@@ -9,15 +13,22 @@ public struct Bitmap: Sendable, Equatable {
 
     public init(repeating value: Bool, count: Int) {
         self.count = count
-        words = Array(repeating: value ? ~0 : 0, count: (count + 63) >> 6)
+        full = Array(repeating: value ? ~0 : 0, count: count >> 6)
+        tail = value && count & 63 != 0 ? (1 << UInt64(count & 63)) - 1 : 0
         unsetCount = value ? 0 : count
-        if value, count & 63 != 0 { words[words.count - 1] = (1 << UInt64(count & 63)) - 1 }
     }
+
+    /// Every row's bit, 64 to a word, the last word's unused bits clear. A new array when the
+    /// last word is partial: read it once per batch, not per row.
+    public var words: [UInt64] { count & 63 == 0 ? full : full + [tail] }
 
     @inlinable
     public subscript(i: Int) -> Bool {
-        (words[i >> 6] >> UInt64(i & 63)) & 1 != 0
+        (word(i >> 6) >> UInt64(i & 63)) & 1 != 0
     }
+
+    @inlinable
+    func word(_ w: Int) -> UInt64 { w < full.count ? full[w] : tail }
 
     @inlinable
     public var allSet: Bool { unsetCount == 0 }
@@ -30,12 +41,12 @@ public struct Bitmap: Sendable, Equatable {
             if n > 0 { body(0..<n) }
             return
         }
-        words.withUnsafeBufferPointer { words in
+        full.withUnsafeBufferPointer { words in
             var w = 0
             while w &* 64 < n {
                 let base = w &* 64
                 let end = min(n, base &+ 64)
-                var bits = words[w]
+                var bits = w < words.count ? words[w] : tail
                 if end &- base < 64 { bits &= (1 &<< UInt64(end &- base)) &- 1 }
                 while bits != 0 {
                     let first = bits.trailingZeroBitCount
@@ -49,21 +60,24 @@ public struct Bitmap: Sendable, Equatable {
     }
 
     public mutating func append(_ value: Bool) {
-        if count & 63 == 0 { words.append(0) }
         if value {
-            words[count >> 6] |= 1 << UInt64(count & 63)
+            tail |= 1 &<< UInt64(count & 63)
         } else {
             unsetCount += 1
         }
         count += 1
+        if count & 63 == 0 {
+            full.append(tail)
+            tail = 0
+        }
     }
 
     public mutating func removeLast() {
         precondition(count > 0)
+        if count & 63 == 0 { tail = full.removeLast() }
         count -= 1
         let mask: UInt64 = 1 << UInt64(count & 63)
-        if words[count >> 6] & mask == 0 { unsetCount -= 1 } else { words[count >> 6] &= ~mask }
-        if count & 63 == 0 { words.removeLast() }
+        if tail & mask == 0 { unsetCount -= 1 } else { tail &= ~mask }
     }
 
     /// Appends one bit per flag: whole words where the bitmap is word-aligned, eight flags per
@@ -83,7 +97,7 @@ public struct Bitmap: Sendable, Equatable {
             append(flags[i])
             i += 1
         }
-        words.reserveCapacity(words.count + (n - i + 63) / 64)
+        full.reserveCapacity(full.count + (n - i + 63) / 64)
         while i + 64 <= n {
             var word: UInt64 = 0
             for b in 0..<8 {
@@ -91,7 +105,7 @@ public struct Bitmap: Sendable, Equatable {
                 let eight = raw.loadUnaligned(fromByteOffset: i &+ 8 &* b, as: UInt64.self)
                 word |= ((eight &* 0x0102_0408_1020_4080) &>> 56) &<< UInt64(8 &* b)
             }
-            words.append(word)
+            full.append(word)
             count += 64
             unsetCount += 64 - word.nonzeroBitCount
             i += 64
@@ -103,7 +117,7 @@ public struct Bitmap: Sendable, Equatable {
     }
 
     /// Makes room for `n` bits.
-    public mutating func reserveCapacity(_ n: Int) { words.reserveCapacity((n + 63) / 64) }
+    public mutating func reserveCapacity(_ n: Int) { full.reserveCapacity(n / 64) }
 
     /// Appends `n` set bits.
     public mutating func appendSet(count n: Int) {
@@ -113,7 +127,7 @@ public struct Bitmap: Sendable, Equatable {
             left -= 1
         }
         while left >= 64 {
-            words.append(~0)
+            full.append(~0)
             count += 64
             left -= 64
         }
@@ -126,17 +140,18 @@ public struct Bitmap: Sendable, Equatable {
     public mutating func set(_ i: Int, _ value: Bool) {
         let was = self[i]
         guard was != value else { return }
-        if value {
-            words[i >> 6] |= 1 << UInt64(i & 63)
-            unsetCount -= 1
+        let bit: UInt64 = 1 << UInt64(i & 63)
+        if i >> 6 < full.count {
+            if value { full[i >> 6] |= bit } else { full[i >> 6] &= ~bit }
         } else {
-            words[i >> 6] &= ~(1 << UInt64(i & 63))
-            unsetCount += 1
+            if value { tail |= bit } else { tail &= ~bit }
         }
+        unsetCount += value ? -1 : 1
     }
 
     public mutating func removeAll() {
-        words.removeAll(keepingCapacity: true)
+        full.removeAll(keepingCapacity: true)
+        tail = 0
         count = 0
         unsetCount = 0
     }

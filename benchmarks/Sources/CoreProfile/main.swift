@@ -10,8 +10,12 @@ import TesseraTopology
 import TesseraWorkload
 
 let scale = CommandLine.arguments.dropFirst().first ?? "standard"
+/// `decode --formats json,avro --passes 1`: some formats, fewer passes (one for callgrind).
+let formats = (CommandLine.arguments.firstIndex(of: "--formats").map { CommandLine.arguments[$0 + 1] } ?? "json,avro,protobuf").split(separator: ",").map(String.init)
+let passes = CommandLine.arguments.firstIndex(of: "--passes").flatMap { Int(CommandLine.arguments[$0 + 1]) } ?? 5
 /// Decode into columns, one core: 1 M reference events — as JSON, then the same events as Avro
-/// and as Protobuf in the schema registry's wire format — best of 5 passes each.
+/// and as Protobuf in the schema registry's wire format — best of 5 passes each (`--formats`,
+/// `--passes`).
 func decodeBenchmarks() throws {
     struct Lookup: SchemaLookup {
         func schema(id: UInt32) -> Result<RegisteredSchema, SchemaUnavailable>? {
@@ -34,7 +38,7 @@ func decodeBenchmarks() throws {
         var batch = ColumnBatch(schema: source.schema.types)
         var best = Double.infinity
         var rejected = 0
-        for _ in 0..<5 {
+        for _ in 0..<passes {
             let started = ContinuousClock.now
             for (i, p) in payloads.enumerated() {
                 if i % 4_096 == 0 { batch.removeAll() }
@@ -45,9 +49,13 @@ func decodeBenchmarks() throws {
         let bytes = payloads.reduce(0) { $0 + $1.count }
         print("\(name): 1000000 reference events (\(bytes / 1_000_000) bytes on average) in \(String(format: "%.3f", best)) s = \(String(format: "%.2f", 1.0 / best)) M events/s, \(rejected) rejected")
     }
-    measure("decode", JSONEventDecoder(source: source)) { ReferenceWorkload.json($0, into: &$1) }
-    measure("decode-avro", AvroEventDecoder(source: source, schemas: Lookup())) { ReferenceWorkload.avro($0, schemaID: 1, into: &$1) }
-    measure("decode-protobuf", ProtobufEventDecoder(source: source, schemas: Lookup())) { ReferenceWorkload.protobuf($0, schemaID: 2, into: &$1) }
+    if formats.contains("json") { measure("decode", JSONEventDecoder(source: source)) { ReferenceWorkload.json($0, into: &$1) } }
+    if formats.contains("avro") {
+        measure("decode-avro", AvroEventDecoder(source: source, schemas: Lookup())) { ReferenceWorkload.avro($0, schemaID: 1, into: &$1) }
+    }
+    if formats.contains("protobuf") {
+        measure("decode-protobuf", ProtobufEventDecoder(source: source, schemas: Lookup())) { ReferenceWorkload.protobuf($0, schemaID: 2, into: &$1) }
+    }
 }
 /// The feature statistics alone (`ViewStatistics`), hot in cache: 4 096 rows of 5 features
 /// (2 integer, 3 double; random values) added 2 000 times, one hop.
