@@ -193,6 +193,9 @@ def rows(results):
     present = {r["id"] for r in out}
     for row_id in ROW_IDS:
         measurement = MEASUREMENT_OF_ROW[row_id]
+        # The core's steady companion runs only beside standard (and quick's smoke run).
+        if row_id == "core_steady" and results.get("scale") not in ("standard", "quick"):
+            continue
         if row_id not in present and measurement in results.get("selected", []):
             out.append({"id": row_id, "measurement": measurement, "what": row_id, "result": f"failed: {errors.get(measurement, 'no result')}",
                         "value": None, "unit": "", "baseline": "", "ratio": None, "target": "", "met": None, "verdict": ""})
