@@ -51,6 +51,54 @@ public struct JSONEventDecoder: Sendable {
     private var haveTime = false
     /// Per node, the entry expected next (the one after the last matched).
     private var predicted: [Int]
+    /// The event's keys as the last events wrote them, by position: the k-th key's bytes from its
+    /// opening quote to its colon (`"user_id":`, in a slot of `KeyShapes.slot` bytes) and what it
+    /// resolved to. A key whose bytes are the same at the same position resolves the same, without
+    /// being scanned and matched again (producers write every event's keys alike).
+    private var shapes = KeyShapes()
+
+    struct KeyShapes: Sendable {
+        static let slot = 32
+        var bytes: [UInt8] = []
+        var lengths: [Int] = []
+        /// What `match` gave (nil: not a declared field or object) and whether the key is the event time.
+        var targets: [Int?] = []
+        var isTime: [Bool] = []
+
+        mutating func record(_ k: Int, _ key: UnsafeBufferPointer<UInt8>, target: Int?, isTime time: Bool) {
+            guard key.count <= KeyShapes.slot, k <= lengths.count else { return }
+            if k == lengths.count {
+                bytes.append(contentsOf: repeatElement(0, count: KeyShapes.slot))
+                lengths.append(0)
+                targets.append(nil)
+                isTime.append(false)
+            }
+            bytes.withUnsafeMutableBufferPointer { b in
+                UnsafeMutableRawPointer(b.baseAddress! + k * KeyShapes.slot).copyMemory(from: key.baseAddress!, byteCount: key.count)
+            }
+            lengths[k] = key.count
+            targets[k] = target
+            isTime[k] = time
+        }
+
+        /// The length of key shape `k` when the payload holds it at `position`, else 0.
+        @inline(__always)
+        func match(_ k: Int, _ s: Scanner) -> Int {
+            guard k < lengths.count else { return 0 }
+            let n = lengths[k]
+            guard n >= 8, s.position &+ n <= s.count else { return 0 }
+            return bytes.withUnsafeBufferPointer { b in
+                let want = UnsafeRawPointer(b.baseAddress! + k &* KeyShapes.slot), have = UnsafeRawPointer(s.base + s.position)
+                // Eight bytes at a time, the last eight overlapping the ones before.
+                var o = 0
+                while o &+ 8 < n {
+                    if want.loadUnaligned(fromByteOffset: o, as: UInt64.self) != have.loadUnaligned(fromByteOffset: o, as: UInt64.self) { return 0 }
+                    o &+= 8
+                }
+                return want.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self) == have.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self) ? n : 0
+            }
+        }
+    }
 
     private struct Slot: BitwiseCopyable {
         var kind: Kind
@@ -185,30 +233,43 @@ public struct JSONEventDecoder: Sendable {
         s.advance()
         s.skipWhitespace()
         if s.peek == UInt8(ascii: "}") { s.advance(); return }
+        var k = 0
         while true {
             s.skipWhitespace()
             guard s.peek == UInt8(ascii: "\"") else { throw Rejection(.notJSON, "expected a field name at byte \(s.position)") }
-            let key = try s.string()
-            s.skipWhitespace()
-            guard s.peek == UInt8(ascii: ":") else { throw Rejection(.notJSON, "expected ':' at byte \(s.position)") }
-            s.advance()
-            s.skipWhitespace()
-            let keyBytes = key.escapes ? s.unescape(key.span) : nil
-            let target = match(key, keyBytes, s, node: node)
-            if let target, target < 0 {
-                try parseChild(&s, node: -target - 1)
+            let target: Int?
+            let isTime: Bool
+            if node == 0, case let n = shapes.match(k, s), n > 0 {
+                // The same bytes as the last events' key at this position: the same key.
+                s.position &+= n
+                target = shapes.targets[k]
+                isTime = shapes.isTime[k]
             } else {
+                let start = s.position
+                let key = try s.string()
+                let end = s.position
+                s.skipWhitespace()
+                guard s.peek == UInt8(ascii: ":") else { throw Rejection(.notJSON, "expected ':' at byte \(s.position)") }
+                s.advance()
+                let keyBytes = key.escapes ? s.unescape(key.span) : nil
+                target = match(key, keyBytes, s, node: node)
                 // A declared field is the timestamp only if it is the declared timestamp field; any
                 // other key of the event only when the timestamp is not declared and the key names it.
-                let isTime: Bool
-                if let target { isTime = target == timestampIndex } else { isTime = node == 0 && timestampInPayload && timestampIndex == nil && namesTimestamp(key, keyBytes, s) }
-                if let target {
-                    try parseValue(&s, field: target, alsoTimestamp: isTime)
-                } else if isTime {
-                    try parseTimestamp(&s)
-                } else {
-                    try s.skipValue(depth: 0)
+                if let target { isTime = target >= 0 && target == timestampIndex } else { isTime = node == 0 && timestampInPayload && timestampIndex == nil && namesTimestamp(key, keyBytes, s) }
+                if node == 0 && end &+ 1 == s.position {
+                    shapes.record(k, UnsafeBufferPointer(start: s.base + start, count: s.position - start), target: target, isTime: isTime)
                 }
+            }
+            k &+= 1
+            s.skipWhitespace()
+            if let target, target < 0 {
+                try parseChild(&s, node: -target - 1)
+            } else if let target {
+                try parseValue(&s, field: target, alsoTimestamp: isTime)
+            } else if isTime {
+                try parseTimestamp(&s)
+            } else {
+                try s.skipValue(depth: 0)
             }
             s.skipWhitespace()
             guard let c = s.peek else { throw Rejection(.notJSON, "unterminated object") }

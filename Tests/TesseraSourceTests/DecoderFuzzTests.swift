@@ -124,6 +124,12 @@ struct DecoderFuzzTests {
             var freshBatch = ColumnBatch(schema: fresh.schema.types)
             let again = payload.withUnsafeBytes { fresh.decode($0, into: &freshBatch) }
             #expect(again == rejection, "\(String(decoding: payload, as: UTF8.self)): \(String(describing: again)) vs \(String(describing: rejection))")
+            // And the same row: the long-lived decoder's memory of earlier events' keys changes nothing.
+            if rejection == nil, again == nil {
+                #expect(batch.eventTimes[before] == freshBatch.eventTimes[0]
+                        && batch.columns.indices.allSatisfy { batch.columns[$0].value(at: before) == freshBatch.columns[$0].value(at: 0) },
+                        "\(String(decoding: payload, as: UTF8.self)): another row than a fresh decoder's")
+            }
         }
         let rejected = deadLetters.values.reduce(0, +)
         #expect(rows + rejected == inputs, "\(rows) rows + \(rejected) dead letters for \(inputs) payloads")
