@@ -3,7 +3,8 @@ import TesseraSource
 
 /// Decode → aggregate → reject for a batch of input records of any partitions: the one path by
 /// which input reaches the core, in `tessera run` and in `tessera backfill`. Every record is
-/// decoded into its partition's pipeline or dead-lettered with why; then each pipeline fed is
+/// decoded into its partition's pipeline (`tessera backfill` hands the pipeline rows it decoded
+/// to place them, `accept`) or dead-lettered with why; then each pipeline fed is
 /// aggregated once, and the rows the core refused (late, too far ahead, keyless) are dead-lettered with their payload.
 final class RecordRouter {
     let deadLetters: DeadLetterSink
