@@ -59,6 +59,9 @@ public struct JSONEventDecoder: Sendable {
 
     struct KeyShapes: Sendable {
         static let slot = 32
+        /// Keys past the 64th of an event take the general path (a hostile payload's many keys
+        /// are not all remembered).
+        static let positions = 64
         var bytes: [UInt8] = []
         var lengths: [Int] = []
         /// What `match` gave (nil: not a declared field or object) and whether the key is the event time.
@@ -66,7 +69,7 @@ public struct JSONEventDecoder: Sendable {
         var isTime: [Bool] = []
 
         mutating func record(_ k: Int, _ key: UnsafeBufferPointer<UInt8>, target: Int?, isTime time: Bool) {
-            guard key.count <= KeyShapes.slot, k <= lengths.count else { return }
+            guard key.count <= KeyShapes.slot, k <= lengths.count, k < KeyShapes.positions else { return }
             if k == lengths.count {
                 bytes.append(contentsOf: repeatElement(0, count: KeyShapes.slot))
                 lengths.append(0)
