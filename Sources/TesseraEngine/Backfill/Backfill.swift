@@ -86,6 +86,8 @@ public final class Backfill {
     private var placedRows: [[Int]]
     private var placedRecords: [[Int]]
     private var placedOrder: [Int32] = []
+    /// A key's text, for the partitioner (reused from event to event).
+    private var keyText: [UInt8] = []
     public private(set) var stats = BackfillStats()
 
     public init(options: BackfillOptions, logger: Logger, clock: any WallClock = SystemClock()) throws {
@@ -268,28 +270,16 @@ public final class Backfill {
     }
 
     /// The partition Kafka's default partitioner gives row `row`'s key: the bytes a producer
-    /// sends for the key field's value, its text (integers in decimal).
+    /// sends for the key field's value, its text (numbers as `DecimalText` writes them).
     private func partition(of row: Int) -> Int32 {
         let column = decoded.columns[keyIndex]
-        let n = options.partitions
+        keyText.removeAll(keepingCapacity: true)
         switch column.type {
-        case .string: return column.withUTF8(at: row) { KafkaPartitioner.partition(key: $0, partitions: n) }
-        case .int64:
-            // The decimal digits, written from the end of a 20-byte buffer (no String made).
-            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-                let v = column.ints[row]
-                var magnitude = v.magnitude
-                var at = 20
-                repeat {
-                    at -= 1
-                    digits[at] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                    magnitude /= 10
-                } while magnitude > 0
-                if v < 0 { at -= 1; digits[at] = UInt8(ascii: "-") }
-                return KafkaPartitioner.partition(key: UnsafeBufferPointer(rebasing: digits[at...]), partitions: n)
-            }
-        case .bool: return KafkaPartitioner.partition(key: Array((column.ints[row] != 0 ? "true" : "false").utf8), partitions: n)
-        case .float64: return KafkaPartitioner.partition(key: Array(String(column.doubles[row]).utf8), partitions: n)
+        case .string: return column.withUTF8(at: row) { KafkaPartitioner.partition(key: $0, partitions: options.partitions) }
+        case .int64: DecimalText.append(column.ints[row], to: &keyText)
+        case .bool: keyText.append(contentsOf: (column.ints[row] != 0 ? "true" : "false").utf8)
+        case .float64: DecimalText.append(column.doubles[row], to: &keyText)
         }
+        return KafkaPartitioner.partition(key: keyText, partitions: options.partitions)
     }
 }
