@@ -1,4 +1,5 @@
 import TesseraCore
+import TesseraKafka
 import TesseraLog
 import TesseraOnline
 import TesseraRegistry
@@ -104,26 +105,41 @@ final class PartitionPipeline {
     /// Rows decoded and waiting for `aggregate`.
     var pending: Int { intake.batch.count }
 
-    /// Decodes one input record into the pending batch, or returns why it is rejected (the
-    /// caller dead-letters it). `key` is the record key, checked against the event's key field
-    /// (nil for input that has none, such as `tessera backfill`'s files); `timestampMillis` is
-    /// when the record was produced (-1 if unknown), which bounds how far ahead its event time
-    /// may be; `header(i)` is the record's header `headerNames[i]`. Fields the source takes from
-    /// the record are read from these.
-    func decode(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer? = nil, timestampMillis: Int64 = -1,
-                header: (Int) -> UnsafeRawBufferPointer? = { _ in nil }, offset: Int64, record: Int) -> Rejection? {
-        nextOffset = offset + 1
-        counters.consumed += 1
-        switch intake.decode(payload, key: key, timestampMillis: timestampMillis, header: header, offset: offset, record: record) {
-        case .accepted:
-            consecutiveBad = 0
-            return nil
-        case .acceptedMisKeyed(let reason):
-            counters.acceptedMisKeyed[reason, default: 0] += 1
-            consecutiveBad = 0
-            return nil
-        case .rejected(let rejection):
-            return reject(rejection)
+    /// Decodes a run of this partition's input records, `records[run]` in order, into the
+    /// pending batch; a record whose event is rejected is handed to `rejected` with its index
+    /// (the caller dead-letters it). Indices are the caller's, for `aggregate`'s dead letters.
+    /// Each record's key is checked against the event's key field; when it was produced bounds
+    /// how far ahead its event time may be; fields the source takes from the record (key,
+    /// timestamp, headers) are read from it. The pending batch is accessed once for the run.
+    func decode(_ records: UnsafeBufferPointer<KafkaRecord>, _ run: Range<Int>,
+                rejected: (Int, Rejection) throws -> Void) rethrows {
+        guard !run.isEmpty else { return }
+        counters.consumed += run.count
+        let headers = headerNames
+        var next = nextOffset
+        defer { nextOffset = next }
+        try Self.decode(records, run, headers: headers, into: &intake, counters: &counters, consecutiveBad: &consecutiveBad,
+                        nextOffset: &next, rejected: rejected)
+    }
+
+    private static func decode(_ records: UnsafeBufferPointer<KafkaRecord>, _ run: Range<Int>, headers: [String],
+                               into intake: inout Intake, counters: inout Counters, consecutiveBad: inout Int, nextOffset: inout Int64,
+                               rejected: (Int, Rejection) throws -> Void) rethrows {
+        for i in run {
+            let r = records[i]
+            nextOffset = r.offset + 1
+            switch intake.decode(r.payload, key: r.key, timestampMillis: r.timestampMillis, header: { r.header(headers[$0]) },
+                                 offset: r.offset, record: i) {
+            case .accepted:
+                consecutiveBad = 0
+            case .acceptedMisKeyed(let reason):
+                counters.acceptedMisKeyed[reason, default: 0] += 1
+                consecutiveBad = 0
+            case .rejected(let rejection):
+                counters.rejected[rejection.reason, default: 0] += 1
+                consecutiveBad += 1
+                try rejected(i, rejection)
+            }
         }
     }
 
@@ -137,12 +153,6 @@ final class PartitionPipeline {
         nextOffset += Int64(rows.count)
         counters.consumed += rows.count
         consecutiveBad = 0
-    }
-
-    private func reject(_ rejection: Rejection) -> Rejection {
-        counters.rejected[rejection.reason, default: 0] += 1
-        consecutiveBad += 1
-        return rejection
     }
 
     /// Aggregates the pending batch and hands its emissions to the sinks. Returns the rows the

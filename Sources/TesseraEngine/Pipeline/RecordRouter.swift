@@ -1,4 +1,5 @@
 import TesseraCore
+import TesseraKafka
 import TesseraSource
 
 /// Decode → aggregate → reject for a batch of input records of any partitions: the one path by
@@ -17,16 +18,14 @@ final class RecordRouter {
 
     init(deadLetters: DeadLetterSink) { self.deadLetters = deadLetters }
 
-    /// Decodes one record into `pipeline`. `record` is the caller's index of it in the batch (for
-    /// `aggregate`'s dead letters); a rejected record is dead-lettered here with `origin`. `key`
-    /// and `timestampMillis` are the Kafka record's, `header(i)` its header `pipeline.headerNames[i]`
-    /// (`PartitionPipeline.decode`).
-    func decode(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer? = nil, timestampMillis: Int64 = -1,
-                header: (Int) -> UnsafeRawBufferPointer? = { _ in nil }, offset: Int64, record: Int, into pipeline: PartitionPipeline,
-                origin: @autoclosure () -> DeadLetterOrigin) throws {
+    /// Decodes `records[run]`, a run of one partition's records in order, into its `pipeline`;
+    /// a rejected record is dead-lettered here with its topic, partition and offset.
+    func decode(_ records: UnsafeBufferPointer<KafkaRecord>, _ run: Range<Int>, into pipeline: PartitionPipeline) throws {
         touch(pipeline)
-        if let rejection = pipeline.decode(payload, key: key, timestampMillis: timestampMillis, header: header, offset: offset, record: record) {
-            try deadLetters.record(origin(), rejection: rejection, payload: payload)
+        try pipeline.decode(records, run) { i, rejection in
+            let r = records[i]
+            try deadLetters.record(DeadLetterOrigin(topic: pipeline.topic, partition: r.partition, offset: r.offset),
+                                   rejection: rejection, payload: r.payload)
         }
     }
 

@@ -351,20 +351,21 @@ public final class Worker: RebalanceListener {
                 }
             }
         }
-        var current: PartitionTable.Entry?
-        var headers: [String] = []
         var newest = newestProduced
         defer { newestProduced = newest }
-        for (index, r) in records.enumerated() {
-            newest = max(newest, r.timestampMillis)
-            // Records come in runs of one partition: look the partition up only when it changes.
-            if current == nil || current!.tp.partition != r.partition || current!.topicIndex != r.topic {
-                current = table.lookup(topic: r.topic, partition: r.partition)
-                headers = current?.pipeline.headerNames ?? []
+        // Records come in runs of one partition: each run is looked up once and decoded in one call.
+        var start = 0
+        while start < records.count {
+            let first = records[start]
+            var end = start
+            while end < records.count && records[end].partition == first.partition && records[end].topic == first.topic {
+                newest = max(newest, records[end].timestampMillis)
+                end += 1
             }
-            guard let e = current else { continue }
-            try router.decode(r.payload, key: r.key, timestampMillis: r.timestampMillis, header: { r.header(headers[$0]) }, offset: r.offset,
-                              record: index, into: e.pipeline, origin: DeadLetterOrigin(topic: e.tp.topic, partition: r.partition, offset: r.offset))
+            if let e = table.lookup(topic: first.topic, partition: first.partition) {
+                try router.decode(records, start..<end, into: e.pipeline)
+            }
+            start = end
         }
         let now = ContinuousClock.now
         let touched = try router.aggregate { p, record, offset in
