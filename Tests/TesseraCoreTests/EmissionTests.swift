@@ -134,6 +134,8 @@ struct DecimalTextTests {
         }
         for v in [Int64.min, Int64.max, 0, -1, 10] { #expect(m(String(v), v)) }
         #expect(!m("", 0) && !m("-0", 0) && !m("-", 0) && !m("00", 0) && !m("1", -1) && !m("-1", 1))
+        // Bytes just outside the digits, an empty negative, and 2⁶⁴ + 1 (which wraps to 1 in 64 bits).
+        #expect(!m("1/2", 2_652) && !m("1:2", 202) && !m("", -5) && !m("-", -1) && !m("18446744073709551617", 1))
     }
 
     @Test("an integer's text is its description")

@@ -60,17 +60,25 @@ public enum DecimalText {
     /// Whether `text` is exactly `value`'s decimal text (what `append` writes: no sign but a
     /// leading `-`, no leading zeros).
     public static func matches(_ text: UnsafeRawBufferPointer, _ value: Int64) -> Bool {
-        var magnitude = value.magnitude
-        var end = text.count
-        let start = value < 0 ? 1 : 0
-        if value < 0 && (end == 0 || text[0] != UInt8(ascii: "-")) { return false }
-        repeat {
-            guard end > start else { return false }
-            end -= 1
-            guard text[end] == UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30 else { return false }
-            magnitude /= 10
-        } while magnitude > 0
-        return end == start
+        guard let base = text.baseAddress else { return false }
+        let n = text.count
+        var i = 0
+        if value < 0 {
+            guard n > 0, base.load(as: UInt8.self) == UInt8(ascii: "-") else { return false }
+            i = 1
+        }
+        // One to 19 digits (an Int64's magnitude has at most 19, so the sum below cannot
+        // overflow), no leading zero but for 0 itself; read forwards, one multiply-add each.
+        guard n - i >= 1 && n - i <= 19 else { return false }
+        if n - i > 1 && base.load(fromByteOffset: i, as: UInt8.self) == UInt8(ascii: "0") { return false }
+        var magnitude: UInt64 = 0
+        while i < n {
+            let digit = base.load(fromByteOffset: i, as: UInt8.self) &- UInt8(ascii: "0")
+            guard digit < 10 else { return false }
+            magnitude = magnitude &* 10 &+ UInt64(digit)
+            i &+= 1
+        }
+        return magnitude == value.magnitude
     }
 
     /// The integer `text` spells: an optional `-`, then one or more ASCII digits, within Int64's
