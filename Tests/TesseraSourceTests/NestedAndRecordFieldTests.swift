@@ -174,7 +174,9 @@ struct NestedAndRecordFieldTests {
     @Test("DecimalText.parse reads exactly what Int64 reads")
     func decimal() {
         for text in ["0", "-0", "7", "-9223372036854775808", "9223372036854775807", "9223372036854775808", "-9223372036854775809",
-                     "", "-", "+1", " 1", "1 ", "01", "1e3", "١"] {
+                     "", "-", "+1", " 1", "1 ", "01", "1e3", "١",
+                     // Leading zeros past 19 digits, and 2⁶⁴ + 1 (which wraps to 1 in 64 bits).
+                     "000000000000000000000042", "-00000000000000000000009223372036854775808", "18446744073709551617"] {
             let parsed = Array(text.utf8).withUnsafeBytes { DecimalText.parse($0) }
             #expect(parsed == (text.hasPrefix("+") ? nil : Int64(text)), "\(text)")
         }

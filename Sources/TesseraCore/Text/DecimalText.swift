@@ -60,42 +60,43 @@ public enum DecimalText {
     /// Whether `text` is exactly `value`'s decimal text (what `append` writes: no sign but a
     /// leading `-`, no leading zeros).
     public static func matches(_ text: UnsafeRawBufferPointer, _ value: Int64) -> Bool {
-        guard let base = text.baseAddress else { return false }
-        let n = text.count
         var i = 0
         if value < 0 {
-            guard n > 0, base.load(as: UInt8.self) == UInt8(ascii: "-") else { return false }
+            guard text.first == UInt8(ascii: "-") else { return false }
             i = 1
         }
-        // One to 19 digits (an Int64's magnitude has at most 19, so the sum below cannot
-        // overflow), no leading zero but for 0 itself; read forwards, one multiply-add each.
-        guard n - i >= 1 && n - i <= 19 else { return false }
-        if n - i > 1 && base.load(fromByteOffset: i, as: UInt8.self) == UInt8(ascii: "0") { return false }
-        var magnitude: UInt64 = 0
-        while i < n {
-            let digit = base.load(fromByteOffset: i, as: UInt8.self) &- UInt8(ascii: "0")
-            guard digit < 10 else { return false }
-            magnitude = magnitude &* 10 &+ UInt64(digit)
-            i &+= 1
-        }
-        return magnitude == value.magnitude
+        // No leading zero but for 0 itself.
+        if text.count - i > 1 && text[i] == UInt8(ascii: "0") { return false }
+        return magnitude(text, from: i) == value.magnitude
     }
 
     /// The integer `text` spells: an optional `-`, then one or more ASCII digits, within Int64's
     /// range; nil for anything else (signs other than a leading `-`, spaces, an empty text).
     public static func parse(_ text: UnsafeRawBufferPointer) -> Int64? {
         let negative = text.first == UInt8(ascii: "-")
-        let digits = text.dropFirst(negative ? 1 : 0)
-        guard !digits.isEmpty else { return nil }
-        var magnitude: UInt64 = 0
-        for c in digits {
-            guard c >= 0x30 && c <= 0x39 else { return nil }
-            let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
-            let (next, o2) = times10.addingReportingOverflow(UInt64(c - 0x30))
-            guard !o1, !o2 else { return nil }
-            magnitude = next
-        }
+        var i = negative ? 1 : 0
+        // Leading zeros, however many, do not count against `magnitude`'s 19 digits.
+        while i < text.count - 1 && text[i] == UInt8(ascii: "0") { i += 1 }
+        guard let magnitude = magnitude(text, from: i) else { return nil }
         if negative { return magnitude <= UInt64(Int64.max) + 1 ? Int64(truncatingIfNeeded: 0 &- magnitude) : nil }
         return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
+    }
+
+    /// The number the ASCII digits `text[start...]` spell, read forwards with one multiply-add
+    /// each; nil unless there are 1 to 19 of them and nothing else (an Int64's magnitude has at
+    /// most 19 digits, so the sum cannot overflow).
+    @inline(__always)
+    private static func magnitude(_ text: UnsafeRawBufferPointer, from start: Int) -> UInt64? {
+        let n = text.count
+        guard n - start >= 1 && n - start <= 19, let base = text.baseAddress else { return nil }
+        var magnitude: UInt64 = 0
+        var i = start
+        while i < n {
+            let digit = base.load(fromByteOffset: i, as: UInt8.self) &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            magnitude = magnitude &* 10 &+ UInt64(digit)
+            i &+= 1
+        }
+        return magnitude
     }
 }
