@@ -116,10 +116,8 @@ final class PartitionPipeline {
         guard !run.isEmpty else { return }
         counters.consumed += run.count
         let headers = headerNames
-        var next = nextOffset
-        defer { nextOffset = next }
         try Self.decode(records, run, headers: headers, into: &intake, counters: &counters, consecutiveBad: &consecutiveBad,
-                        nextOffset: &next, rejected: rejected)
+                        nextOffset: &nextOffset, rejected: rejected)
     }
 
     private static func decode(_ records: UnsafeBufferPointer<KafkaRecord>, _ run: Range<Int>, headers: [String],
